@@ -1,0 +1,127 @@
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Hessians;
+
+/// <summary>
+/// Exact Hessians for models small enough to hold a P×P matrix (P up to <see cref="MaxParameters"/>).
+/// Shards compute <see cref="DataSum"/> over their rows; the coordinator adds them, divides by N
+/// and adds the regulariser (<see cref="Assemble"/>).
+/// </summary>
+public static class ExactHessian
+{
+    public const long MaxParameters = 12_000;
+
+    /// <summary>Σ_i w_i ∇²_θ L(z_i, θ) over the rows of <paramref name="data"/> (w = 1 by default): no normaliser, no regulariser.</summary>
+    public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
+    {
+        if (spec.ParameterCount > MaxParameters)
+            throw new InvalidOperationException($"an exact Hessian needs {spec.ParameterCount}² entries; the limit is {MaxParameters} parameters (use an iterative method)");
+        return spec.IsLogisticRegression ? AnalyticLogisticSum(spec, theta, data, weights) : DoubleBackwardSum(spec, theta, data, weights);
+    }
+
+    /// <summary>H = DataSum/N + diag(λ·mask): the Hessian of the objective.</summary>
+    public static Tensor Assemble(Tensor dataSum, long normalizer, Tensor regularizerDiagonal)
+    {
+        var h = dataSum.div(normalizer);
+        h.diagonal().add_(regularizerDiagonal);
+        return h;
+    }
+
+    /// <summary>Hessian of the whole objective at θ, on one process (no shards).</summary>
+    public static Tensor Of(Objective objective, Tensor theta)
+    {
+        using var sum = DataSum(objective.Spec, theta, objective.Data, objective.ExampleWeights);
+        using var reg = objective.RegularizerHessianDiagonal();
+        return Assemble(sum, objective.Normalizer, reg);
+    }
+
+    /// <summary>
+    /// Logistic regression in closed form. With per-example output curvature
+    /// A_i = diag(p_i) − p_i p_iᵀ (softmax) or p_i(1 − p_i) (sigmoid), the block of classes (c, d) is
+    /// W_c W_d: Σ A_i[c,d] x_i x_iᵀ, W_c b_d: Σ A_i[c,d] x_i, b_c b_d: Σ A_i[c,d].
+    /// </summary>
+    public static Tensor AnalyticLogisticSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
+    {
+        if (!spec.IsLogisticRegression) throw new ArgumentException("the closed form is for logistic regression only");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var x = data.X;
+        int c = spec.OutputDim;
+        long d = spec.InputDim;
+        var logits = Network.Logits(spec, theta, x);
+        Tensor curvature; // N × C × C
+        if (spec.IsBinary)
+        {
+            var p = logits.sigmoid();
+            curvature = p.mul(p.neg().add(1)).view(-1, 1, 1);
+        }
+        else
+        {
+            var p = logits.softmax(1);
+            curvature = p.diag_embed().sub(p.unsqueeze(2).mul(p.unsqueeze(1)));
+        }
+        if (weights is not null) curvature = curvature.mul(weights.to(spec.ScalarType).view(-1, 1, 1));
+        var h = zeros(spec.ParameterCount, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
+        long biasStart = c * d;
+        for (int ci = 0; ci < c; ci++)
+        {
+            for (int di = ci; di < c; di++)
+            {
+                using var inner = NewDisposeScope();
+                var w = curvature.select(1, ci).select(1, di);
+                var weighted = x.mul(w.unsqueeze(1));
+                var ww = x.t().matmul(weighted);
+                var wb = weighted.sum(0L, false);
+                var bb = w.sum();
+                h.narrow(0, ci * d, d).narrow(1, di * d, d).copy_(ww);
+                h.narrow(0, ci * d, d).select(1, biasStart + di).copy_(wb);
+                h.narrow(0, di * d, d).select(1, biasStart + ci).copy_(wb);
+                h[biasStart + ci, biasStart + di] = bb;
+                if (ci != di)
+                {
+                    h.narrow(0, di * d, d).narrow(1, ci * d, d).copy_(ww.t());
+                    h[biasStart + di, biasStart + ci] = bb;
+                }
+            }
+        }
+        // The W-b blocks were written in the rows of W; mirror them into the rows of b.
+        h.narrow(0, biasStart, c).copy_(h.narrow(1, biasStart, c).t().clone());
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Any model: row k of the Hessian is ∂(∇L)_k/∂θ by double backward (P backward passes).</summary>
+    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
+    {
+        using var scope = NewDisposeScope();
+        using var enabled = enable_grad();
+        var t = theta.detach().requires_grad_(true);
+        var losses = Objective.PerExampleLoss(spec, t, data);
+        var loss = weights is null ? losses.sum() : losses.mul(weights.to(spec.ScalarType)).sum();
+        // create_graph does not imply retain_graph in TorchSharp: pass both.
+        var g = autograd.grad([loss], [t], retain_graph: true, create_graph: true)[0];
+        long p = spec.ParameterCount;
+        var h = zeros(p, p, dtype: spec.ScalarType, device: theta.device);
+        for (long k = 0; k < p; k++)
+        {
+            using var row = NewDisposeScope();
+            var r = autograd.grad([g[k]], [t], retain_graph: true)[0];
+            h[k].copy_(r);
+        }
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Hessian-vector product of the objective by double backward: H v without forming H.</summary>
+    public static Tensor VectorProduct(Objective objective, Tensor theta, Tensor v)
+    {
+        using var scope = NewDisposeScope();
+        using var enabled = enable_grad();
+        var t = theta.detach().requires_grad_(true);
+        var f = objective.Value(t);
+        var g = autograd.grad([f], [t], retain_graph: true, create_graph: true)[0];
+        var hv = autograd.grad([g.dot(v)], [t])[0];
+        return hv.detach().MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,157 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Hessians;
+
+/// <summary>How the (damped) Hessian was inverted.</summary>
+public enum InverseKind { Cholesky, Eigen }
+
+/// <summary>
+/// The inverse of <c>H + δI</c> on the complement of the objective's flat directions U
+/// (the pseudo-inverse there), factorised once. We factor <c>M = H + δI + s·UUᵀ</c> with
+/// <c>s</c> the mean eigenvalue of <c>H + δI</c> on the complement (its trace over P − m): M is
+/// invertible, maps the complement onto itself, and for g ⊥ U, <c>M⁻¹g = (H + δI)⁺g</c>. Because
+/// s lies inside the spectrum of the complement, the extreme eigenvalues of M are those of H + δI
+/// on the complement. Cholesky when M is positive definite; otherwise a symmetric
+/// eigendecomposition, inverting every eigenvalue (sign kept) and dropping numerically zero ones.
+/// </summary>
+public sealed class HessianInverse : IDisposable
+{
+    private HessianInverse(InverseKind kind, Tensor factor, Tensor? eigenvalues, Tensor? flat, double damping, double minEigenvalue, double maxEigenvalue, int droppedEigenvalues)
+    {
+        Kind = kind;
+        Factor = factor;
+        Eigenvalues = eigenvalues;
+        Flat = flat;
+        Damping = damping;
+        MinEigenvalue = minEigenvalue;
+        MaxEigenvalue = maxEigenvalue;
+        DroppedEigenvalues = droppedEigenvalues;
+    }
+
+    public InverseKind Kind { get; }
+    /// <summary>Lower Cholesky factor L of M (Cholesky) or the eigenvectors V of M (Eigen).</summary>
+    public Tensor Factor { get; }
+    /// <summary>Eigenvalues of M (Eigen kind only).</summary>
+    public Tensor? Eigenvalues { get; }
+    /// <summary>Orthonormal flat directions U (P×m), or null.</summary>
+    public Tensor? Flat { get; }
+    public double Damping { get; }
+    /// <summary>Smallest and largest eigenvalue of H + δI on the complement of the flat directions.</summary>
+    public double MinEigenvalue { get; }
+    public double MaxEigenvalue { get; }
+    public bool PositiveDefinite => MinEigenvalue > 0;
+    /// <summary>Eigenvalues treated as zero (pseudo-inverse) in the Eigen kind.</summary>
+    public int DroppedEigenvalues { get; }
+
+    /// <param name="hessian">H (P×P, symmetric), not modified.</param>
+    /// <param name="damping">δ ≥ 0 added to the diagonal.</param>
+    /// <param name="flat">Orthonormal flat directions (P×m) or null.</param>
+    /// <param name="computeSpectrum">Compute the extreme eigenvalues (an eigvalsh of P×P) when Cholesky succeeds.</param>
+    public static HessianInverse Factorize(Tensor hessian, double damping, Tensor? flat, bool computeSpectrum = true)
+    {
+        if (damping < 0 || !double.IsFinite(damping)) throw new ArgumentOutOfRangeException(nameof(damping), "damping must be a finite number ≥ 0");
+        using var scope = NewDisposeScope();
+        long p = hessian.shape[0];
+        var m = hessian.clone();
+        m.diagonal().add_(damping);
+        Tensor? u = flat?.to(hessian.dtype);
+        if (u is not null)
+        {
+            long k = u.shape[1];
+            // Trace of H + δI on the complement (flat directions carry eigenvalue δ after damping).
+            double s = (m.diagonal().sum().ToDouble() - k * damping - u.t().matmul(hessian).matmul(u).trace().ToDouble()) / (p - k);
+            if (!(s > 0)) s = Math.Abs(s) + 1.0;
+            m.add_(u.matmul(u.t()).mul(s - damping));
+        }
+
+        var (l, info) = linalg.cholesky_ex(m);
+        if (info.ToInt64() == 0)
+        {
+            double min = double.NaN, max = double.NaN;
+            if (computeSpectrum)
+            {
+                var ev = linalg.eigvalsh(m);
+                min = ev[0].ToDouble();
+                max = ev[-1].ToDouble();
+            }
+            return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, min, max, 0);
+        }
+
+        var (values, vectors) = linalg.eigh(m);
+        double largest = values.abs().max().ToDouble();
+        var tiny = values.abs().le(largest * 1e-12);
+        int dropped = (int)tiny.sum().ToInt64();
+        var safe = values.masked_fill(tiny, double.PositiveInfinity);
+        return new HessianInverse(InverseKind.Eigen, vectors.MoveToOuterDisposeScope(), safe.MoveToOuterDisposeScope(), u?.MoveToOuterDisposeScope(),
+            damping, values[0].ToDouble(), values[-1].ToDouble(), dropped);
+    }
+
+    /// <summary>Projects the columns of <paramref name="v"/> (P×K) onto the complement of the flat directions.</summary>
+    public Tensor Project(Tensor v) => Flat is null ? v : v.sub(Flat.matmul(Flat.t().matmul(v)));
+
+    /// <summary>(H + δI)⁺ applied to the columns of <paramref name="rhs"/> (P×K).</summary>
+    public Tensor Solve(Tensor rhs)
+    {
+        using var scope = NewDisposeScope();
+        var b = Project(rhs.to(Factor.dtype));
+        Tensor x = Kind == InverseKind.Cholesky
+            ? cholesky_solve(b, Factor)
+            : Factor.matmul(Factor.t().matmul(b).div(Eigenvalues!.unsqueeze(1)));
+        return Project(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>gᵀ(H + δI)⁺g for every row g of <paramref name="rows"/> (B×P): self-influence.</summary>
+    public Tensor QuadraticForms(Tensor rows)
+    {
+        using var scope = NewDisposeScope();
+        var g = Project(rows.to(Factor.dtype).t());
+        Tensor q;
+        if (Kind == InverseKind.Cholesky)
+        {
+            var y = linalg.solve_triangular(Factor, g, upper: false);
+            q = y.square().sum(0L, false);
+        }
+        else
+        {
+            q = Factor.t().matmul(g).square().div(Eigenvalues!.unsqueeze(1)).sum(0L, false);
+        }
+        return q.MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        Factor.Dispose();
+        Eigenvalues?.Dispose();
+        Flat?.Dispose();
+    }
+
+    /// <summary>Writes the factorisation (for shards on other silos).</summary>
+    public void Save(Stream stream)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write("influence-hessian-inverse-v1");
+        w.Write((int)Kind);
+        w.Write(Damping);
+        w.Write(MinEigenvalue);
+        w.Write(MaxEigenvalue);
+        w.Write(DroppedEigenvalues);
+        TensorIO.Write(w, Factor);
+        TensorIO.WriteOptional(w, Eigenvalues);
+        TensorIO.WriteOptional(w, Flat);
+    }
+
+    public static HessianInverse Load(Stream stream, Device device)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        var magic = r.ReadString();
+        if (magic != "influence-hessian-inverse-v1") throw new InvalidDataException($"not a Hessian factorisation ('{magic}')");
+        var kind = (InverseKind)r.ReadInt32();
+        double damping = r.ReadDouble(), min = r.ReadDouble(), max = r.ReadDouble();
+        int dropped = r.ReadInt32();
+        var factor = TensorIO.Read(r, device);
+        var eig = TensorIO.ReadOptional(r, device);
+        var flat = TensorIO.ReadOptional(r, device);
+        return new HessianInverse(kind, factor, eig, flat, damping, min, max, dropped);
+    }
+}

@@ -1,0 +1,19 @@
+using Influence.Core.Data;
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Training;
+
+/// <summary>Retraining without one example, as DESIGN.md defines it: the normaliser stays 1/N.</summary>
+public static class LeaveOneOut
+{
+    /// <summary>θ̂₋ⱼ = argmin (1/N) Σ_{i≠j} L_i + R, from <paramref name="start"/> (θ̂ for a warm retrain).</summary>
+    public static TrainingResult Retrain(ModelSpec spec, Dataset train, int removed, Tensor start, TrainingOptions? options = null)
+    {
+        var keep = Enumerable.Range(0, train.Count).Where(i => i != removed).ToArray();
+        using var data = DataTensors.From(train.Select(keep), spec, start.device);
+        var objective = new Objective(spec, data, train.Count, start.device);
+        return FullBatchTrainer.Train(objective, start, options);
+    }
+}
