@@ -9,6 +9,13 @@ public static class TensorIO
 {
     private const int ChunkElements = 1 << 20;
 
+    /// <summary>Writes one tensor to a stream, leaving the stream open.</summary>
+    public static void Write(Stream stream, Tensor t)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        Write(w, t);
+    }
+
     public static void Write(BinaryWriter w, Tensor t)
     {
         var cpu = t.detach().cpu().contiguous();

@@ -1,0 +1,120 @@
+namespace Influence.Abstractions;
+
+/// <summary>A dataset file as the silos see it (a path on the silo's filesystem or in its artifact store).</summary>
+[GenerateSerializer, Immutable]
+public sealed class DataSource
+{
+    [Id(0)] public required string Path { get; init; }
+    /// <summary>IDX labels file; null for CSV.</summary>
+    [Id(1)] public string? LabelsPath { get; init; }
+    /// <summary>Features are divided by this (255 for raw pixels).</summary>
+    [Id(2)] public double FeatureScale { get; init; } = 1.0;
+}
+
+/// <summary>The model family and its training settings.</summary>
+[GenerateSerializer, Immutable]
+public sealed class ModelSettings
+{
+    /// <summary>"logreg" or "mlp".</summary>
+    [Id(0)] public string Kind { get; init; } = "logreg";
+    [Id(1)] public int[] Hidden { get; init; } = [];
+    /// <summary>"tanh" or "relu".</summary>
+    [Id(2)] public string Activation { get; init; } = "tanh";
+    [Id(3)] public double L2 { get; init; } = 1e-3;
+    /// <summary>"weights" or "all" (logistic regression always penalises weights only).</summary>
+    [Id(4)] public string WeightDecayOn { get; init; } = "weights";
+    /// <summary>"float64" or "float32".</summary>
+    [Id(5)] public string DType { get; init; } = "float64";
+    [Id(6)] public int Seed { get; init; }
+}
+
+/// <summary>Everything a score job needs; the job id is the coordinator grain's key.</summary>
+[GenerateSerializer, Immutable]
+public sealed class ScoreJobRequest
+{
+    [Id(0)] public required DataSource Train { get; init; }
+    [Id(1)] public required DataSource Test { get; init; }
+    [Id(2)] public required ModelSettings Model { get; init; }
+    [Id(3)] public string Method { get; init; } = "exact";
+    [Id(4)] public double Damping { get; init; }
+    /// <summary>0-based rows of the test set to explain.</summary>
+    [Id(5)] public required int[] TestIndices { get; init; }
+    [Id(6)] public int Shards { get; init; } = 4;
+    [Id(7)] public int TopK { get; init; } = 10;
+    [Id(8)] public int BatchSize { get; init; } = 512;
+}
+
+public enum JobPhase
+{
+    Pending,
+    Training,
+    Hessian,
+    Factorizing,
+    Scoring,
+    Writing,
+    Completed,
+    Failed,
+}
+
+/// <summary>What the client polls.</summary>
+[GenerateSerializer, Immutable]
+public sealed class JobStatus
+{
+    [Id(0)] public required string JobId { get; init; }
+    [Id(1)] public JobPhase Phase { get; init; }
+    /// <summary>Units done and total in the current phase (shards, examples).</summary>
+    [Id(2)] public long Done { get; init; }
+    [Id(3)] public long Total { get; init; }
+    [Id(4)] public string Message { get; init; } = "";
+    [Id(5)] public string? Error { get; init; }
+    /// <summary>Artifact-store prefix of the job's outputs (influence.csv, summary.json, ...).</summary>
+    [Id(6)] public string? OutputPrefix { get; init; }
+    [Id(7)] public double ElapsedSeconds { get; init; }
+
+    public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed;
+}
+
+/// <summary>Which step a shard runs.</summary>
+public enum ShardStage
+{
+    /// <summary>Σ ∇²L_i over the shard's rows.</summary>
+    PartialHessian,
+    /// <summary>Influence of the shard's rows on every query, self-influence, local top-k.</summary>
+    Score,
+}
+
+/// <summary>A unit of work for a shard grain: one stage over rows [Start, End) of the training set.</summary>
+[GenerateSerializer, Immutable]
+public sealed class ShardAssignment
+{
+    [Id(0)] public required string JobId { get; init; }
+    [Id(1)] public required ScoreJobRequest Request { get; init; }
+    [Id(2)] public ShardStage Stage { get; init; }
+    [Id(3)] public int ShardIndex { get; init; }
+    [Id(4)] public int Start { get; init; }
+    [Id(5)] public int End { get; init; }
+}
+
+public enum ShardState { Idle, Running, Done, Failed }
+
+/// <summary>A shard's progress, and when done, its result (large results go to the artifact store).</summary>
+[GenerateSerializer, Immutable]
+public sealed class ShardReport
+{
+    [Id(0)] public ShardState State { get; init; }
+    [Id(1)] public ShardStage Stage { get; init; }
+    [Id(2)] public long Done { get; init; }
+    [Id(3)] public long Total { get; init; }
+    [Id(4)] public string? Error { get; init; }
+    /// <summary>Artifact key of the shard's output (partial Hessian or score block).</summary>
+    [Id(5)] public string? OutputKey { get; init; }
+    /// <summary>Score stage: per query, the shard's top-k proponents and opponents.</summary>
+    [Id(6)] public TopKEntry[][]? Proponents { get; init; }
+    [Id(7)] public TopKEntry[][]? Opponents { get; init; }
+    [Id(8)] public double Seconds { get; init; }
+    /// <summary>The silo that ran it (for placement checks and logs).</summary>
+    [Id(9)] public string? Silo { get; init; }
+}
+
+[GenerateSerializer, Immutable]
+public readonly record struct TopKEntry([property: Id(0)] int TrainIndex, [property: Id(1)] double Influence);

@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Influence.Abstractions;
+using Influence.Core.Storage;
+using Spectre.Console;
+
+namespace Influence.Client;
+
+/// <summary>`influence score`: exact influence of every training example on chosen test points.</summary>
+public static class ScoreCommand
+{
+    public static readonly Option<string> Train = new("--train") { Description = "Training set: CSV (label first, header) or IDX images", Required = true };
+    public static readonly Option<string> Test = new("--test") { Description = "Test set, same format as --train", Required = true };
+    public static readonly Option<string?> TrainLabels = new("--train-labels") { Description = "IDX labels file for --train (default: MNIST naming)" };
+    public static readonly Option<string?> TestLabels = new("--test-labels") { Description = "IDX labels file for --test" };
+    public static readonly Option<double> PixelScale = new("--pixel-scale") { Description = "Divide every feature by this (255 for raw pixels)", DefaultValueFactory = _ => 1.0 };
+    public static readonly Option<string> Model = new("--model") { Description = "logreg or mlp", DefaultValueFactory = _ => "logreg" };
+    public static readonly Option<string> Hidden = new("--hidden") { Description = "MLP hidden widths, e.g. 8,8", DefaultValueFactory = _ => "" };
+    public static readonly Option<string> ActivationOpt = new("--activation") { Description = "tanh or relu", DefaultValueFactory = _ => "tanh" };
+    public static readonly Option<double> L2 = new("--l2") { Description = "L2 strength λ of (λ/2)‖W‖²", DefaultValueFactory = _ => 1e-3 };
+    public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
+    public static readonly Option<string> DType = new("--dtype") { Description = "float64 or float32", DefaultValueFactory = _ => "float64" };
+    public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 0 };
+    public static readonly Option<string> Method = new("--method") { Description = "Inverse-Hessian method: exact", DefaultValueFactory = _ => "exact" };
+    public static readonly Option<double> Damping = new("--damping") { Description = "δ added to the Hessian's diagonal (reported in summary.json)", DefaultValueFactory = _ => 0.0 };
+    public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
+    public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };
+    public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => 10 };
+    public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => 512 };
+    public static readonly Option<string> Out = new("--out") { Description = "Output folder", Required = true };
+    public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster's gateway (localhost:PORT); default: an embedded silo" };
+    public static readonly Option<string> Store = new("--store") { Description = "Artifact store folder (shared with the silos)", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
+
+    public static Command Create()
+    {
+        var command = new Command("score", "Exact influence of every training example on the chosen test points");
+        foreach (var o in new Option[] { Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping, TestIndices, Shards, TopK, BatchSize, Out, Cluster, Store, Verbose })
+            command.Options.Add(o);
+        command.SetAction((parse, ct) => RunAsync(parse, ct));
+        return command;
+    }
+
+    public static ScoreJobRequest BuildRequest(ParseResult p)
+    {
+        var hidden = p.GetValue(Hidden)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{h}' is not a positive width"))
+            .ToArray();
+        double scale = p.GetValue(PixelScale);
+        if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");
+        return new ScoreJobRequest
+        {
+            Train = Source(p.GetValue(Train)!, p.GetValue(TrainLabels), scale),
+            Test = Source(p.GetValue(Test)!, p.GetValue(TestLabels), scale),
+            Model = new ModelSettings
+            {
+                Kind = p.GetValue(Model)!, Hidden = hidden, Activation = p.GetValue(ActivationOpt)!, L2 = p.GetValue(L2),
+                WeightDecayOn = p.GetValue(DecayOn)!, DType = p.GetValue(DType)!, Seed = p.GetValue(Seed),
+            },
+            Method = p.GetValue(Method)!,
+            Damping = p.GetValue(Damping),
+            TestIndices = IndexList.Parse(p.GetValue(TestIndices)!),
+            Shards = p.GetValue(Shards),
+            TopK = p.GetValue(TopK),
+            BatchSize = p.GetValue(BatchSize),
+        };
+    }
+
+    private static DataSource Source(string path, string? labels, double scale)
+    {
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full)) throw new ArgumentException($"{path}: file not found");
+        return new DataSource { Path = full, LabelsPath = labels is null ? null : Path.GetFullPath(labels), FeatureScale = scale };
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
+    {
+        ScoreJobRequest request;
+        try { request = BuildRequest(parse); }
+        catch (ArgumentException e) { return Fail(e.Message, 2); }
+        return await RunJobAsync(request, parse.GetValue(Out)!, parse.GetValue(Cluster), parse.GetValue(Store)!, parse.GetValue(Verbose), showTopK: 0, ct);
+    }
+
+    /// <summary>Runs one score job end to end; returns the process exit code.</summary>
+    public static async Task<int> RunJobAsync(ScoreJobRequest request, string outDir, string? cluster, string storeRoot, bool verbose, int showTopK, CancellationToken ct)
+    {
+        await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct);
+        var jobId = JobRunner.NewJobId("score");
+        Console.WriteLine($"Job {jobId} on the {connection.Description}: {request.Model.Kind}, method {request.Method}, {request.TestIndices.Length} test points, {request.Shards} shards");
+        var status = await JobRunner.RunScoreAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
+
+        JobRunner.Export(connection, status.OutputPrefix!, outDir);
+        var full = Path.GetFullPath(outDir);
+        PrintSummary(full, showTopK);
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {full}: influence.csv, self_influence.csv, topk.csv, summary.json, checkpoint.json");
+        return 0;
+    }
+
+    private static void PrintSummary(string outDir, int showTopK)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")));
+        var root = doc.RootElement;
+        var t = root.GetProperty("training");
+        var h = root.GetProperty("hessian");
+        Console.WriteLine($"Model: {root.GetProperty("model").GetProperty("description").GetString()}, {root.GetProperty("model").GetProperty("parameters").GetInt64()} parameters");
+        Console.WriteLine(FormattableString.Invariant($"Training: objective {t.GetProperty("objective").GetDouble():G10}, |grad F| {t.GetProperty("gradient_norm").GetDouble():E2}, train accuracy {t.GetProperty("train_accuracy").GetDouble():P1}, test accuracy {t.GetProperty("test_accuracy").GetDouble():P1}"));
+        Console.WriteLine(FormattableString.Invariant($"Hessian eigenvalues: [{h.GetProperty("min_eigenvalue").GetDouble():E3}, {h.GetProperty("max_eigenvalue").GetDouble():E3}], damping {h.GetProperty("damping").GetDouble()}"));
+        if (showTopK <= 0) return;
+
+        var rows = File.ReadLines(Path.Combine(outDir, "topk.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        var table = new Table().Title("Most influential training examples").AddColumns("test", "kind", "rank", "train row", "influence", "predicted LOO Δ test loss");
+        foreach (var r in rows.Where(r => int.Parse(r[2], CultureInfo.InvariantCulture) <= showTopK))
+            table.AddRow(r[0], r[1], r[2], r[3], double.Parse(r[4], CultureInfo.InvariantCulture).ToString("E3", CultureInfo.InvariantCulture), double.Parse(r[5], CultureInfo.InvariantCulture).ToString("E3", CultureInfo.InvariantCulture));
+        AnsiConsole.Write(table);
+        Console.WriteLine("Proponents (negative influence) help the test point: removing one is predicted to raise its loss.");
+    }
+
+    public static int Fail(string message, int code)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        return code;
+    }
+}

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Influence.Core.Data;
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using Influence.Core.Scoring;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>Where a shard ran and how long it took, for the summary.</summary>
+public sealed record ShardRun(int Index, int Start, int End, string Silo, double HessianSeconds, double ScoreSeconds);
+
+/// <summary>Writes a finished score job's files into the store: influence.csv, self_influence.csv, topk.csv, summary.json.</summary>
+public static class ScoreOutputs
+{
+    public static readonly string[] Files = ["influence.csv", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json"];
+
+    private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+
+    public static void Write(ScoreJob job, TrainTestData data, Checkpoint checkpoint, ScoreJob.FactorizationResult factorization,
+        IReadOnlyList<ShardRun> shards, TopKLists topK, IReadOnlyDictionary<string, double> timings)
+    {
+        var s = job.Settings;
+        int q = s.TestIndices.Length;
+        var blocks = shards.Select(sh => job.ReadBlock(sh.Index, sh.End - sh.Start, q)).ToArray();
+
+        // influence.csv: every (test, train) pair, ordered by test point, then training row.
+        job.Store.Write($"{job.Prefix}/influence.csv", stream =>
+        {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
+            w.WriteLine("test_index,train_index,influence");
+            for (int k = 0; k < q; k++)
+                for (int b = 0; b < shards.Count; b++)
+                {
+                    var block = blocks[b];
+                    for (int j = 0; j < block.Count; j++)
+                        w.Write($"{s.TestIndices[k]},{shards[b].Start + j},{F(block.Influence[(long)k * block.Count + j])}\n");
+                }
+        });
+        job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
+        {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            w.WriteLine("train_index,self_influence");
+            for (int b = 0; b < shards.Count; b++)
+                for (int j = 0; j < blocks[b].Count; j++) w.Write($"{shards[b].Start + j},{F(blocks[b].SelfInfluence[j])}\n");
+        });
+        long n = data.Train.Count;
+        job.Store.Write($"{job.Prefix}/topk.csv", stream =>
+        {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            w.WriteLine("test_index,kind,rank,train_index,influence,predicted_delta");
+            for (int k = 0; k < q; k++)
+            {
+                foreach (var (kind, list) in new[] { ("proponent", topK.Proponents[k]), ("opponent", topK.Opponents[k]) })
+                    for (int r = 0; r < list.Length; r++)
+                        w.Write($"{s.TestIndices[k]},{kind},{r + 1},{list[r].TrainIndex},{F(list[r].Influence)},{F(-list[r].Influence / n)}\n");
+            }
+        });
+
+        var (trainAcc, trainLoss) = Evaluate(checkpoint, data.Train);
+        var (testAcc, testLoss) = Evaluate(checkpoint, data.Test);
+        var spec = checkpoint.Spec;
+        var summary = new JsonObject
+        {
+            ["job_id"] = job.JobId,
+            ["conventions"] = "I(z,z_test) = -grad L(z_test)^T (H + damping I)^-1 grad L(z); predicted LOO delta = -I/N; H = Hessian of (1/N) sum L_i + (l2/2)||W||^2 at the trained optimum",
+            ["settings"] = new JsonObject
+            {
+                ["train"] = s.Train.Path,
+                ["test"] = s.Test.Path,
+                ["feature_scale"] = s.Train.FeatureScale,
+                ["model"] = s.ModelKind,
+                ["hidden"] = new JsonArray(s.Hidden.Select(h => (JsonNode)h).ToArray()),
+                ["activation"] = s.Activation.ToString().ToLowerInvariant(),
+                ["l2"] = s.L2,
+                ["weight_decay_on"] = spec.DecayOn.ToString().ToLowerInvariant(),
+                ["dtype"] = spec.Precision.ToString().ToLowerInvariant(),
+                ["seed"] = s.Seed,
+                ["method"] = s.Method,
+                ["damping"] = s.Damping,
+                ["test_indices"] = new JsonArray(s.TestIndices.Select(i => (JsonNode)i).ToArray()),
+                ["shards"] = shards.Count,
+                ["top_k"] = s.TopK,
+                ["batch_size"] = s.BatchSize,
+            },
+            ["model"] = new JsonObject
+            {
+                ["description"] = spec.Describe(),
+                ["parameters"] = spec.ParameterCount,
+                ["classes"] = spec.ClassCount,
+                ["flat_direction"] = spec.HasFlatDirection
+                    ? "softmax with unpenalised output bias: the common shift of the class biases is flat; influence uses the pseudo-inverse on its orthogonal complement"
+                    : "none",
+            },
+            ["training"] = new JsonObject
+            {
+                ["objective"] = checkpoint.Objective,
+                ["gradient_norm"] = checkpoint.GradientNorm,
+                ["lbfgs_iterations"] = checkpoint.LbfgsIterations,
+                ["newton_iterations"] = checkpoint.NewtonIterations,
+                ["train_accuracy"] = trainAcc,
+                ["test_accuracy"] = testAcc,
+                ["train_mean_loss"] = trainLoss,
+                ["test_mean_loss"] = testLoss,
+                ["train_examples"] = data.Train.Count,
+                ["test_examples"] = data.Test.Count,
+            },
+            ["hessian"] = new JsonObject
+            {
+                ["min_eigenvalue"] = factorization.MinEigenvalue - s.Damping,
+                ["max_eigenvalue"] = factorization.MaxEigenvalue - s.Damping,
+                ["damping"] = s.Damping,
+                ["positive_definite"] = factorization.MinEigenvalue > 0,
+                ["factorization"] = factorization.Kind.ToString().ToLowerInvariant(),
+                ["dropped_eigenvalues"] = factorization.DroppedEigenvalues,
+                ["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H",
+            },
+            ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
+            {
+                ["index"] = sh.Index, ["start"] = sh.Start, ["end"] = sh.End, ["silo"] = sh.Silo,
+                ["hessian_seconds"] = sh.HessianSeconds, ["score_seconds"] = sh.ScoreSeconds,
+            }).ToArray()),
+        };
+        job.Store.Write($"{job.Prefix}/summary.json", stream =>
+        {
+            using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+            summary.WriteTo(w);
+        });
+    }
+
+    /// <summary>Accuracy and mean loss of the checkpoint on a dataset.</summary>
+    public static (double Accuracy, double MeanLoss) Evaluate(Checkpoint checkpoint, Dataset data)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = Compute.Devices.Default;
+        var spec = checkpoint.Spec;
+        using var tensors = DataTensors.From(data, spec, device);
+        var theta = checkpoint.Theta(device);
+        var logits = Network.Logits(spec, theta, tensors.X);
+        var predicted = spec.IsBinary ? logits.squeeze(1).gt(0).to(ScalarType.Int64) : logits.argmax(1);
+        var labels = tensor(data.Labels.Select(l => (long)l).ToArray()).to(device);
+        double accuracy = predicted.eq(labels).to(ScalarType.Float64).mean().ToDouble();
+        double loss = Objective.PerExampleLoss(spec, logits, tensors.Y).to(ScalarType.Float64).mean().ToDouble();
+        return (accuracy, loss);
+    }
+}

@@ -1,0 +1,58 @@
+using Influence.Core.Data;
+using Influence.Core.Models;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>A score job's settings in Core's terms (the grains map the wire request onto this).</summary>
+public sealed record ScoreSettings
+{
+    public required DatasetSpec Train { get; init; }
+    public required DatasetSpec Test { get; init; }
+    /// <summary>"logreg" or "mlp".</summary>
+    public string ModelKind { get; init; } = "logreg";
+    public int[] Hidden { get; init; } = [];
+    public Activation Activation { get; init; } = Activation.Tanh;
+    public double L2 { get; init; } = 1e-3;
+    public DecayOn DecayOn { get; init; } = DecayOn.Weights;
+    public Precision Precision { get; init; } = Precision.Float64;
+    public int Seed { get; init; }
+    public string Method { get; init; } = "exact";
+    public double Damping { get; init; }
+    public required int[] TestIndices { get; init; }
+    public int Shards { get; init; } = 4;
+    public int TopK { get; init; } = 10;
+    public int BatchSize { get; init; } = 512;
+
+    /// <summary>Checks what can be checked without the data; throws ArgumentException naming the setting.</summary>
+    public void Validate()
+    {
+        if (ModelKind is not ("logreg" or "mlp")) throw new ArgumentException($"--model must be logreg or mlp, not '{ModelKind}'");
+        if (ModelKind == "mlp" && Hidden.Length == 0) throw new ArgumentException("--model mlp needs --hidden, e.g. --hidden 8,8");
+        if (Method != "exact") throw new ArgumentException($"--method '{Method}' is not available; this version has: exact");
+        if (!(L2 >= 0)) throw new ArgumentException($"--l2 must be ≥ 0, not {L2}");
+        if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new ArgumentException($"--damping must be a finite number ≥ 0, not {Damping}");
+        if (TestIndices.Length == 0) throw new ArgumentException("--test-indices selects no test point");
+        if (Shards < 1) throw new ArgumentException($"--shards must be ≥ 1, not {Shards}");
+        if (TopK < 1) throw new ArgumentException($"--top-k must be ≥ 1, not {TopK}");
+        if (BatchSize < 1) throw new ArgumentException($"--batch-size must be ≥ 1, not {BatchSize}");
+    }
+
+    public ModelSpec BuildSpec(TrainTestData data)
+    {
+        var spec = ModelKind == "logreg"
+            ? ModelSpec.LogisticRegression(data.Train.FeatureCount, data.ClassCount, L2, Precision, Seed)
+            : ModelSpec.Mlp(data.Train.FeatureCount, data.ClassCount, Hidden, Activation, L2, DecayOn, Precision, Seed);
+        spec.Validate();
+        return spec;
+    }
+
+    /// <summary>Contiguous, nearly equal ranges [start, end) of N rows over min(Shards, N) shards.</summary>
+    public static IReadOnlyList<(int Start, int End)> ShardRanges(int count, int shards)
+    {
+        shards = Math.Max(1, Math.Min(shards, count));
+        var ranges = new List<(int, int)>();
+        for (int k = 0; k < shards; k++)
+            ranges.Add(((int)((long)count * k / shards), (int)((long)count * (k + 1) / shards)));
+        return ranges;
+    }
+}

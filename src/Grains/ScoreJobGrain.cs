@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using Influence.Abstractions;
+using Influence.Core.Jobs;
+using Influence.Core.Scoring;
+using Influence.Core.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+/// <summary>
+/// Coordinates a score job: trains (or loads) the model, has shard grains compute partial
+/// Hessians, factorises, has shards score their rows, merges the top-k lists and writes the
+/// outputs. The job runs in the background; every step is idempotent over the artifact store.
+/// </summary>
+public sealed partial class ScoreJobGrain(
+    ComputeExecutor executor,
+    ArtifactCache cache,
+    IArtifactStore store,
+    ILogger<ScoreJobGrain> logger) : Grain, IScoreJobGrain
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+    private volatile JobStatus status = null!;
+    private Task? running;
+    private readonly Stopwatch clock = new();
+
+    private string JobId => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        return Task.CompletedTask;
+    }
+
+    public Task<JobStatus> Start(ScoreJobRequest request)
+    {
+        if (running is not null) return Task.FromResult(Status());
+        ScoreSettings settings;
+        try
+        {
+            settings = request.ToSettings();
+            settings.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message };
+            return Task.FromResult(status);
+        }
+        clock.Start();
+        Set(JobPhase.Training, 0, 0, "loading data");
+        running = RunAsync(request, settings);
+        return Task.FromResult(Status());
+    }
+
+    public Task<JobStatus> GetStatus() => Task.FromResult(Status());
+
+    private JobStatus Status()
+    {
+        var s = status;
+        return new JobStatus
+        {
+            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
+            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds,
+        };
+    }
+
+    private void Set(JobPhase phase, long done, long total, string message, string? outputPrefix = null) =>
+        status = new JobStatus { JobId = JobId, Phase = phase, Done = done, Total = total, Message = message, OutputPrefix = outputPrefix };
+
+    private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
+    {
+        var job = new ScoreJob(store, JobId, settings);
+        var timings = new Dictionary<string, double>();
+        var phase = Stopwatch.StartNew();
+        try
+        {
+            var data = await executor.Run(job.LoadData);
+            Set(JobPhase.Training, 0, 0, $"training on {data.Train.Count} examples");
+            var progress = new MessageProgress(m => Set(JobPhase.Training, 0, 0, m));
+            var checkpoint = await executor.Run(() => job.Prepare(data, progress));
+            timings["train"] = Lap(phase);
+            LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
+
+            var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
+            var hessianReports = await RunShards(request, ShardStage.PartialHessian, ranges, JobPhase.Hessian);
+            timings["hessian"] = Lap(phase);
+
+            Set(JobPhase.Factorizing, 0, 1, $"factorising the {checkpoint.Spec.ParameterCount}×{checkpoint.Spec.ParameterCount} Hessian");
+            var factorization = await executor.Run(() => job.Factorize(checkpoint, data, hessianReports.Select(r => r.OutputKey!).ToList()));
+            timings["factorize"] = Lap(phase);
+
+            var scoreReports = await RunShards(request, ShardStage.Score, ranges, JobPhase.Scoring);
+            timings["score"] = Lap(phase);
+
+            Set(JobPhase.Writing, 0, 1, "writing outputs");
+            var merged = TopKLists.Merge(scoreReports.Select(ToTopK).ToList(), settings.TopK);
+            var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", hessianReports[k].Seconds, scoreReports[k].Seconds)).ToList();
+            timings["total_before_write"] = clock.Elapsed.TotalSeconds;
+            await executor.Run(() =>
+            {
+                ScoreOutputs.Write(job, data, checkpoint, factorization, runs, merged, timings);
+                job.DeleteWork();
+                return 0;
+            });
+            cache.Evict(job.Prefix);
+            Set(JobPhase.Completed, 1, 1, $"done in {clock.Elapsed.TotalSeconds:F1} s", job.Prefix);
+            LogCompleted(JobId, clock.Elapsed.TotalSeconds);
+        }
+        catch (Exception e)
+        {
+            LogFailed(e, JobId);
+            var message = e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message;
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = message, Message = status.Message };
+        }
+        finally
+        {
+            clock.Stop();
+        }
+    }
+
+    private static double Lap(Stopwatch sw)
+    {
+        var s = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        return s;
+    }
+
+    private static TopKLists ToTopK(ShardReport r) => new(
+        r.Proponents!.Select(l => l.Select(e => new Scored(e.TrainIndex, e.Influence)).ToArray()).ToArray(),
+        r.Opponents!.Select(l => l.Select(e => new Scored(e.TrainIndex, e.Influence)).ToArray()).ToArray());
+
+    /// <summary>
+    /// Starts one stage on every shard grain and polls until all are done. A shard that reports
+    /// Idle lost its activation (its silo went away) and is started again; the work is idempotent.
+    /// </summary>
+    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, ShardStage stage, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
+    {
+        var assignments = ranges.Select((r, k) => new ShardAssignment
+        {
+            JobId = JobId, Request = request, Stage = stage, ShardIndex = k, Start = r.Start, End = r.End,
+        }).ToArray();
+        var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{a.ShardIndex}")).ToArray();
+        long total = ranges.Sum(r => (long)(r.End - r.Start));
+        Set(phase, 0, total, $"{stage} on {grains.Length} shards");
+        await Task.WhenAll(grains.Select((g, k) => g.Start(assignments[k])));
+
+        var results = new ShardReport?[grains.Length];
+        var progress = new long[grains.Length];
+        while (results.Any(r => r is null))
+        {
+            await Task.Delay(PollInterval);
+            for (int k = 0; k < grains.Length; k++)
+            {
+                if (results[k] is not null) continue;
+                ShardReport report;
+                try { report = await grains[k].GetReport(); }
+                catch (Exception e) when (e is OrleansException or TimeoutException)
+                {
+                    LogShardUnreachable(JobId, k, e.Message);
+                    continue;
+                }
+                progress[k] = report.Done;
+                switch (report.State)
+                {
+                    case ShardState.Done: results[k] = report; break;
+                    case ShardState.Failed: throw new InvalidOperationException($"shard {k} ({stage}) failed: {report.Error}");
+                    case ShardState.Idle: await grains[k].Start(assignments[k]); break;
+                }
+            }
+            Set(phase, progress.Sum(), total, $"{stage}: {results.Count(r => r is not null)}/{grains.Length} shards done");
+        }
+        return results!;
+    }
+
+    private sealed class MessageProgress(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: trained {Model}, |grad| = {GradientNorm:E2} in {Seconds:F1} s")]
+    private partial void LogTrained(string jobId, string model, double gradientNorm, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: completed in {Seconds:F1} s")]
+    private partial void LogCompleted(string jobId, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
+    private partial void LogFailed(Exception e, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: shard {Shard} unreachable ({Reason}); will retry")]
+    private partial void LogShardUnreachable(string jobId, int shard, string reason);
+}

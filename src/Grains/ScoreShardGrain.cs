@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using Influence.Abstractions;
+using Influence.Core.Jobs;
+using Influence.Core.Models;
+using Influence.Core.Scoring;
+using Influence.Core.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+/// <summary>A thin shell around <see cref="ScoreJob"/>'s shard steps, run on the compute executor.</summary>
+public sealed partial class ScoreShardGrain(
+    ComputeExecutor executor,
+    ArtifactCache cache,
+    IArtifactStore store,
+    ILocalSiloDetails silo,
+    ILogger<ScoreShardGrain> logger) : Grain, IScoreShardGrain
+{
+    private ShardAssignment? current;
+    private volatile ShardReport report = new() { State = ShardState.Idle };
+    private long done;
+
+    public Task Start(ShardAssignment assignment)
+    {
+        if (current is not null && current.Stage == assignment.Stage && report.State is ShardState.Running or ShardState.Done)
+            return Task.CompletedTask; // already under way: starting again is a no-op
+        current = assignment;
+        Interlocked.Exchange(ref done, 0);
+        report = new ShardReport { State = ShardState.Running, Stage = assignment.Stage, Total = assignment.End - assignment.Start };
+        _ = RunAsync(assignment);
+        return Task.CompletedTask;
+    }
+
+    public Task<ShardReport> GetReport()
+    {
+        var r = report;
+        return Task.FromResult(r.State == ShardState.Running ? new ShardReport { State = r.State, Stage = r.Stage, Total = r.Total, Done = Interlocked.Read(ref done) } : r);
+    }
+
+    private async Task RunAsync(ShardAssignment a)
+    {
+        var sw = Stopwatch.StartNew();
+        string siloName = silo.SiloAddress.ToString();
+        try
+        {
+            var (key, top) = await executor.Run(() => Work(a));
+            LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
+            report = new ShardReport
+            {
+                State = ShardState.Done, Stage = a.Stage, Done = a.End - a.Start, Total = a.End - a.Start, OutputKey = key,
+                Proponents = top?.Proponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
+                Opponents = top?.Opponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
+                Seconds = sw.Elapsed.TotalSeconds, Silo = siloName,
+            };
+        }
+        catch (Exception e)
+        {
+            LogShardFailed(e, a.JobId, a.Stage, a.ShardIndex);
+            report = new ShardReport { State = ShardState.Failed, Stage = a.Stage, Error = e.Message, Silo = siloName };
+        }
+    }
+
+    private (string Key, TopKLists? Top) Work(ShardAssignment a)
+    {
+        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings());
+        var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.Settings.Train.Load());
+        var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
+        if (a.Stage == ShardStage.PartialHessian)
+        {
+            var key = job.PartialHessian(checkpoint, train, a.ShardIndex, a.Start, a.End);
+            Interlocked.Exchange(ref done, a.End - a.Start);
+            return (key, null);
+        }
+        var inverse = cache.GetOrAdd(job.InverseKey, job.LoadInverse);
+        var queries = cache.GetOrAdd(job.QueriesKey, job.LoadQueries);
+        var progress = new Progress(n => Interlocked.Add(ref done, n));
+        var top = job.ScoreShard(checkpoint, train, inverse, queries, a.ShardIndex, a.Start, a.End, progress);
+        return (job.ScoreBlockKey(a.ShardIndex), top);
+    }
+
+    /// <summary>Synchronous progress (System.Progress would post to a synchronisation context).</summary>
+    private sealed class Progress(Action<long> report) : IProgress<long>
+    {
+        public void Report(long value) => report(value);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: shard {Shard} {Stage} done ({Rows} rows, {Seconds:F2} s) on {Silo}")]
+    private partial void LogShardDone(string jobId, ShardStage stage, int shard, int rows, double seconds, string silo);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId}: shard {Shard} {Stage} failed")]
+    private partial void LogShardFailed(Exception e, string jobId, ShardStage stage, int shard);
+}
