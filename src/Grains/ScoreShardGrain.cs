@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 namespace Influence.Grains;
 
 /// <summary>A thin shell around <see cref="ScoreJob"/>'s shard steps, run on the compute executor.</summary>
+[SpreadByIndexPlacement]
 public sealed partial class ScoreShardGrain(
     ComputeExecutor executor,
     ArtifactCache cache,

@@ -32,6 +32,7 @@ public static class InfluenceSiloBuilderExtensions
             var o = sp.GetRequiredService<IOptions<InfluenceSiloOptions>>().Value;
             return Options.Create(new ComputeOptions { ConcurrentTasks = o.ConcurrentTasks, TorchThreads = o.TorchThreads });
         });
+        silo.Services.AddPlacementDirector<SpreadByIndexPlacement, SpreadByIndexPlacementDirector>();
         silo.Services.AddSingleton<ComputeExecutor>();
         silo.Services.AddSingleton<ArtifactCache>();
         silo.Services.AddSingleton<IArtifactStore>(sp => new LocalArtifactStore(sp.GetRequiredService<IOptions<InfluenceSiloOptions>>().Value.StoreRoot));

@@ -1,0 +1,52 @@
+using System.Globalization;
+using Influence.Abstractions;
+using Influence.Core.Storage;
+using Influence.Silo;
+using Orleans.TestingHost;
+
+namespace Influence.Grains.Tests;
+
+/// <summary>Runs score jobs on an in-process test cluster and reads their outputs back.</summary>
+public static class ClusterScoring
+{
+    public static async Task<InProcessTestCluster> StartAsync(short silos, string storeRoot)
+    {
+        var builder = new InProcessTestClusterBuilder(silos);
+        builder.ConfigureSilo((_, silo) => silo.AddInfluence(o => o.StoreRoot = storeRoot));
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        return cluster;
+    }
+
+    public static async Task<JobStatus> RunAsync(IClusterClient client, string jobId, ScoreJobRequest request, TimeSpan timeout)
+    {
+        var grain = client.GetGrain<IScoreJobGrain>(jobId);
+        var status = await grain.Start(request);
+        var deadline = DateTime.UtcNow + timeout;
+        while (!status.IsFinished)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {jobId} still {status.Phase} after {timeout}");
+            await Task.Delay(100);
+            status = await grain.GetStatus();
+        }
+        return status;
+    }
+
+    /// <summary>influence.csv as (test, train) → influence.</summary>
+    public static Dictionary<(int Test, int Train), double> ReadInfluence(IArtifactStore store, string prefix)
+    {
+        using var s = store.OpenRead($"{prefix}/influence.csv");
+        using var r = new StreamReader(s);
+        Assert.Equal("test_index,train_index,influence", r.ReadLine());
+        var result = new Dictionary<(int, int), double>();
+        string? line;
+        while ((line = r.ReadLine()) is not null)
+        {
+            var p = line.Split(',');
+            result[(int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture))] = double.Parse(p[2], CultureInfo.InvariantCulture);
+        }
+        return result;
+    }
+
+    public static string TempStore() => Directory.CreateTempSubdirectory("influence-store-").FullName;
+}
