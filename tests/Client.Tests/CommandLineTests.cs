@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Influence.Client.Tests;
+
+/// <summary>The `influence` binary run as a user runs it: exit codes, files and messages.</summary>
+public class CommandLineTests
+{
+    private static readonly string Binary = Path.Combine(AppContext.BaseDirectory, "influence.dll");
+    private static readonly string Data = Path.Combine(AppContext.BaseDirectory, "data");
+
+    private static (int Exit, string Out, string Err) Run(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Binary);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["INFLUENCE_STORE"] = Directory.CreateTempSubdirectory("influence-cli-store").FullName;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(3))) { p.Kill(true); throw new TimeoutException(string.Join(' ', args)); }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static string TempDir() => Directory.CreateTempSubdirectory("influence-cli").FullName;
+
+    [Fact]
+    public void Demo_runs_with_no_arguments_and_writes_every_file()
+    {
+        var outDir = Path.Combine(TempDir(), "demo");
+        var (exit, stdout, stderr) = Run("demo", "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        foreach (var f in new[] { "influence.csv", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json" })
+            Assert.True(File.Exists(Path.Combine(outDir, f)), f);
+        Assert.Contains("Most influential training examples", stdout);
+        var lines = File.ReadAllLines(Path.Combine(outDir, "influence.csv"));
+        Assert.Equal("test_index,train_index,influence", lines[0]);
+        Assert.Equal(1 + 5 * 1257, lines.Length);
+        var self = File.ReadAllLines(Path.Combine(outDir, "self_influence.csv")).Skip(1).Select(l => double.Parse(l.Split(',')[1], CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(1257, self.Length);
+        Assert.All(self, s => Assert.True(s >= 0));
+    }
+
+    [Fact]
+    public void Score_writes_influence_for_a_binary_problem()
+    {
+        // A two-class CSV (sigmoid head): the iris rows of classes 0 and 1.
+        var dir = TempDir();
+        foreach (var name in new[] { "iris_train.csv", "iris_test.csv" })
+            File.WriteAllLines(Path.Combine(dir, name), File.ReadLines(Path.Combine(Data, name)).Where((l, i) => i == 0 || !l.StartsWith('2')));
+        var outDir = Path.Combine(dir, "out");
+        var (exit, stdout, stderr) = Run("score", "--train", Path.Combine(dir, "iris_train.csv"), "--test", Path.Combine(dir, "iris_test.csv"),
+            "--l2", "0.1", "--test-indices", "0-2,5", "--shards", "3", "--top-k", "4", "--damping", "0.01", "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.Contains("\"damping\": 0.01", File.ReadAllText(Path.Combine(outDir, "summary.json")));
+        var topk = File.ReadAllLines(Path.Combine(outDir, "topk.csv"));
+        Assert.Equal(1 + 4 * 2 * 4, topk.Length);
+    }
+
+    [Fact]
+    public void Bad_csv_exits_non_zero_naming_file_row_and_column()
+    {
+        var dir = TempDir();
+        var bad = Path.Combine(dir, "train.csv");
+        File.WriteAllText(bad, "label,a,b\n0,1,2\n1,2,3\n0,NaN,1\n");
+        var (exit, _, stderr) = Run("score", "--train", bad, "--test", bad, "--test-indices", "0", "--out", Path.Combine(dir, "out"));
+        Assert.Equal(1, exit);
+        Assert.Contains(bad, stderr);
+        Assert.Contains("line 4 (row 2), column 2 ('a')", stderr);
+        Assert.Contains("not finite", stderr);
+    }
+
+    [Theory]
+    [InlineData("--test-indices", "3-1", "runs backwards")]
+    [InlineData("--test-indices", "a", "not a non-negative integer")]
+    [InlineData("--hidden", "8,x", "not a positive width")]
+    [InlineData("--pixel-scale", "0", "--pixel-scale must be positive")]
+    public void Bad_options_exit_2_with_the_option_named(string option, string value, string message)
+    {
+        var (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), option, value, "--out", TempDir());
+        Assert.Equal(2, exit);
+        Assert.Contains(message, stderr);
+    }
+
+    [Fact]
+    public void Missing_file_and_unknown_method_are_reported()
+    {
+        var (exit, _, stderr) = Run("score", "--train", "/no/such.csv", "--test", "/no/such.csv", "--out", TempDir());
+        Assert.Equal(2, exit);
+        Assert.Contains("/no/such.csv: file not found", stderr);
+
+        (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "magic", "--out", TempDir());
+        Assert.Equal(1, exit);
+        Assert.Contains("--method 'magic' is not available", stderr);
+    }
+}
