@@ -91,7 +91,7 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
             var part = TensorIO.Read(r, device);
             if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
         }
-        var mask = Network.RegularizationMask(spec, device).to(ScalarType.Float64).mul(spec.L2);
+        var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
         var h = ExactHessian.Assemble(sum!, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
         using var inverse = HessianInverse.Factorize(h, Settings.Damping, flat);

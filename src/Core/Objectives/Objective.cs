@@ -97,4 +97,11 @@ public sealed class Objective
 
     /// <summary>λ·mask: the regulariser's (diagonal) Hessian.</summary>
     public Tensor RegularizerHessianDiagonal() => Mask.mul(Spec.L2);
+
+    /// <summary>λ·mask for a spec, without data (the coordinator assembling shard Hessians).</summary>
+    public static Tensor RegularizerHessianDiagonal(ModelSpec spec, Device device)
+    {
+        using var mask = Network.RegularizationMask(spec, device);
+        return mask.mul(spec.L2);
+    }
 }
