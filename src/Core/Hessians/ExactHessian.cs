@@ -113,6 +113,24 @@ public static class ExactHessian
         return h.MoveToOuterDisposeScope();
     }
 
+    /// <summary>The Hessian of any scalar function of θ by double backward (P backward passes).</summary>
+    public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta)
+    {
+        long p = theta.shape[0];
+        if (p > MaxParameters) throw new InvalidOperationException($"an exact Hessian needs {p}² entries; the limit is {MaxParameters} parameters");
+        using var scope = NewDisposeScope();
+        using var enabled = enable_grad();
+        var t = theta.detach().requires_grad_(true);
+        var g = autograd.grad([value(t)], [t], retain_graph: true, create_graph: true)[0];
+        var h = zeros(p, p, dtype: theta.dtype, device: theta.device);
+        for (long k = 0; k < p; k++)
+        {
+            using var row = NewDisposeScope();
+            h[k].copy_(autograd.grad([g[k]], [t], retain_graph: true)[0]);
+        }
+        return h.MoveToOuterDisposeScope();
+    }
+
     /// <summary>Hessian-vector product of the objective by double backward: H v without forming H.</summary>
     public static Tensor VectorProduct(Objective objective, Tensor theta, Tensor v)
     {

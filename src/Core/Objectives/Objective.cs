@@ -40,7 +40,7 @@ public sealed class DataTensors : IDisposable
 /// <c>F(θ) = (1/N) Σ_i L(z_i, θ) + (λ/2)‖mask ⊙ θ‖²</c>.
 /// <c>N</c> is the normaliser: the training-set size, kept when an example is removed (LOO).
 /// </summary>
-public sealed class Objective
+public sealed class Objective : ITrainingObjective
 {
     /// <param name="exampleWeights">Optional weight per example (default 1): F = (1/N) Σ w_i L_i + R.</param>
     public Objective(ModelSpec spec, DataTensors data, long normalizer, Device device, Tensor? exampleWeights = null)
@@ -94,6 +94,10 @@ public sealed class Objective
         var g = autograd.grad([f], [t])[0];
         return (f.ToDouble(), g.detach().MoveToOuterDisposeScope());
     }
+
+    public Tensor Hessian(Tensor theta) => Hessians.ExactHessian.Of(this, theta);
+
+    public Tensor? FlatDirections(Device device) => Network.FlatDirections(Spec, device);
 
     /// <summary>λ·mask: the regulariser's (diagonal) Hessian.</summary>
     public Tensor RegularizerHessianDiagonal() => Mask.mul(Spec.L2);

@@ -40,7 +40,7 @@ public sealed record TrainingResult(
 /// </summary>
 public static class FullBatchTrainer
 {
-    public static TrainingResult Train(Objective objective, Tensor initialTheta, TrainingOptions? options = null, IProgress<string>? progress = null)
+    public static TrainingResult Train(ITrainingObjective objective, Tensor initialTheta, TrainingOptions? options = null, IProgress<string>? progress = null)
     {
         options ??= new TrainingOptions();
         var sw = Stopwatch.StartNew();
@@ -53,26 +53,25 @@ public static class FullBatchTrainer
         int newtonIterations = 0;
         var (value, grad) = objective.ValueAndGradient(theta);
         double gnorm = grad.norm().ToDouble();
-        grad.Dispose();
         if (options.NewtonPolish && spec.ParameterCount <= ExactHessian.MaxParameters)
         {
-            var flat = Network.FlatDirections(spec, theta.device);
+            var flat = objective.FlatDirections(theta.device);
             while (gnorm > target && newtonIterations < options.NewtonMaxIterations)
             {
                 using var scope = NewDisposeScope();
-                var h = ExactHessian.Of(objective, theta);
+                var h = objective.Hessian(theta);
                 using var inverse = HessianInverse.Factorize(h, 0, flat, computeSpectrum: false);
                 if (inverse.Kind != InverseKind.Cholesky) break; // not at a local minimum: Newton would climb
-                var (_, g) = objective.ValueAndGradient(theta);
-                var step = inverse.Solve(g.unsqueeze(1)).squeeze(1);
+                var step = inverse.Solve(grad.unsqueeze(1)).squeeze(1);
                 double alpha = 1.0, newValue = double.NaN, newNorm = double.NaN;
-                Tensor? candidate = null;
+                Tensor? candidate = null, candidateGrad = null;
                 for (int tries = 0; tries < 30; tries++, alpha /= 2)
                 {
                     candidate = theta.sub(step.mul(alpha));
                     var (v, gc) = objective.ValueAndGradient(candidate);
                     newValue = v;
                     newNorm = gc.norm().ToDouble();
+                    candidateGrad = gc;
                     // Near the optimum F stops resolving progress; the gradient norm still does.
                     if (v < value || (v <= value + 1e-14 * Math.Abs(value) && newNorm < gnorm)) break;
                     candidate = null;
@@ -80,6 +79,7 @@ public static class FullBatchTrainer
                 newtonIterations++;
                 if (candidate is null) break;
                 theta.copy_(candidate);
+                grad.copy_(candidateGrad!); // the accepted point's gradient: the next step needs no extra pass
                 progress?.Report($"Newton {newtonIterations}: F={newValue:R} |grad|={newNorm:E3}");
                 if (newNorm >= gnorm && newValue >= value) { value = newValue; gnorm = newNorm; break; }
                 value = newValue;
@@ -87,11 +87,12 @@ public static class FullBatchTrainer
             }
             flat?.Dispose();
         }
+        grad.Dispose();
         return new TrainingResult(theta, value, gnorm, lbfgsIterations, newtonIterations, gnorm <= target, sw.Elapsed.TotalSeconds);
     }
 
     /// <summary>L-BFGS with Armijo backtracking; updates <paramref name="theta"/> in place, returns iterations.</summary>
-    private static int Lbfgs(Objective objective, Tensor theta, double tolerance, TrainingOptions options, IProgress<string>? progress)
+    private static int Lbfgs(ITrainingObjective objective, Tensor theta, double tolerance, TrainingOptions options, IProgress<string>? progress)
     {
         var s = new List<Tensor>();
         var y = new List<Tensor>();

@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Influence.Core.Data;
+using Influence.Core.Jobs;
+using Influence.Core.Models;
+using Influence.Core.Storage;
+using Influence.Core.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Loo;
+
+/// <summary>One retrain's record: for one test point, the actual change of its loss and how the retrain ended.</summary>
+public sealed record UnitRow(RetrainMode Mode, UnitKind Kind, int Item, int TestIndex, double Delta,
+    double GradientNorm, int Iterations, double Distance, double Seconds, bool Converged);
+
+/// <summary>
+/// The steps of a leave-one-out study over the artifact store. The score job (same id) supplies
+/// θ̂ and the predicted deltas; <see cref="Plan"/> freezes the units of work; <see cref="RunUnit"/>
+/// retrains one unit and writes its rows once, keyed by the unit's id; a unit whose rows exist
+/// is never run again, so retries after a lost silo and <c>--resume</c> redo nothing finished.
+/// </summary>
+public sealed class LooJob(IArtifactStore store, string jobId, LooSettings settings)
+{
+    public IArtifactStore Store { get; } = store;
+    public string JobId { get; } = jobId;
+    public LooSettings Settings { get; } = settings;
+    public ScoreJob Score { get; } = new(store, jobId, settings.Score);
+    public string Prefix => $"jobs/{JobId}";
+    public string PlanKey => $"{Prefix}/loo/plan.json";
+    public string UnitKey(int id) => $"{Prefix}/loo/units/unit-{id:D5}.csv";
+    public string InfluenceKey => $"{Prefix}/influence.csv";
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+
+    /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.csv.</summary>
+    public double[][] PredictedDeltas(int trainCount)
+    {
+        var tests = Settings.Score.TestIndices;
+        var position = tests.Select((t, k) => (t, k)).ToDictionary(p => p.t, p => p.k);
+        var result = tests.Select(_ => Enumerable.Repeat(double.NaN, trainCount).ToArray()).ToArray();
+        using var s = Store.OpenRead(InfluenceKey);
+        using var reader = new StreamReader(s);
+        reader.ReadLine();
+        string? line;
+        while ((line = reader.ReadLine()) is not null)
+        {
+            var f = line.Split(',');
+            int q = position[int.Parse(f[0], CultureInfo.InvariantCulture)];
+            int i = int.Parse(f[1], CultureInfo.InvariantCulture);
+            result[q][i] = -double.Parse(f[2], CultureInfo.InvariantCulture) / trainCount;
+        }
+        return result;
+    }
+
+    /// <summary>The study's units, built once from the removal set and persisted (a resume reads them back).</summary>
+    public LooPlan Plan(TrainTestData data, Checkpoint checkpoint)
+    {
+        if (Store.Exists(PlanKey))
+        {
+            using var s = Store.OpenRead(PlanKey);
+            return JsonSerializer.Deserialize<LooPlan>(s, Json) ?? throw new InvalidDataException($"{PlanKey} is empty");
+        }
+        int n = data.Train.Count;
+        var removal = Settings.Removal;
+        bool fast = checkpoint.Spec.IsLogisticRegression && checkpoint.Spec.Precision == Precision.Float64;
+        var units = new List<LooUnit>();
+        void Add(RetrainMode mode, UnitKind kind, IReadOnlyList<int> items, int size)
+        {
+            for (int start = 0; start < items.Count; start += size)
+                units.Add(new LooUnit(units.Count, mode, kind, items.Skip(start).Take(size).ToArray()));
+        }
+
+        int[] removed = [];
+        if (removal.Subsets is { } subsets)
+        {
+            foreach (var mode in Settings.Modes) Add(mode, UnitKind.Subset, Enumerable.Range(0, subsets.Count).ToArray(), Settings.UnitSize);
+        }
+        else
+        {
+            removed = removal.Resolve(n, PredictedDeltas(n));
+            foreach (var mode in Settings.Modes)
+                Add(mode, UnitKind.Removal, removed, fast && mode != RetrainMode.Cold ? Settings.WarmBatch : Settings.UnitSize);
+        }
+        if (Settings.NoiseSeeds > 0) Add(RetrainMode.Cold, UnitKind.Seed, Enumerable.Range(1, Settings.NoiseSeeds).ToArray(), Settings.UnitSize);
+
+        var plan = new LooPlan(n, Settings.Score.TestIndices, removed, removal.Subsets, Settings.NoiseSeeds, units.ToArray());
+        Store.Write(PlanKey, s => JsonSerializer.Serialize(s, plan, Json));
+        return plan;
+    }
+
+    public bool IsDone(LooUnit unit) => Store.Exists(UnitKey(unit.Id));
+
+    /// <summary>Retrains one unit (unless its rows already exist) and writes its rows; returns them.</summary>
+    public IReadOnlyList<UnitRow> RunUnit(LooUnit unit, LooContext context, LooPlan plan, IProgress<int>? progress = null)
+    {
+        if (IsDone(unit)) return ReadUnit(unit);
+        var rows = new List<UnitRow>();
+        if (unit.Kind == UnitKind.Removal && unit.Mode != RetrainMode.Cold && context.HasFastPath)
+            RunBatched(unit, context, rows, progress);
+        else
+            foreach (var item in unit.Items)
+            {
+                var sw = Stopwatch.StartNew();
+                var result = RetrainOne(unit.Mode, unit.Kind, item, context, plan);
+                Record(rows, unit, item, context, result.Theta, result.GradientNorm, result.LbfgsIterations + result.NewtonIterations,
+                    result.Converged, sw.Elapsed.TotalSeconds);
+                result.Theta.Dispose();
+                progress?.Report(1);
+            }
+        Store.Write(UnitKey(unit.Id), s => WriteRows(s, rows));
+        return rows;
+    }
+
+    /// <summary>Warm LOO or PBRF of float64 logistic regression, all items at once; stragglers fall back to the general trainer.</summary>
+    private void RunBatched(LooUnit unit, LooContext context, List<UnitRow> rows, IProgress<int>? progress)
+    {
+        var sw = Stopwatch.StartNew();
+        var (thetas, outcomes) = context.Retrainer(unit.Mode).Retrain(unit.Items, Settings.Tolerance ?? 1e-12);
+        double each = sw.Elapsed.TotalSeconds / unit.Items.Length; // amortised: the batch shares its matrix products
+        using (thetas)
+            for (int b = 0; b < outcomes.Length; b++)
+            {
+                var o = outcomes[b];
+                if (o.Converged)
+                {
+                    using var theta = thetas[b];
+                    Record(rows, unit, o.Removed, context, theta, o.GradientNorm, o.Iterations, true, each);
+                }
+                else
+                {
+                    var one = Stopwatch.StartNew();
+                    var result = RetrainOne(unit.Mode, UnitKind.Removal, o.Removed, context, null);
+                    Record(rows, unit, o.Removed, context, result.Theta, result.GradientNorm, o.Iterations + result.LbfgsIterations + result.NewtonIterations,
+                        result.Converged, each + one.Elapsed.TotalSeconds);
+                    result.Theta.Dispose();
+                }
+            }
+        progress?.Report(unit.Items.Length);
+    }
+
+    /// <summary>One retrain by the general full-batch recipe (L-BFGS, then Newton on small models).</summary>
+    private TrainingResult RetrainOne(RetrainMode mode, UnitKind kind, int item, LooContext context, LooPlan? plan)
+    {
+        var spec = context.Spec;
+        var options = context.Options(Settings.Tolerance);
+        var device = context.ThetaHat.device;
+        switch (kind)
+        {
+            case UnitKind.Seed:
+            {
+                var seeded = spec with { Seed = spec.Seed + item };
+                using var init = Network.Initialize(seeded, device);
+                return LeaveOneOut.RetrainOn(spec, context.Data.Train, Enumerable.Range(0, context.Data.Train.Count).ToArray(), init, options);
+            }
+            case UnitKind.Subset:
+            {
+                var kept = plan!.Subsets!.Kept(item, context.Data.Train.Count);
+                using var start = mode == RetrainMode.Cold ? Network.Initialize(spec, device) : context.ThetaHat.clone();
+                return LeaveOneOut.RetrainOn(spec, context.Data.Train, kept, start, options);
+            }
+            default:
+                if (mode == RetrainMode.Pbrf)
+                {
+                    using var pbrf = new PbrfObjective(spec, context.Train, item, context.ThetaHat, context.Damping);
+                    return FullBatchTrainer.Train(pbrf, context.ThetaHat, options);
+                }
+                using (var start = mode == RetrainMode.Cold ? Network.Initialize(spec, device) : context.ThetaHat.clone())
+                    return LeaveOneOut.Retrain(spec, context.Data.Train, item, start, options);
+        }
+    }
+
+    private void Record(List<UnitRow> rows, LooUnit unit, int item, LooContext context, Tensor theta,
+        double gradientNorm, int iterations, bool converged, double seconds)
+    {
+        var losses = context.TestLosses(theta);
+        double distance;
+        using (var d = theta.to(ScalarType.Float64).sub(context.ThetaHat.to(ScalarType.Float64))) distance = d.norm().ToDouble();
+        var tests = Settings.Score.TestIndices; // the context holds these test points, in this order
+        for (int q = 0; q < tests.Length; q++)
+            rows.Add(new UnitRow(unit.Mode, unit.Kind, item, tests[q], losses[q] - context.BaseTestLoss[q], gradientNorm, iterations, distance, seconds, converged));
+    }
+
+    private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+
+    private static void WriteRows(Stream stream, IReadOnlyList<UnitRow> rows)
+    {
+        using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        w.WriteLine("mode,kind,item,test_index,delta,gradient_norm,iterations,distance,seconds,converged");
+        foreach (var r in rows)
+            w.Write($"{r.Mode.ToString().ToLowerInvariant()},{r.Kind.ToString().ToLowerInvariant()},{r.Item},{r.TestIndex},{F(r.Delta)},{F(r.GradientNorm)},{r.Iterations},{F(r.Distance)},{F(r.Seconds)},{(r.Converged ? 1 : 0)}\n");
+    }
+
+    /// <summary>A finished unit's rows.</summary>
+    public IReadOnlyList<UnitRow> ReadUnit(LooUnit unit)
+    {
+        using var s = Store.OpenRead(UnitKey(unit.Id));
+        using var reader = new StreamReader(s);
+        reader.ReadLine();
+        var rows = new List<UnitRow>();
+        string? line;
+        while ((line = reader.ReadLine()) is not null)
+        {
+            var f = line.Split(',');
+            rows.Add(new UnitRow(Enum.Parse<RetrainMode>(f[0], true), Enum.Parse<UnitKind>(f[1], true), int.Parse(f[2], CultureInfo.InvariantCulture),
+                int.Parse(f[3], CultureInfo.InvariantCulture), double.Parse(f[4], CultureInfo.InvariantCulture), double.Parse(f[5], CultureInfo.InvariantCulture),
+                int.Parse(f[6], CultureInfo.InvariantCulture), double.Parse(f[7], CultureInfo.InvariantCulture), double.Parse(f[8], CultureInfo.InvariantCulture), f[9] == "1"));
+        }
+        return rows;
+    }
+}
