@@ -27,3 +27,33 @@ public interface IScoreShardGrain : IGrainWithStringKey
     [AlwaysInterleave]
     Task<ShardReport> GetReport();
 }
+
+/// <summary>
+/// Coordinates a leave-one-out study (key: job id): runs the score job of the same id, freezes the
+/// plan, hands units to worker grains a bounded number per silo, and writes the report. Finished
+/// units live in the artifact store, so starting the same job again resumes it.
+/// </summary>
+public interface ILooJobGrain : IGrainWithStringKey
+{
+    Task<JobStatus> Start(LooJobRequest request);
+
+    [AlwaysInterleave]
+    Task<JobStatus> GetStatus();
+}
+
+/// <summary>
+/// Runs units of a study (key: "{job}/worker/{k}", placed on silo k mod n). <see cref="Start"/>
+/// returns at once; the coordinator polls <see cref="GetReport"/> by unit id. A unit whose result
+/// exists in the store is not computed again.
+/// </summary>
+public interface IRetrainWorkerGrain : IGrainWithStringKey
+{
+    Task Start(RetrainAssignment assignment);
+
+    [AlwaysInterleave]
+    Task<RetrainReport> GetReport(int unitId);
+
+    /// <summary>Drops this silo's cached state of the job (it has finished).</summary>
+    [AlwaysInterleave]
+    Task Release(string jobId);
+}

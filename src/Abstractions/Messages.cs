@@ -51,6 +51,7 @@ public enum JobPhase
     Hessian,
     Factorizing,
     Scoring,
+    Retraining,
     Writing,
     Completed,
     Failed,
@@ -70,6 +71,9 @@ public sealed class JobStatus
     /// <summary>Artifact-store prefix of the job's outputs (influence.csv, summary.json, ...).</summary>
     [Id(6)] public string? OutputPrefix { get; init; }
     [Id(7)] public double ElapsedSeconds { get; init; }
+    /// <summary>Retraining phase: retrains per second in this run, and the estimated seconds left.</summary>
+    [Id(8)] public double Rate { get; init; }
+    [Id(9)] public double EtaSeconds { get; init; }
 
     public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed;
 }
@@ -118,3 +122,43 @@ public sealed class ShardReport
 
 [GenerateSerializer, Immutable]
 public readonly record struct TopKEntry([property: Id(0)] int TrainIndex, [property: Id(1)] double Influence);
+
+/// <summary>A leave-one-out study: the score job that predicts, and what to remove and retrain.</summary>
+[GenerateSerializer, Immutable]
+public sealed class LooJobRequest
+{
+    [Id(0)] public required ScoreJobRequest Score { get; init; }
+    /// <summary>all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union of those, or subsets:M,α[,seed].</summary>
+    [Id(1)] public required string Remove { get; init; }
+    /// <summary>Any of "warm", "cold", "pbrf".</summary>
+    [Id(2)] public string[] Modes { get; init; } = ["warm"];
+    [Id(3)] public int NoiseSeeds { get; init; }
+    /// <summary>Units of work running at once on each silo.</summary>
+    [Id(4)] public int ParallelPerSilo { get; init; } = 1;
+    [Id(5)] public int WarmBatch { get; init; } = 200;
+    [Id(6)] public int UnitSize { get; init; } = 4;
+    [Id(7)] public double? Tolerance { get; init; }
+}
+
+/// <summary>One unit of a study's frozen plan, for a worker grain.</summary>
+[GenerateSerializer, Immutable]
+public sealed class RetrainAssignment
+{
+    [Id(0)] public required string JobId { get; init; }
+    [Id(1)] public required LooJobRequest Request { get; init; }
+    [Id(2)] public int UnitId { get; init; }
+}
+
+public enum RetrainState { Idle, Running, Done, Failed }
+
+[GenerateSerializer, Immutable]
+public sealed class RetrainReport
+{
+    [Id(0)] public RetrainState State { get; init; }
+    [Id(1)] public int UnitId { get; init; }
+    [Id(2)] public int Done { get; init; }
+    [Id(3)] public int Total { get; init; }
+    [Id(4)] public string? Error { get; init; }
+    [Id(5)] public string? Silo { get; init; }
+    [Id(6)] public double Seconds { get; init; }
+}

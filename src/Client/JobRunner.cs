@@ -7,11 +7,34 @@ namespace Influence.Client;
 /// <summary>Submits a score job, shows its progress until it ends, and copies its outputs to the output folder.</summary>
 public static class JobRunner
 {
-    public static async Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreJobRequest request, CancellationToken ct)
+    public static Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreJobRequest request, CancellationToken ct)
     {
         var grain = connection.Client.GetGrain<IScoreJobGrain>(jobId);
-        var status = await grain.Start(request);
+        return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
+    }
+
+    public static Task<JobStatus> RunLooAsync(ClusterConnection connection, string jobId, LooJobRequest request, CancellationToken ct)
+    {
+        var grain = connection.Client.GetGrain<ILooJobGrain>(jobId);
+        return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
+    }
+
+    /// <summary>
+    /// Starts a job and shows its progress until it ends. A coordinator whose silo died comes back
+    /// empty (Pending) on another silo: starting it again resumes from the artifact store.
+    /// </summary>
+    private static async Task<JobStatus> WatchAsync(Func<Task<JobStatus>> start, Func<Task<JobStatus>> getStatus, CancellationToken ct)
+    {
+        var status = await start();
         if (status.IsFinished) return status;
+        async Task<JobStatus> Poll(JobStatus last)
+        {
+            await Task.Delay(250, ct);
+            JobStatus next;
+            try { next = await getStatus().WaitAsync(TimeSpan.FromSeconds(10), ct); }
+            catch (Exception e) when (e is OrleansException or TimeoutException) { return last; }
+            return next.Phase == JobPhase.Pending ? await start() : next;
+        }
 
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
@@ -22,18 +45,18 @@ public static class JobRunner
             {
                 if (status.Phase != lastPhase || DateTime.UtcNow - lastPrint > TimeSpan.FromSeconds(10))
                 {
-                    Console.WriteLine($"[{status.ElapsedSeconds,6:F1}s] {status.Phase}: {status.Message}{(status.Total > 0 ? $" ({status.Done}/{status.Total})" : "")}");
+                    var eta = status.Phase == JobPhase.Retraining && status.Rate > 0 ? $", ETA {status.EtaSeconds:F0} s" : "";
+                    Console.WriteLine($"[{status.ElapsedSeconds,6:F1}s] {status.Phase}: {status.Message}{(status.Total > 0 ? $" ({status.Done}/{status.Total}{eta})" : "")}");
                     lastPhase = status.Phase;
                     lastPrint = DateTime.UtcNow;
                 }
-                await Task.Delay(250, ct);
-                status = await grain.GetStatus();
+                status = await Poll(status);
             }
             return status;
         }
 
         await AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
             .StartAsync(async ctx =>
             {
                 var tasks = new Dictionary<JobPhase, ProgressTask>();
@@ -46,23 +69,29 @@ public static class JobRunner
                         tasks[status.Phase] = task;
                     }
                     task.Description = $"{status.Phase}: {Markup.Escape(Shorten(status.Message))}";
-                    if (status.Total > 0) { task.MaxValue = status.Total; task.Value = status.Done; }
+                    if (status.Total > 0) { task.IsIndeterminate = false; task.MaxValue = status.Total; task.Value = status.Done; }
                     else task.IsIndeterminate = true;
-                    await Task.Delay(250, ct);
-                    status = await grain.GetStatus();
+                    status = await Poll(status);
                 }
                 foreach (var t in tasks.Values) { t.IsIndeterminate = false; t.Value = t.MaxValue; }
             });
         return status;
     }
 
-    private static string Shorten(string s) => s.Length <= 60 ? s : s[..57] + "...";
+    private static string Shorten(string s) => s.Length <= 70 ? s : s[..67] + "...";
 
     /// <summary>Copies the job's output files from the artifact store into <paramref name="outDir"/>.</summary>
     public static void Export(ClusterConnection connection, string prefix, string outDir)
     {
         Directory.CreateDirectory(outDir);
-        foreach (var file in ScoreOutputs.Files)
+        // A job that writes more than the score outputs lists its files in outputs.json.
+        var files = ScoreOutputs.Files;
+        if (connection.Store.Exists($"{prefix}/outputs.json"))
+        {
+            using var manifest = connection.Store.OpenRead($"{prefix}/outputs.json");
+            files = System.Text.Json.JsonSerializer.Deserialize<string[]>(manifest) ?? files;
+        }
+        foreach (var file in files)
         {
             var key = $"{prefix}/{file}";
             if (!connection.Store.Exists(key)) continue;

@@ -1,6 +1,7 @@
 using Influence.Abstractions;
 using Influence.Core.Data;
 using Influence.Core.Jobs;
+using Influence.Core.Loo;
 using Influence.Core.Models;
 
 namespace Influence.Grains;
@@ -40,5 +41,22 @@ public static class RequestMapping
         Shards = r.Shards,
         TopK = r.TopK,
         BatchSize = r.BatchSize,
+    };
+
+    public static LooSettings ToSettings(this LooJobRequest r) => new()
+    {
+        Score = r.Score.ToSettings(),
+        Remove = r.Remove,
+        Modes = r.Modes.Select(m => m.Trim().ToLowerInvariant() switch
+        {
+            "warm" => RetrainMode.Warm,
+            "cold" => RetrainMode.Cold,
+            "pbrf" => RetrainMode.Pbrf,
+            var x => throw new ArgumentException($"--retrain must be warm, cold, both or pbrf (or a comma list), not '{x}'"),
+        }).ToArray(),
+        NoiseSeeds = r.NoiseSeeds,
+        WarmBatch = r.WarmBatch,
+        UnitSize = r.UnitSize,
+        Tolerance = r.Tolerance,
     };
 }

@@ -58,11 +58,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     /// <summary>The study's units, built once from the removal set and persisted (a resume reads them back).</summary>
     public LooPlan Plan(TrainTestData data, Checkpoint checkpoint)
     {
-        if (Store.Exists(PlanKey))
-        {
-            using var s = Store.OpenRead(PlanKey);
-            return JsonSerializer.Deserialize<LooPlan>(s, Json) ?? throw new InvalidDataException($"{PlanKey} is empty");
-        }
+        if (LoadPlan() is { } existing) return existing;
         int n = data.Train.Count;
         var removal = Settings.Removal;
         bool fast = checkpoint.Spec.IsLogisticRegression && checkpoint.Spec.Precision == Precision.Float64;
@@ -89,6 +85,35 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
         var plan = new LooPlan(n, Settings.Score.TestIndices, removed, removal.Subsets, Settings.NoiseSeeds, units.ToArray());
         Store.Write(PlanKey, s => JsonSerializer.Serialize(s, plan, Json));
         return plan;
+    }
+
+    /// <summary>The persisted plan, or null before <see cref="Plan"/> ran.</summary>
+    public LooPlan? LoadPlan()
+    {
+        if (!Store.Exists(PlanKey)) return null;
+        using var s = Store.OpenRead(PlanKey);
+        return JsonSerializer.Deserialize<LooPlan>(s, Json) ?? throw new InvalidDataException($"{PlanKey} is empty");
+    }
+
+    public string SettingsKey => $"{Prefix}/loo/settings.json";
+
+    /// <summary>
+    /// Records the settings on the first start; on a later start (a resume) insists they are the
+    /// same, since the plan and every finished unit were computed under them.
+    /// </summary>
+    public void CheckSettings()
+    {
+        var json = JsonSerializer.Serialize(Settings, Json);
+        if (Store.Exists(SettingsKey))
+        {
+            using var s = Store.OpenRead(SettingsKey);
+            using var r = new StreamReader(s);
+            var before = r.ReadToEnd();
+            if (before != json)
+                throw new ArgumentException($"job {JobId} was started with other settings; resume it with the same options (stored: {before})");
+            return;
+        }
+        Store.Write(SettingsKey, s => { using var w = new StreamWriter(s, new UTF8Encoding(false), 4096, leaveOpen: true); w.Write(json); });
     }
 
     public bool IsDone(LooUnit unit) => Store.Exists(UnitKey(unit.Id));

@@ -23,7 +23,7 @@ public sealed record LooSettings
     /// <summary>Target ‖∇F₋ⱼ‖ of every retrain; null: 1e-12 for float64 logistic regression, the trainer's default otherwise.</summary>
     public double? Tolerance { get; init; }
 
-    public RemovalSet Removal => RemovalSet.Parse(Remove);
+    [JsonIgnore] public RemovalSet Removal => RemovalSet.Parse(Remove);
 
     public void Validate()
     {

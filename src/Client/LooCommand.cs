@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Influence.Abstractions;
+using Spectre.Console;
+
+namespace Influence.Client;
+
+/// <summary>`influence loo`: predicted against actual leave-one-out changes, with a report.</summary>
+public static class LooCommand
+{
+    public static readonly Option<string> Remove = new("--remove") { Description = "all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union (top:20+bottom:20), or subsets:M,α[,seed] (LDS)", DefaultValueFactory = _ => "all" };
+    public static readonly Option<string> Retrain = new("--retrain") { Description = "warm, cold, both, pbrf, or a comma list (warm,pbrf)", DefaultValueFactory = _ => "warm" };
+    public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo", DefaultValueFactory = _ => 1 };
+    public static readonly Option<int> NoiseSeeds = new("--noise-seeds") { Description = "Cold retrains of the full training set with S other seeds (the noise floor; needs cold)", DefaultValueFactory = _ => 0 };
+    public static readonly Option<string?> Resume = new("--resume") { Description = "Resume job JOB (same options): finished retrains are not redone" };
+    public static readonly Option<int> WarmBatch = new("--warm-batch") { Description = "Warm logistic-regression retrains solved together", DefaultValueFactory = _ => 200 };
+    public static readonly Option<double?> Tolerance = new("--tolerance") { Description = "Target ‖∇F‖ of each retrain (1e-12 for float64 logistic regression)" };
+
+    public static Command Create()
+    {
+        var command = new Command("loo", "Leave-one-out ground truth: retrain without each chosen example and compare with the predicted change");
+        foreach (var o in ScoreOptions()) command.Options.Add(o);
+        foreach (var o in new Option[] { Remove, Retrain, Parallel, NoiseSeeds, Resume, WarmBatch, Tolerance }) command.Options.Add(o);
+        command.SetAction((parse, ct) => RunAsync(parse, ct));
+        return command;
+    }
+
+    /// <summary>The options `score` has, shared by every command that runs a score job first.</summary>
+    public static IEnumerable<Option> ScoreOptions() =>
+    [
+        ScoreCommand.Train, ScoreCommand.Test, ScoreCommand.TrainLabels, ScoreCommand.TestLabels, ScoreCommand.PixelScale, ScoreCommand.Model,
+        ScoreCommand.Hidden, ScoreCommand.ActivationOpt, ScoreCommand.L2, ScoreCommand.DecayOn, ScoreCommand.DType, ScoreCommand.Seed,
+        ScoreCommand.Method, ScoreCommand.Damping, ScoreCommand.TestIndices, ScoreCommand.Shards, ScoreCommand.TopK, ScoreCommand.BatchSize,
+        ScoreCommand.Out, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose,
+    ];
+
+    public static string[] ParseModes(string text)
+    {
+        var modes = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .SelectMany(m => m.ToLowerInvariant() == "both" ? new[] { "warm", "cold" } : [m.ToLowerInvariant()]).Distinct().ToArray();
+        foreach (var m in modes)
+            if (m is not ("warm" or "cold" or "pbrf")) throw new ArgumentException($"--retrain: '{m}' is not a mode; use warm, cold, both, pbrf or a comma list");
+        return modes.Length > 0 ? modes : throw new ArgumentException("--retrain selects no mode");
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
+    {
+        LooJobRequest request;
+        try
+        {
+            request = new LooJobRequest
+            {
+                Score = ScoreCommand.BuildRequest(parse),
+                Remove = parse.GetValue(Remove)!,
+                Modes = ParseModes(parse.GetValue(Retrain)!),
+                NoiseSeeds = parse.GetValue(NoiseSeeds),
+                ParallelPerSilo = parse.GetValue(Parallel),
+                WarmBatch = parse.GetValue(WarmBatch),
+                Tolerance = parse.GetValue(Tolerance),
+            };
+            Influence.Grains.RequestMapping.ToSettings(request).Validate();
+            if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
+        }
+        catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
+        return await RunJobAsync(request, parse.GetValue(ScoreCommand.Out)!, parse.GetValue(Resume), parse.GetValue(ScoreCommand.Cluster),
+            parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
+    }
+
+    public static async Task<int> RunJobAsync(LooJobRequest request, string outDir, string? resume, string? cluster, string storeRoot, bool verbose, CancellationToken ct)
+    {
+        await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct);
+        var jobId = resume ?? JobRunner.NewJobId("loo");
+        if (resume is not null && !connection.Store.Exists($"jobs/{resume}/loo/settings.json"))
+            return ScoreCommand.Fail($"--resume {resume}: no such job in the store {storeRoot}", 2);
+        Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Remove}, retrain {string.Join("+", request.Modes)}, {request.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
+        var status = await JobRunner.RunLooAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
+
+        JobRunner.Export(connection, status.OutputPrefix!, outDir);
+        var full = Path.GetFullPath(outDir);
+        PrintSummary(full);
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(full, "report.md")}");
+        return 0;
+    }
+
+    private static void PrintSummary(string outDir)
+    {
+        var path = Path.Combine(outDir, "loo_summary.json");
+        if (!File.Exists(path)) return;
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        var root = doc.RootElement;
+        string F(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetDouble().ToString("0.0000", CultureInfo.InvariantCulture) : "n/a";
+        var modes = root.GetProperty("modes");
+        if (modes.GetArrayLength() > 0)
+        {
+            var table = new Table().Title("Predicted against actual LOO change").AddColumns("mode", "retrains", "mean Spearman", "min Spearman", "mean Pearson", "pooled Spearman", "pooled Pearson", "retrain s");
+            foreach (var m in modes.EnumerateArray())
+            {
+                var stats = m.GetProperty("Stats");
+                table.AddRow(m.GetProperty("Mode").ToString().ToLowerInvariant(), stats.GetProperty("Count").ToString(), F(m.GetProperty("MeanSpearman")), F(m.GetProperty("MinSpearman")),
+                    F(m.GetProperty("MeanPearson")), F(m.GetProperty("PooledSpearman")), F(m.GetProperty("PooledPearson")), stats.GetProperty("TotalSeconds").GetDouble().ToString("F1", CultureInfo.InvariantCulture));
+            }
+            AnsiConsole.Write(table);
+        }
+        foreach (var l in root.GetProperty("lds").EnumerateArray())
+            Console.WriteLine($"LDS ({l.GetProperty("Mode").ToString().ToLowerInvariant()}): mean Spearman {F(l.GetProperty("Mean"))} ± {F(l.GetProperty("StandardDeviation"))} over test points");
+    }
+}

@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Influence.Abstractions;
+using Influence.Core.Data;
+using Influence.Core.Jobs;
+using Influence.Core.Loo;
+using Influence.Core.Models;
+using Influence.Core.Storage;
+using Influence.Reports;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+/// <summary>
+/// Coordinates a leave-one-out study: the score job of the same id (θ̂ and the predictions), the
+/// frozen plan, the retrain units on worker grains (a bounded number per silo), then the report.
+/// <para>
+/// Dispatch relies on neither a failing call nor a worker's memory: the artifact store is the
+/// record of what is finished. A worker that stops answering for <see cref="WorkerDeadline"/>,
+/// or answers that it never heard of its unit (a re-activation after its silo died), has its
+/// unit handed to another worker; running a unit twice is harmless because a unit's result is
+/// written once under its id and a unit that has a result is skipped.
+/// </para>
+/// </summary>
+public sealed partial class LooJobGrain(
+    ComputeExecutor executor,
+    ArtifactCache cache,
+    IArtifactStore store,
+    ILogger<LooJobGrain> logger) : Grain, ILooJobGrain
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
+    /// <summary>How long a worker may go without answering before its unit is given to another.</summary>
+    public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
+    private const int MaxAttempts = 3;
+
+    private volatile JobStatus status = null!;
+    private Task? running;
+    private readonly Stopwatch clock = new();
+
+    private string JobId => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        return Task.CompletedTask;
+    }
+
+    public Task<JobStatus> Start(LooJobRequest request)
+    {
+        if (running is not null) return Task.FromResult(Status());
+        LooSettings settings;
+        try
+        {
+            settings = request.ToSettings();
+            settings.Validate();
+            if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
+        }
+        catch (ArgumentException e)
+        {
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message };
+            return Task.FromResult(status);
+        }
+        clock.Start();
+        Set(JobPhase.Training, 0, 0, "starting");
+        running = RunAsync(request, settings);
+        return Task.FromResult(Status());
+    }
+
+    public Task<JobStatus> GetStatus() => Task.FromResult(Status());
+
+    private JobStatus Status()
+    {
+        var s = status;
+        return new JobStatus
+        {
+            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
+            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
+        };
+    }
+
+    private void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
+        status = new JobStatus { JobId = JobId, Phase = phase, Done = done, Total = total, Message = message, Rate = rate, EtaSeconds = eta, OutputPrefix = outputPrefix };
+
+    private async Task RunAsync(LooJobRequest request, LooSettings settings)
+    {
+        var job = new LooJob(store, JobId, settings);
+        var timings = new Dictionary<string, double>();
+        var phase = Stopwatch.StartNew();
+        try
+        {
+            await executor.Run(() => { job.CheckSettings(); return 0; });
+            await RunScoreJob(request.Score, job);
+            timings["score"] = Lap(phase);
+
+            var (data, checkpoint) = await executor.Run(() =>
+            {
+                var d = job.Score.LoadData();
+                using var s = store.OpenRead(job.Score.CheckpointKey);
+                return (d, Checkpoint.Load(s));
+            });
+            var plan = await executor.Run(() => job.Plan(data, checkpoint));
+            int workers = await RunUnits(request, job, plan);
+            timings["retrain"] = Lap(phase);
+
+            Set(JobPhase.Writing, 0, 1, "writing the report");
+            timings["total_before_report"] = clock.Elapsed.TotalSeconds;
+            await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
+            await ReleaseWorkers(workers);
+            cache.Evict($"{job.Prefix}/");
+            Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {clock.Elapsed.TotalSeconds:F1} s", outputPrefix: job.Prefix);
+            LogCompleted(JobId, plan.TaskCount, clock.Elapsed.TotalSeconds);
+        }
+        catch (Exception e)
+        {
+            LogFailed(e, JobId);
+            var message = e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message;
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = message, Message = status.Message };
+        }
+        finally
+        {
+            clock.Stop();
+        }
+    }
+
+    /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
+    private async Task RunScoreJob(ScoreJobRequest request, LooJob job)
+    {
+        if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
+        var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
+        var s = await grain.Start(request);
+        while (!s.IsFinished)
+        {
+            Set(s.Phase, s.Done, s.Total, $"score job: {s.Message}");
+            await Task.Delay(PollInterval);
+            try { s = await grain.GetStatus().WaitAsync(CallTimeout); }
+            catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
+            if (s.Phase == JobPhase.Pending) s = await grain.Start(request); // its activation was lost: resume it
+        }
+        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
+    }
+
+    private sealed class WorkerSlot(IRetrainWorkerGrain grain)
+    {
+        public IRetrainWorkerGrain Grain { get; } = grain;
+        public LooUnit? Unit { get; set; }
+        public DateTime LastHeard { get; set; }
+        public int Progress { get; set; }
+        public DateTime CoolUntil { get; set; }
+    }
+
+    /// <summary>Runs every unfinished unit; returns the number of worker grains used.</summary>
+    private async Task<int> RunUnits(LooJobRequest request, LooJob job, LooPlan plan)
+    {
+        var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
+        var pending = new Queue<LooUnit>(plan.Units.Where(u => !done.Contains(u.Id)));
+        var attempts = new Dictionary<int, int>();
+        var slots = new List<WorkerSlot>();
+        int total = plan.TaskCount;
+        int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
+        int doneTasks = doneBefore;
+        var sw = Stopwatch.StartNew();
+        var management = GrainFactory.GetGrain<IManagementGrain>(0);
+        var lastSiloCheck = DateTime.MinValue;
+
+        void Requeue(WorkerSlot slot, string why)
+        {
+            var unit = slot.Unit!;
+            slot.Unit = null;
+            slot.CoolUntil = DateTime.UtcNow + WorkerDeadline;
+            if (!done.Contains(unit.Id) && !pending.Contains(unit)) pending.Enqueue(unit);
+            LogRequeued(JobId, unit.Id, why);
+        }
+
+        while (pending.Count > 0 || slots.Any(s => s.Unit is not null))
+        {
+            // Workers: ParallelPerSilo per active silo; a silo that joins gets workers on the next check.
+            if (DateTime.UtcNow - lastSiloCheck > TimeSpan.FromSeconds(5))
+            {
+                lastSiloCheck = DateTime.UtcNow;
+                int silos = 1;
+                try { silos = Math.Max(1, (await management.GetHosts(onlyActive: true).WaitAsync(CallTimeout)).Count); }
+                catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
+                while (slots.Count < silos * request.ParallelPerSilo)
+                    slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{slots.Count}")));
+            }
+
+            foreach (var slot in slots.Where(s => s.Unit is null && s.CoolUntil <= DateTime.UtcNow))
+            {
+                if (pending.Count == 0) break;
+                var unit = pending.Dequeue();
+                slot.Unit = unit;
+                slot.Progress = 0;
+                slot.LastHeard = DateTime.UtcNow;
+                try { await slot.Grain.Start(new RetrainAssignment { JobId = JobId, Request = request, UnitId = unit.Id }).WaitAsync(CallTimeout); }
+                catch (Exception e) when (e is OrleansException or TimeoutException) { Requeue(slot, $"start failed: {e.Message}"); }
+            }
+
+            await Task.Delay(PollInterval);
+            foreach (var slot in slots.Where(s => s.Unit is not null))
+            {
+                var unit = slot.Unit!;
+                RetrainReport report;
+                try { report = await slot.Grain.GetReport(unit.Id).WaitAsync(CallTimeout); }
+                catch (Exception e) when (e is OrleansException or TimeoutException)
+                {
+                    if (DateTime.UtcNow - slot.LastHeard > WorkerDeadline) Requeue(slot, $"worker silent for {WorkerDeadline.TotalSeconds:F0} s ({e.GetType().Name})");
+                    continue;
+                }
+                slot.LastHeard = DateTime.UtcNow;
+                switch (report.State)
+                {
+                    case RetrainState.Running:
+                        slot.Progress = report.Done;
+                        break;
+                    case RetrainState.Done:
+                        if (await executor.Run(() => job.IsDone(unit)) && done.Add(unit.Id))
+                        {
+                            doneTasks += unit.Items.Length;
+                            InfluenceMetrics.JobRetrainsDone.Add(unit.Items.Length);
+                        }
+                        slot.Unit = null;
+                        break;
+                    case RetrainState.Failed:
+                        attempts[unit.Id] = attempts.GetValueOrDefault(unit.Id) + 1;
+                        if (attempts[unit.Id] >= MaxAttempts)
+                            throw new InvalidOperationException($"unit {unit.Id} ({unit.Mode} {unit.Kind}, items {string.Join(",", unit.Items.Take(5))}…) failed {MaxAttempts} times: {report.Error}");
+                        Requeue(slot, $"failed: {report.Error}");
+                        break;
+                    case RetrainState.Idle:
+                        Requeue(slot, "worker lost its state (re-activated)");
+                        break;
+                }
+                // A unit finished elsewhere (a requeued duplicate) needs no more waiting.
+                if (slot.Unit is { } u && done.Contains(u.Id)) slot.Unit = null;
+            }
+
+            int inFlight = slots.Where(s => s.Unit is not null).Sum(s => s.Progress);
+            double rate = (doneTasks - doneBefore + inFlight) / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
+            double eta = rate > 0 ? (total - doneTasks - inFlight) / rate : 0;
+            Set(JobPhase.Retraining, doneTasks + inFlight, total,
+                $"{doneTasks + inFlight}/{total} retrains, {rate:F1}/s, {slots.Count(s => s.Unit is not null)} units running on {slots.Count} workers",
+                rate, eta);
+        }
+        return slots.Count;
+    }
+
+    private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)
+    {
+        var rows = plan.Units.SelectMany(job.ReadUnit).ToList();
+        var predicted = job.PredictedDeltas(plan.TrainCount);
+        var results = LooResults.Build(plan, predicted, rows);
+        using var summaryStream = store.OpenRead($"{job.Prefix}/summary.json");
+        using var summary = JsonDocument.Parse(summaryStream);
+        var hessian = summary.RootElement.GetProperty("hessian");
+        var training = summary.RootElement.GetProperty("training");
+        var header = new LooReportHeader(JobId, checkpoint.Spec.Describe(), checkpoint.Spec.ParameterCount, plan.TrainCount,
+            job.Settings.Remove, job.Settings.Score.Damping, training.GetProperty("test_accuracy").GetDouble(),
+            hessian.GetProperty("min_eigenvalue").GetDouble(), hessian.GetProperty("max_eigenvalue").GetDouble(), timings);
+        var files = LooReport.Write(store, job.Prefix, header, results);
+        var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
+        store.Write($"{job.Prefix}/outputs.json", s => JsonSerializer.Serialize(s, all));
+        return files.Count;
+    }
+
+    private async Task ReleaseWorkers(int workers)
+    {
+        // Best effort: workers on other silos drop the job's cached tensors.
+        var tasks = Enumerable.Range(0, workers).Select(k => GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{k}"))
+            .Select(async g => { try { await g.Release(JobId).WaitAsync(CallTimeout); } catch (Exception e) when (e is OrleansException or TimeoutException) { } });
+        await Task.WhenAll(tasks);
+    }
+
+    private static double Lap(Stopwatch sw)
+    {
+        var s = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        return s;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: {Tasks} retrains done, report written, {Seconds:F1} s")]
+    private partial void LogCompleted(string jobId, int tasks, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: unit {Unit} handed back ({Reason})")]
+    private partial void LogRequeued(string jobId, int unit, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
+    private partial void LogFailed(Exception e, string jobId);
+}
