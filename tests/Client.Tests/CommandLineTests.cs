@@ -93,4 +93,36 @@ public class CommandLineTests
         Assert.Equal(1, exit);
         Assert.Contains("--method 'magic' is not available", stderr);
     }
+
+    [Fact]
+    public void Loo_writes_the_pairs_the_report_and_its_plots()
+    {
+        var outDir = Path.Combine(TempDir(), "loo");
+        var (exit, stdout, stderr) = Run("loo", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--model", "logreg", "--l2", "0.01", "--remove", "top:3+bottom:3", "--retrain", "both", "--test-indices", "0,7", "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        var lines = File.ReadAllLines(Path.Combine(outDir, "loo.csv"));
+        Assert.Equal("test_index,train_index,predicted_delta,loo_delta,mode", lines[0]);
+        int removed = lines.Skip(1).Select(l => l.Split(',')[1]).Distinct().Count();
+        Assert.InRange(removed, 6, 12); // top and bottom 3 of two test points, overlaps merged
+        Assert.Equal(1 + 2 * 2 * removed, lines.Length);
+        var report = File.ReadAllText(Path.Combine(outDir, "report.md"));
+        Assert.Contains("| warm |", report);
+        Assert.Contains("| cold |", report);
+        Assert.Contains("![", report);
+        Assert.True(new FileInfo(Path.Combine(outDir, "loo_cold_pooled.png")).Length > 1000);
+        Assert.Contains("Predicted against actual LOO change", stdout);
+    }
+
+    [Theory]
+    [InlineData("--remove", "some", "--remove 'some' is not a removal set")]
+    [InlineData("--retrain", "hot", "--retrain: 'hot' is not a mode")]
+    [InlineData("--noise-seeds", "3", "--noise-seeds needs cold retrains")]
+    public void Loo_rejects_bad_options_with_exit_code_2(string option, string value, string message)
+    {
+        var (exit, _, stderr) = Run("loo", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            option, value, "--out", TempDir());
+        Assert.Equal(2, exit);
+        Assert.Contains(message, stderr);
+    }
 }

@@ -87,6 +87,15 @@ public static class FullBatchTrainer
             }
             flat?.Dispose();
         }
+        if (gnorm > target && options.LbfgsTolerance > target)
+        {
+            // Newton could not finish (an indefinite Hessian on the way, or a model too large for
+            // an exact Hessian): let L-BFGS go on to the target itself.
+            lbfgsIterations += Lbfgs(objective, theta, target, options, progress);
+            grad.Dispose();
+            (value, grad) = objective.ValueAndGradient(theta);
+            gnorm = grad.norm().ToDouble();
+        }
         grad.Dispose();
         return new TrainingResult(theta, value, gnorm, lbfgsIterations, newtonIterations, gnorm <= target, sw.Elapsed.TotalSeconds);
     }
