@@ -125,4 +125,28 @@ public class CommandLineTests
         Assert.Equal(2, exit);
         Assert.Contains(message, stderr);
     }
+
+    [Fact]
+    public void Mislabel_finds_flipped_labels_far_above_random()
+    {
+        var dir = TempDir();
+        var labels = File.ReadLines(Path.Combine(Data, "iris_train.csv")).Skip(1).Select(l => int.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToArray();
+        var lines = new List<string> { "index,label_clean,label_noisy" };
+        for (int i = 0; i < labels.Length; i++) lines.Add($"{i},{labels[i]},{(i % 10 == 3 ? (labels[i] + 1) % 3 : labels[i])}");
+        File.WriteAllLines(Path.Combine(dir, "noisy.csv"), lines);
+        var outDir = Path.Combine(dir, "out");
+        var (exit, stdout, stderr) = Run("mislabel", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--labels", Path.Combine(dir, "noisy.csv"), "--model", "logreg", "--l2", "0.01", "--test-indices", "0", "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        var row = File.ReadLines(Path.Combine(outDir, "mislabel.md")).Single(l => l.StartsWith("| self-influence", StringComparison.Ordinal)).Split('|', StringSplitOptions.TrimEntries);
+        double recall20 = double.Parse(row[3], CultureInfo.InvariantCulture);
+        Assert.True(recall20 >= 0.5, $"self-influence finds only {recall20:P0} of the flipped labels in its top 20%");
+        Assert.Equal(1 + labels.Length, File.ReadAllLines(Path.Combine(outDir, "mislabel.csv")).Length);
+
+        File.WriteAllText(Path.Combine(dir, "bad.csv"), "index,clean,noisy\n0,1,1\n");
+        var (badExit, _, badErr) = Run("mislabel", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--labels", Path.Combine(dir, "bad.csv"), "--out", Path.Combine(dir, "bad"));
+        Assert.Equal(2, badExit);
+        Assert.Contains("bad.csv, line 1: the header must be 'index,label_clean,label_noisy'", badErr);
+    }
 }
