@@ -57,3 +57,16 @@ public interface IRetrainWorkerGrain : IGrainWithStringKey
     [AlwaysInterleave]
     Task Release(string jobId);
 }
+
+/// <summary>
+/// Runs a study grid (key: job id): one LOO study per configuration, in turn (each uses every
+/// silo), keyed "{job}-c{i}" so that a restarted study skips finished configurations. Writes
+/// study.csv after every configuration and study.md at the end.
+/// </summary>
+public interface IStudyJobGrain : IGrainWithStringKey
+{
+    Task<JobStatus> Start(StudyJobRequest request);
+
+    [AlwaysInterleave]
+    Task<JobStatus> GetStatus();
+}

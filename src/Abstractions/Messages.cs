@@ -162,3 +162,23 @@ public sealed class RetrainReport
     [Id(5)] public string? Silo { get; init; }
     [Id(6)] public double Seconds { get; init; }
 }
+
+/// <summary>One configuration of a study grid.</summary>
+[GenerateSerializer, Immutable]
+public sealed class StudyPoint
+{
+    [Id(0)] public required string Label { get; init; }
+    [Id(1)] public int Depth { get; init; }
+    [Id(2)] public int Width { get; init; }
+    [Id(3)] public double WeightDecay { get; init; }
+    [Id(4)] public int Seed { get; init; }
+    [Id(5)] public required LooJobRequest Study { get; init; }
+}
+
+/// <summary>A grid of LOO studies run as one job, one table row per configuration.</summary>
+[GenerateSerializer, Immutable]
+public sealed class StudyJobRequest
+{
+    [Id(0)] public required string Name { get; init; }
+    [Id(1)] public required StudyPoint[] Points { get; init; }
+}

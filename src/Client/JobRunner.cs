@@ -19,6 +19,12 @@ public static class JobRunner
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 
+    public static Task<JobStatus> RunStudyAsync(ClusterConnection connection, string jobId, StudyJobRequest request, CancellationToken ct)
+    {
+        var grain = connection.Client.GetGrain<IStudyJobGrain>(jobId);
+        return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
+    }
+
     /// <summary>
     /// Starts a job and shows its progress until it ends. A coordinator whose silo died comes back
     /// empty (Pending) on another silo: starting it again resumes from the artifact store.

@@ -4,6 +4,7 @@ using Influence.Client;
 var root = new RootCommand("Influence: which training examples are responsible for a model's predictions, checked against leave-one-out retraining.");
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(LooCommand.Create());
+root.Subcommands.Add(StudyCommand.Create());
 root.Subcommands.Add(MislabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

@@ -149,4 +149,32 @@ public class CommandLineTests
         Assert.Equal(2, badExit);
         Assert.Contains("bad.csv, line 1: the header must be 'index,label_clean,label_noisy'", badErr);
     }
+
+    [Fact]
+    public void Study_runs_a_grid_spec_to_its_table()
+    {
+        var outDir = Path.Combine(TempDir(), "study");
+        var spec = Path.Combine(AppContext.BaseDirectory, "studies", "smoke-iris.yaml");
+        var (exit, stdout, stderr) = Run("study", spec, "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        var rows = File.ReadAllLines(Path.Combine(outDir, "study.csv"));
+        Assert.StartsWith("config,depth,width,weight_decay,seed,parameters,lambda_min", rows[0]);
+        Assert.Equal(3, rows.Length);
+        foreach (var row in rows.Skip(1))
+        {
+            var f = row.Split(',');
+            Assert.Equal("35", f[5]); // 4-4-3 MLP
+            double warm = double.Parse(f[9], CultureInfo.InvariantCulture), cold = double.Parse(f[11], CultureInfo.InvariantCulture);
+            Assert.InRange(warm, 0.5, 1.0);
+            Assert.InRange(cold, -1.0, 1.0);
+            Assert.True(double.Parse(f[6], CultureInfo.InvariantCulture) > 0, "λ_min of a trained, regularised MLP");
+        }
+        Assert.Contains("| depth=1 width=4 l2=0.01 seed=0 |", File.ReadAllText(Path.Combine(outDir, "study.md")));
+
+        var bad = Path.Combine(TempDir(), "bad.yaml");
+        File.WriteAllText(bad, "name: x\ntrain: nowhere.csv\ntest: nowhere.csv\nmodel: cnn\n");
+        var (badExit, _, badErr) = Run("study", bad, "--out", TempDir());
+        Assert.Equal(2, badExit);
+        Assert.Contains("model must be logreg or mlp, not 'cnn'", badErr);
+    }
 }

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using Influence.Abstractions;
+using Influence.Reports;
+
+namespace Influence.Client;
+
+/// <summary>`influence study SPEC`: a grid of LOO studies as one cluster job, one table row per configuration.</summary>
+public static class StudyCommand
+{
+    private static readonly Argument<string> Spec = new("spec") { Description = "Study spec (YAML, or JSON for .json), e.g. studies/basu-iris.yaml" };
+    private static readonly Option<string> Out = new("--out") { Description = "Output folder", Required = true };
+
+    public static Command Create()
+    {
+        var command = new Command("study", "Run a grid of leave-one-out studies (model shapes × weight decays × seeds) and tabulate them");
+        command.Arguments.Add(Spec);
+        foreach (var o in new Option[] { Out, LooCommand.Parallel, LooCommand.Resume, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose }) command.Options.Add(o);
+        command.SetAction((parse, ct) => RunAsync(parse, ct));
+        return command;
+    }
+
+    public static StudyJobRequest BuildRequest(StudySpec spec, int parallel)
+    {
+        var points = spec.Grid().Select(p => new StudyPoint
+        {
+            Label = p.Label, Depth = p.Depth, Width = p.Width, WeightDecay = p.WeightDecay, Seed = p.Seed,
+            Study = new LooJobRequest
+            {
+                Score = new ScoreJobRequest
+                {
+                    Train = new DataSource { Path = spec.Train, LabelsPath = spec.TrainLabels, FeatureScale = spec.PixelScale },
+                    Test = new DataSource { Path = spec.Test, LabelsPath = spec.TestLabels, FeatureScale = spec.PixelScale },
+                    Model = new ModelSettings
+                    {
+                        Kind = spec.Model, Hidden = Enumerable.Repeat(p.Width, p.Depth).ToArray(), Activation = spec.Activation, L2 = p.WeightDecay,
+                        WeightDecayOn = spec.Model == "logreg" ? "weights" : spec.WeightDecayOn, DType = spec.Dtype, Seed = p.Seed,
+                    },
+                    Method = spec.Method, Damping = spec.Damping, TestIndices = IndexList.Parse(spec.TestIndices), Shards = spec.Shards,
+                },
+                Remove = spec.Remove,
+                Modes = LooCommand.ParseModes(string.Join(",", spec.Retrain)),
+                NoiseSeeds = spec.NoiseSeeds,
+                ParallelPerSilo = parallel,
+            },
+        }).ToArray();
+        foreach (var p in points) Influence.Grains.RequestMapping.ToSettings(p.Study).Validate();
+        return new StudyJobRequest { Name = spec.Name, Points = points };
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
+    {
+        StudyJobRequest request;
+        try { request = BuildRequest(StudySpec.Load(parse.GetValue(Spec)!), parse.GetValue(LooCommand.Parallel)); }
+        catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
+
+        await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
+        var jobId = parse.GetValue(LooCommand.Resume) ?? JobRunner.NewJobId($"study-{request.Name}");
+        Console.WriteLine($"Study {jobId} on the {connection.Description}: {request.Points.Length} configurations");
+        var status = await JobRunner.RunStudyAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"study {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
+        var outDir = parse.GetValue(Out)!;
+        JobRunner.Export(connection, status.OutputPrefix!, outDir);
+        Console.WriteLine(File.ReadAllText(Path.Combine(outDir, "study.md")));
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Table: {Path.GetFullPath(Path.Combine(outDir, "study.csv"))}; each configuration's report is in the store under jobs/{jobId}-cNNN/.");
+        return 0;
+    }
+}

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Influence.Abstractions;
+using Influence.Core.Storage;
+using Influence.Reports;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+/// <summary>Runs a study grid: one LOO study per configuration, then the table (see <see cref="IStudyJobGrain"/>).</summary>
+public sealed partial class StudyJobGrain(
+    ComputeExecutor executor,
+    IArtifactStore store,
+    ILogger<StudyJobGrain> logger) : Grain, IStudyJobGrain
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
+    private volatile JobStatus status = null!;
+    private Task? running;
+    private readonly Stopwatch clock = new();
+
+    private string JobId => this.GetPrimaryKeyString();
+    private string Prefix => $"jobs/{JobId}";
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        return Task.CompletedTask;
+    }
+
+    public Task<JobStatus> Start(StudyJobRequest request)
+    {
+        if (running is not null) return GetStatus();
+        if (request.Points.Length == 0)
+        {
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = "the study grid is empty" };
+            return GetStatus();
+        }
+        clock.Start();
+        running = RunAsync(request);
+        return GetStatus();
+    }
+
+    public Task<JobStatus> GetStatus()
+    {
+        var s = status;
+        return Task.FromResult(new JobStatus
+        {
+            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
+            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
+        });
+    }
+
+    public static string ConfigJobId(string studyId, int index) => $"{studyId}-c{index:D3}";
+
+    private async Task RunAsync(StudyJobRequest request)
+    {
+        var rows = new List<StudyRow>();
+        int total = request.Points.Length;
+        try
+        {
+            for (int i = 0; i < total; i++)
+            {
+                var point = request.Points[i];
+                var id = ConfigJobId(JobId, i);
+                var grain = GrainFactory.GetGrain<ILooJobGrain>(id);
+                var s = await grain.Start(point.Study);
+                while (!s.IsFinished)
+                {
+                    status = new JobStatus { JobId = JobId, Phase = s.Phase, Done = i, Total = total, Message = $"{point.Label} ({i + 1}/{total}): {s.Message}" };
+                    await Task.Delay(PollInterval);
+                    try { s = await grain.GetStatus().WaitAsync(TimeSpan.FromSeconds(10)); }
+                    catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
+                    if (s.Phase == JobPhase.Pending) s = await grain.Start(point.Study); // its silo died: resume it
+                }
+                if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
+                var row = await executor.Run(() => StudyRow.From(store, $"jobs/{id}", point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
+                rows.Add(row);
+                await executor.Run(() => { StudyTable.WriteCsv(store, $"{Prefix}/study.csv", rows); return 0; });
+                LogConfigDone(JobId, point.Label, i + 1, total);
+            }
+            await executor.Run(() =>
+            {
+                StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, clock.Elapsed.TotalSeconds);
+                store.Write($"{Prefix}/outputs.json", s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
+                return 0;
+            });
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Completed, Done = total, Total = total, Message = $"done in {clock.Elapsed.TotalSeconds:F1} s", OutputPrefix = Prefix };
+        }
+        catch (Exception e)
+        {
+            LogFailed(e, JobId);
+            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message, Message = status.Message, Done = rows.Count, Total = total };
+        }
+        finally
+        {
+            clock.Stop();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Study {JobId}: {Label} done ({Done}/{Total})")]
+    private partial void LogConfigDone(string jobId, string label, int done, int total);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Study {JobId} failed")]
+    private partial void LogFailed(Exception e, string jobId);
+}

@@ -1,0 +1,63 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Influence.Core.Storage;
+
+namespace Influence.Reports;
+
+/// <summary>One configuration's row: its model, the Hessian at θ̂, and how well influence predicted each retrain mode.</summary>
+public sealed record StudyRow(string Label, int Depth, int Width, double WeightDecay, int Seed, long Parameters,
+    double MinEigenvalue, double Damping, double TestAccuracy,
+    double WarmSpearman, double WarmPearson, double ColdSpearman, double ColdPearson, double PbrfSpearman, double PbrfPearson,
+    double ColdMedianDistance, double NoiseRatio)
+{
+    private static double Get(JsonElement e, string name) =>
+        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+
+    /// <summary>Reads a finished LOO study's summary.json and loo_summary.json from the store.</summary>
+    public static StudyRow From(IArtifactStore store, string prefix, string label, int depth, int width, double weightDecay, int seed)
+    {
+        using var s1 = store.OpenRead($"{prefix}/summary.json");
+        using var summary = JsonDocument.Parse(s1);
+        using var s2 = store.OpenRead($"{prefix}/loo_summary.json");
+        using var loo = JsonDocument.Parse(s2);
+        var root = summary.RootElement;
+        var modes = loo.RootElement.GetProperty("modes").EnumerateArray().ToDictionary(m => m.GetProperty("Mode").GetString()!.ToLowerInvariant(), m => m.Clone());
+        double Mode(string mode, string name) => modes.TryGetValue(mode, out var m) ? Get(m, name) : double.NaN;
+        double coldDistance = modes.TryGetValue("cold", out var cold) ? Get(cold.GetProperty("Stats"), "MedianDistance") : double.NaN;
+        var ratios = loo.RootElement.GetProperty("noise_floor").EnumerateArray().Select(n => Get(n, "SignalToNoise")).Where(double.IsFinite).ToArray();
+        return new StudyRow(label, depth, width, weightDecay, seed, root.GetProperty("model").GetProperty("parameters").GetInt64(),
+            Get(root.GetProperty("hessian"), "min_eigenvalue"), Get(root.GetProperty("hessian"), "damping"), Get(root.GetProperty("training"), "test_accuracy"),
+            Mode("warm", "MeanSpearman"), Mode("warm", "MeanPearson"), Mode("cold", "MeanSpearman"), Mode("cold", "MeanPearson"),
+            Mode("pbrf", "MeanSpearman"), Mode("pbrf", "MeanPearson"), coldDistance, ratios.Length > 0 ? ratios.Average() : double.NaN);
+    }
+
+}
+
+/// <summary>The study table as study.csv and study.md.</summary>
+public static class StudyTable
+{
+    private static string F(double v, string format = "0.000") => double.IsNaN(v) ? "" : v.ToString(format, CultureInfo.InvariantCulture);
+
+    public static void WriteCsv(IArtifactStore store, string key, IReadOnlyList<StudyRow> rows) => store.Write(key, s =>
+    {
+        using var w = new StreamWriter(s, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        w.WriteLine("config,depth,width,weight_decay,seed,parameters,lambda_min,damping,test_accuracy,warm_spearman,warm_pearson,cold_spearman,cold_pearson,pbrf_spearman,pbrf_pearson,cold_median_distance,noise_signal_to_noise");
+        foreach (var r in rows)
+            w.WriteLine(string.Join(",", $"\"{r.Label}\"", r.Depth, r.Width, F(r.WeightDecay, "R"), r.Seed, r.Parameters, F(r.MinEigenvalue, "R"), F(r.Damping, "R"), F(r.TestAccuracy, "R"),
+                F(r.WarmSpearman, "R"), F(r.WarmPearson, "R"), F(r.ColdSpearman, "R"), F(r.ColdPearson, "R"), F(r.PbrfSpearman, "R"), F(r.PbrfPearson, "R"), F(r.ColdMedianDistance, "R"), F(r.NoiseRatio, "R")));
+    });
+
+    public static void WriteMarkdown(IArtifactStore store, string key, string name, IReadOnlyList<StudyRow> rows, double seconds) => store.Write(key, s =>
+    {
+        using var w = new StreamWriter(s, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        w.WriteLine($"# Study {name}");
+        w.WriteLine();
+        w.WriteLine($"{rows.Count} configurations, {seconds:F0} s. Spearman and Pearson: means over test points of predicted (exact influence) against actual change. Noise S/N: mean |cold LOO Δ| over the seed-to-seed std, averaged over test points.");
+        w.WriteLine();
+        w.WriteLine("| config | parameters | λ_min | damping | test acc. | warm Spearman | warm Pearson | cold Spearman | cold Pearson | PBRF Spearman | PBRF Pearson | cold median ‖θ̂₋ⱼ − θ̂‖ | noise S/N |");
+        w.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in rows)
+            w.WriteLine($"| {r.Label} | {r.Parameters} | {F(r.MinEigenvalue, "0.00E+0")} | {F(r.Damping, "G3")} | {F(r.TestAccuracy, "P1")} | {F(r.WarmSpearman)} | {F(r.WarmPearson)} | {F(r.ColdSpearman)} | {F(r.ColdPearson)} | {F(r.PbrfSpearman)} | {F(r.PbrfPearson)} | {F(r.ColdMedianDistance, "0.00E+0")} | {F(r.NoiseRatio, "0.00")} |");
+    });
+}
