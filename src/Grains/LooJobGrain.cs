@@ -239,7 +239,7 @@ public sealed partial class LooJobGrain(
             double rate = (doneTasks - doneBefore + inFlight) / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
             double eta = rate > 0 ? (total - doneTasks - inFlight) / rate : 0;
             Set(JobPhase.Retraining, doneTasks + inFlight, total,
-                $"{doneTasks + inFlight}/{total} retrains, {rate:F1}/s, {slots.Count(s => s.Unit is not null)} units running on {slots.Count} workers",
+                $"{doneTasks + inFlight}/{total} retrains, {rate:G3}/s, {slots.Count(s => s.Unit is not null)} units running on {slots.Count} workers",
                 rate, eta);
         }
         return slots.Count;
