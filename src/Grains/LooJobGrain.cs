@@ -34,21 +34,20 @@ public sealed partial class LooJobGrain(
     public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
     private const int MaxAttempts = 3;
 
-    private volatile JobStatus status = null!;
+    private JobStatusTracker tracker = null!;
     private Task? running;
-    private readonly Stopwatch clock = new();
 
     private string JobId => this.GetPrimaryKeyString();
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        tracker = new JobStatusTracker(JobId);
         return Task.CompletedTask;
     }
 
     public Task<JobStatus> Start(LooJobRequest request)
     {
-        if (running is not null) return Task.FromResult(Status());
+        if (running is not null) return tracker.Snapshot();
         LooSettings settings;
         try
         {
@@ -58,29 +57,19 @@ public sealed partial class LooJobGrain(
         }
         catch (ArgumentException e)
         {
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message };
-            return Task.FromResult(status);
+            tracker.Fail(e.Message);
+            return tracker.Snapshot();
         }
-        clock.Start();
+        tracker.StartClock();
         Set(JobPhase.Training, 0, 0, "starting");
         running = RunAsync(request, settings);
-        return Task.FromResult(Status());
+        return tracker.Snapshot();
     }
 
-    public Task<JobStatus> GetStatus() => Task.FromResult(Status());
-
-    private JobStatus Status()
-    {
-        var s = status;
-        return new JobStatus
-        {
-            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
-            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
-        };
-    }
+    public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
     private void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
-        status = new JobStatus { JobId = JobId, Phase = phase, Done = done, Total = total, Message = message, Rate = rate, EtaSeconds = eta, OutputPrefix = outputPrefix };
+        tracker.Set(phase, done, total, message, rate, eta, outputPrefix);
 
     private async Task RunAsync(LooJobRequest request, LooSettings settings)
     {
@@ -104,22 +93,21 @@ public sealed partial class LooJobGrain(
             timings["retrain"] = Lap(phase);
 
             Set(JobPhase.Writing, 0, 1, "writing the report");
-            timings["total_before_report"] = clock.Elapsed.TotalSeconds;
+            timings["total_before_report"] = tracker.ElapsedSeconds;
             await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
             await ReleaseWorkers(workers);
             cache.Evict($"{job.Prefix}/");
-            Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {clock.Elapsed.TotalSeconds:F1} s", outputPrefix: job.Prefix);
-            LogCompleted(JobId, plan.TaskCount, clock.Elapsed.TotalSeconds);
+            Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
+            LogCompleted(JobId, plan.TaskCount, tracker.ElapsedSeconds);
         }
         catch (Exception e)
         {
             LogFailed(e, JobId);
-            var message = e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message;
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = message, Message = status.Message };
+            tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
         }
         finally
         {
-            clock.Stop();
+            tracker.StopClock();
         }
     }
 

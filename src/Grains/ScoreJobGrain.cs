@@ -19,21 +19,20 @@ public sealed partial class ScoreJobGrain(
     ILogger<ScoreJobGrain> logger) : Grain, IScoreJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
-    private volatile JobStatus status = null!;
+    private JobStatusTracker tracker = null!;
     private Task? running;
-    private readonly Stopwatch clock = new();
 
     private string JobId => this.GetPrimaryKeyString();
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        tracker = new JobStatusTracker(JobId);
         return Task.CompletedTask;
     }
 
     public Task<JobStatus> Start(ScoreJobRequest request)
     {
-        if (running is not null) return Task.FromResult(Status());
+        if (running is not null) return tracker.Snapshot();
         ScoreSettings settings;
         try
         {
@@ -42,29 +41,19 @@ public sealed partial class ScoreJobGrain(
         }
         catch (ArgumentException e)
         {
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message };
-            return Task.FromResult(status);
+            tracker.Fail(e.Message);
+            return tracker.Snapshot();
         }
-        clock.Start();
+        tracker.StartClock();
         Set(JobPhase.Training, 0, 0, "loading data");
         running = RunAsync(request, settings);
-        return Task.FromResult(Status());
+        return tracker.Snapshot();
     }
 
-    public Task<JobStatus> GetStatus() => Task.FromResult(Status());
-
-    private JobStatus Status()
-    {
-        var s = status;
-        return new JobStatus
-        {
-            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
-            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds,
-        };
-    }
+    public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
     private void Set(JobPhase phase, long done, long total, string message, string? outputPrefix = null) =>
-        status = new JobStatus { JobId = JobId, Phase = phase, Done = done, Total = total, Message = message, OutputPrefix = outputPrefix };
+        tracker.Set(phase, done, total, message, outputPrefix: outputPrefix);
 
     private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
     {
@@ -94,7 +83,7 @@ public sealed partial class ScoreJobGrain(
             Set(JobPhase.Writing, 0, 1, "writing outputs");
             var merged = TopKLists.Merge(scoreReports.Select(ToTopK).ToList(), settings.TopK);
             var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", hessianReports[k].Seconds, scoreReports[k].Seconds)).ToList();
-            timings["total_before_write"] = clock.Elapsed.TotalSeconds;
+            timings["total_before_write"] = tracker.ElapsedSeconds;
             await executor.Run(() =>
             {
                 ScoreOutputs.Write(job, data, checkpoint, factorization, runs, merged, timings);
@@ -102,18 +91,17 @@ public sealed partial class ScoreJobGrain(
                 return 0;
             });
             cache.Evict(job.Prefix);
-            Set(JobPhase.Completed, 1, 1, $"done in {clock.Elapsed.TotalSeconds:F1} s", job.Prefix);
-            LogCompleted(JobId, clock.Elapsed.TotalSeconds);
+            Set(JobPhase.Completed, 1, 1, $"done in {tracker.ElapsedSeconds:F1} s", job.Prefix);
+            LogCompleted(JobId, tracker.ElapsedSeconds);
         }
         catch (Exception e)
         {
             LogFailed(e, JobId);
-            var message = e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message;
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = message, Message = status.Message };
+            tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
         }
         finally
         {
-            clock.Stop();
+            tracker.StopClock();
         }
     }
 

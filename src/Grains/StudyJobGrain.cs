@@ -14,16 +14,15 @@ public sealed partial class StudyJobGrain(
     ILogger<StudyJobGrain> logger) : Grain, IStudyJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
-    private volatile JobStatus status = null!;
+    private JobStatusTracker tracker = null!;
     private Task? running;
-    private readonly Stopwatch clock = new();
 
     private string JobId => this.GetPrimaryKeyString();
     private string Prefix => $"jobs/{JobId}";
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        status = new JobStatus { JobId = JobId, Phase = JobPhase.Pending, Message = "not started" };
+        tracker = new JobStatusTracker(JobId);
         return Task.CompletedTask;
     }
 
@@ -32,23 +31,15 @@ public sealed partial class StudyJobGrain(
         if (running is not null) return GetStatus();
         if (request.Points.Length == 0)
         {
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = "the study grid is empty" };
+            tracker.Fail("the study grid is empty");
             return GetStatus();
         }
-        clock.Start();
+        tracker.StartClock();
         running = RunAsync(request);
         return GetStatus();
     }
 
-    public Task<JobStatus> GetStatus()
-    {
-        var s = status;
-        return Task.FromResult(new JobStatus
-        {
-            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
-            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
-        });
-    }
+    public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
     public static string ConfigJobId(string studyId, int index) => $"{studyId}-c{index:D3}";
 
@@ -66,7 +57,7 @@ public sealed partial class StudyJobGrain(
                 var s = await grain.Start(point.Study);
                 while (!s.IsFinished)
                 {
-                    status = new JobStatus { JobId = JobId, Phase = s.Phase, Done = i, Total = total, Message = $"{point.Label} ({i + 1}/{total}): {s.Message}" };
+                    tracker.Set(s.Phase, i, total, $"{point.Label} ({i + 1}/{total}): {s.Message}");
                     await Task.Delay(PollInterval);
                     try { s = await grain.GetStatus().WaitAsync(TimeSpan.FromSeconds(10)); }
                     catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
@@ -80,20 +71,20 @@ public sealed partial class StudyJobGrain(
             }
             await executor.Run(() =>
             {
-                StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, clock.Elapsed.TotalSeconds);
+                StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, tracker.ElapsedSeconds);
                 store.Write($"{Prefix}/outputs.json", s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
                 return 0;
             });
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Completed, Done = total, Total = total, Message = $"done in {clock.Elapsed.TotalSeconds:F1} s", OutputPrefix = Prefix };
+            tracker.Set(JobPhase.Completed, total, total, $"done in {tracker.ElapsedSeconds:F1} s", outputPrefix: Prefix);
         }
         catch (Exception e)
         {
             LogFailed(e, JobId);
-            status = new JobStatus { JobId = JobId, Phase = JobPhase.Failed, Error = e.Message, Message = status.Message, Done = rows.Count, Total = total };
+            tracker.Fail(e.Message);
         }
         finally
         {
-            clock.Stop();
+            tracker.StopClock();
         }
     }
 

@@ -64,15 +64,7 @@ public sealed class PbrfObjective : ITrainingObjective, IDisposable
         return z.logsumexp(1, false).sub(zHat.logsumexp(1, false)).sub(zHat.softmax(1).mul(z.sub(zHat)).sum(1));
     }
 
-    public (double Value, Tensor Gradient) ValueAndGradient(Tensor theta)
-    {
-        using var scope = NewDisposeScope();
-        using var enabled = enable_grad();
-        var t = theta.detach().requires_grad_(true);
-        var f = Value(t);
-        var g = autograd.grad([f], [t])[0];
-        return (f.ToDouble(), g.detach().MoveToOuterDisposeScope());
-    }
+    public (double Value, Tensor Gradient) ValueAndGradient(Tensor theta) => Objective.ValueAndGradient(Value, theta);
 
     public Tensor Hessian(Tensor theta) => ExactHessian.OfFunction(Value, theta);
 

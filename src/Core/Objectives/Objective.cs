@@ -85,12 +85,15 @@ public sealed class Objective : ITrainingObjective
         LossSum(theta).div(Normalizer).add(Regularizer(theta));
 
     /// <summary>F(θ) and ∇F(θ) (detached), by one forward and backward pass.</summary>
-    public (double Value, Tensor Gradient) ValueAndGradient(Tensor theta)
+    public (double Value, Tensor Gradient) ValueAndGradient(Tensor theta) => ValueAndGradient(Value, theta);
+
+    /// <summary>A scalar function of θ and its gradient (detached), by one forward and backward pass.</summary>
+    public static (double Value, Tensor Gradient) ValueAndGradient(Func<Tensor, Tensor> value, Tensor theta)
     {
         using var scope = NewDisposeScope();
         using var enabled = enable_grad();
         var t = theta.detach().requires_grad_(true);
-        var f = Value(t);
+        var f = value(t);
         var g = autograd.grad([f], [t])[0];
         return (f.ToDouble(), g.detach().MoveToOuterDisposeScope());
     }

@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using Influence.Abstractions;
+
+namespace Influence.Grains;
+
+/// <summary>
+/// A coordinator's status and clock: written by the job running in the background, read by the
+/// interleaved GetStatus. Shared by the score, LOO and study coordinators.
+/// </summary>
+public sealed class JobStatusTracker(string jobId)
+{
+    private volatile JobStatus status = new() { JobId = jobId, Phase = JobPhase.Pending, Message = "not started" };
+    private readonly Stopwatch clock = new();
+
+    public JobStatus Current => status;
+    public double ElapsedSeconds => clock.Elapsed.TotalSeconds;
+
+    public void StartClock() => clock.Start();
+    public void StopClock() => clock.Stop();
+
+    /// <summary>The current status with the elapsed time filled in.</summary>
+    public Task<JobStatus> Snapshot()
+    {
+        var s = status;
+        return Task.FromResult(new JobStatus
+        {
+            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
+            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
+        });
+    }
+
+    public void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
+        status = new JobStatus { JobId = jobId, Phase = phase, Done = done, Total = total, Message = message, Rate = rate, EtaSeconds = eta, OutputPrefix = outputPrefix };
+
+    /// <summary>Marks the job failed, keeping the last message and progress for context.</summary>
+    public void Fail(string error)
+    {
+        var s = status;
+        status = new JobStatus { JobId = jobId, Phase = JobPhase.Failed, Error = error, Message = s.Message, Done = s.Done, Total = s.Total };
+    }
+}
