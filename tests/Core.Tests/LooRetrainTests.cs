@@ -231,3 +231,21 @@ public class LooJobTests
         Assert.Contains("job job-1 was started with other settings", e.Message);
     }
 }
+
+public class NewtonThroughSaddlesTests
+{
+    [Fact]
+    public void Newton_with_Levenberg_Marquardt_damping_reaches_1e_12_from_a_random_start()
+    {
+        // No L-BFGS at all (its tolerance is huge): Newton starts where the MLP's Hessian is indefinite.
+        var spec = ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 0.01, DecayOn.All, seed: 2);
+        using var data = DataTensors.From(TestData.Blobs(40, 4, 3, seed: 8), spec, CPU);
+        var objective = new Objective(spec, data, data.Count, CPU);
+        using var init = Network.Initialize(spec, CPU);
+        Assert.True(linalg.eigvalsh(objective.Hessian(init))[0].ToDouble() < 0, "the start must be in an indefinite region for this test to mean anything");
+        var result = FullBatchTrainer.Train(objective, init, new TrainingOptions { LbfgsTolerance = 1e10, GradientTolerance = 1e-12, NewtonMaxIterations = 300 });
+        Assert.True(result.GradientNorm <= 1e-12, $"‖∇F‖ = {result.GradientNorm:E2} after {result.NewtonIterations} Newton steps");
+        Assert.Equal(0, result.LbfgsIterations); // Newton itself got there, not the L-BFGS fallback
+        Assert.True(linalg.eigvalsh(objective.Hessian(result.Theta))[0].ToDouble() > 0, "it must end at a minimum");
+    }
+}

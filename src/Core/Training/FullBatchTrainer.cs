@@ -60,8 +60,8 @@ public static class FullBatchTrainer
             {
                 using var scope = NewDisposeScope();
                 var h = objective.Hessian(theta);
-                using var inverse = HessianInverse.Factorize(h, 0, flat, computeSpectrum: false);
-                if (inverse.Kind != InverseKind.Cholesky) break; // not at a local minimum: Newton would climb
+                using var inverse = DampedUntilPositiveDefinite(h, flat);
+                if (inverse is null) break;
                 var step = inverse.Solve(grad.unsqueeze(1)).squeeze(1);
                 double alpha = 1.0, newValue = double.NaN, newNorm = double.NaN;
                 Tensor? candidate = null, candidateGrad = null;
@@ -98,6 +98,26 @@ public static class FullBatchTrainer
         }
         grad.Dispose();
         return new TrainingResult(theta, value, gnorm, lbfgsIterations, newtonIterations, gnorm <= target, sw.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The factorised Hessian, or where it is not positive definite (a saddle region on the way to
+    /// the minimum) H + μI with the smallest μ = 1e-8·max|H|·10^k that makes it so: a
+    /// Levenberg–Marquardt step, a descent direction the line search can use. Null if none does.
+    /// </summary>
+    private static HessianInverse? DampedUntilPositiveDefinite(Tensor h, Tensor? flat)
+    {
+        var inverse = HessianInverse.Factorize(h, 0, flat, computeSpectrum: false);
+        if (inverse.Kind == InverseKind.Cholesky) return inverse;
+        inverse.Dispose();
+        double mu = 1e-8 * Math.Max(1.0, h.abs().max().ToDouble());
+        for (int k = 0; k < 12; k++, mu *= 10)
+        {
+            inverse = HessianInverse.Factorize(h, mu, flat, computeSpectrum: false);
+            if (inverse.Kind == InverseKind.Cholesky) return inverse;
+            inverse.Dispose();
+        }
+        return null;
     }
 
     /// <summary>L-BFGS with Armijo backtracking; updates <paramref name="theta"/> in place, returns iterations.</summary>
