@@ -28,7 +28,11 @@ public sealed class ClusterConnection : IAsyncDisposable
     public IArtifactStore Store { get; }
     public string Description { get; }
 
-    public static async Task<ClusterConnection> OpenAsync(string? cluster, string storeRoot, bool verbose, CancellationToken ct)
+    /// <param name="concurrentTasks">
+    /// Embedded mode: heavy tasks the silo runs at once (a LOO study's --parallel); libtorch's
+    /// threads are split between them so that the cores are not oversubscribed.
+    /// </param>
+    public static async Task<ClusterConnection> OpenAsync(string? cluster, string storeRoot, bool verbose, CancellationToken ct, int concurrentTasks = 1)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -45,7 +49,12 @@ public sealed class ClusterConnection : IAsyncDisposable
             builder.UseOrleans(silo =>
             {
                 silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: "influence", clusterId: $"embedded-{siloPort}");
-                silo.AddInfluence(o => o.StoreRoot = storeRoot);
+                silo.AddInfluence(o =>
+                {
+                    o.StoreRoot = storeRoot;
+                    o.ConcurrentTasks = Math.Max(1, concurrentTasks);
+                    if (concurrentTasks > 1) o.TorchThreads = Math.Max(1, Environment.ProcessorCount / concurrentTasks);
+                });
             });
             description = "embedded single-silo cluster";
         }

@@ -11,7 +11,7 @@ public static class LooCommand
 {
     public static readonly Option<string> Remove = new("--remove") { Description = "all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union (top:20+bottom:20), or subsets:M,α[,seed] (LDS)", DefaultValueFactory = _ => "all" };
     public static readonly Option<string> Retrain = new("--retrain") { Description = "warm, cold, both, pbrf, or a comma list (warm,pbrf)", DefaultValueFactory = _ => "warm" };
-    public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo", DefaultValueFactory = _ => 1 };
+    public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo (in embedded mode also the silo's compute tasks)", DefaultValueFactory = _ => 1 };
     public static readonly Option<int> NoiseSeeds = new("--noise-seeds") { Description = "Cold retrains of the full training set with S other seeds (the noise floor; needs cold)", DefaultValueFactory = _ => 0 };
     public static readonly Option<string?> Resume = new("--resume") { Description = "Resume job JOB (same options): finished retrains are not redone" };
     public static readonly Option<int> WarmBatch = new("--warm-batch") { Description = "Warm logistic-regression retrains solved together", DefaultValueFactory = _ => 200 };
@@ -69,7 +69,7 @@ public static class LooCommand
 
     public static async Task<int> RunJobAsync(LooJobRequest request, string outDir, string? resume, string? cluster, string storeRoot, bool verbose, CancellationToken ct)
     {
-        await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct);
+        await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct, request.ParallelPerSilo);
         var jobId = resume ?? JobRunner.NewJobId("loo");
         if (resume is not null && !connection.Store.Exists($"jobs/{resume}/loo/settings.json"))
             return ScoreCommand.Fail($"--resume {resume}: no such job in the store {storeRoot}", 2);

@@ -53,7 +53,8 @@ public static class StudyCommand
         try { request = BuildRequest(StudySpec.Load(parse.GetValue(Spec)!), parse.GetValue(LooCommand.Parallel)); }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
 
-        await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
+        await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct,
+            parse.GetValue(LooCommand.Parallel));
         var jobId = parse.GetValue(LooCommand.Resume) ?? JobRunner.NewJobId($"study-{request.Name}");
         Console.WriteLine($"Study {jobId} on the {connection.Description}: {request.Points.Length} configurations");
         var status = await JobRunner.RunStudyAsync(connection, jobId, request, ct);
