@@ -3,7 +3,7 @@ namespace Influence.Grains;
 /// <summary>
 /// Per-silo cache of loaded artifacts (datasets, checkpoints, factorisations), so that several
 /// shards of one job on the same silo load each once. Keeps the most recently used entries;
-/// evicted values that are IDisposable (tensors) are disposed.
+/// values of a finished job (<see cref="Evict"/>) that are IDisposable (tensors) are disposed.
 /// </summary>
 public sealed class ArtifactCache(int capacity = 6)
 {
@@ -27,12 +27,12 @@ public sealed class ArtifactCache(int capacity = 6)
             {
                 lazy = new Lazy<object>(() => load(), LazyThreadSafetyMode.ExecutionAndPublication);
                 entries.AddFirst((key, lazy));
-                while (entries.Count > capacity)
-                {
-                    var last = entries.Last!.Value.Value;
-                    entries.RemoveLast();
-                    if (last.IsValueCreated && last.Value is IDisposable d) d.Dispose();
-                }
+                // An entry pushed out here may still be in use by a task on another compute thread
+                // (a silo runs several): disposing it would free native memory under that task (a
+                // segfault in libtorch was seen with two compute tasks). It is dropped, not
+                // disposed; its tensors' finalizers free the memory once nothing uses them.
+                // Evict(prefix), called when a job has finished, still disposes at once.
+                while (entries.Count > capacity) entries.RemoveLast();
             }
         }
         try { return (T)lazy.Value; }
