@@ -93,25 +93,12 @@ public static class ExactHessian
     }
 
     /// <summary>Any model: row k of the Hessian is ∂(∇L)_k/∂θ by double backward (P backward passes).</summary>
-    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
-    {
-        using var scope = NewDisposeScope();
-        using var enabled = enable_grad();
-        var t = theta.detach().requires_grad_(true);
-        var losses = Objective.PerExampleLoss(spec, t, data);
-        var loss = weights is null ? losses.sum() : losses.mul(weights.to(spec.ScalarType)).sum();
-        // create_graph does not imply retain_graph in TorchSharp: pass both.
-        var g = autograd.grad([loss], [t], retain_graph: true, create_graph: true)[0];
-        long p = spec.ParameterCount;
-        var h = zeros(p, p, dtype: spec.ScalarType, device: theta.device);
-        for (long k = 0; k < p; k++)
+    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null) =>
+        OfFunction(t =>
         {
-            using var row = NewDisposeScope();
-            var r = autograd.grad([g[k]], [t], retain_graph: true)[0];
-            h[k].copy_(r);
-        }
-        return h.MoveToOuterDisposeScope();
-    }
+            var losses = Objective.PerExampleLoss(spec, t, data);
+            return weights is null ? losses.sum() : losses.mul(weights.to(spec.ScalarType)).sum();
+        }, theta);
 
     /// <summary>The Hessian of any scalar function of θ by double backward (P backward passes).</summary>
     public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta)
@@ -121,6 +108,7 @@ public static class ExactHessian
         using var scope = NewDisposeScope();
         using var enabled = enable_grad();
         var t = theta.detach().requires_grad_(true);
+        // create_graph does not imply retain_graph in TorchSharp: pass both.
         var g = autograd.grad([value(t)], [t], retain_graph: true, create_graph: true)[0];
         var h = zeros(p, p, dtype: theta.dtype, device: theta.device);
         for (long k = 0; k < p; k++)

@@ -50,21 +50,8 @@ public sealed class HessianInverse : IDisposable
     /// <param name="computeSpectrum">Compute the extreme eigenvalues (an eigvalsh of P×P) when Cholesky succeeds.</param>
     public static HessianInverse Factorize(Tensor hessian, double damping, Tensor? flat, bool computeSpectrum = true)
     {
-        if (damping < 0 || !double.IsFinite(damping)) throw new ArgumentOutOfRangeException(nameof(damping), "damping must be a finite number ≥ 0");
         using var scope = NewDisposeScope();
-        long p = hessian.shape[0];
-        var m = hessian.clone();
-        m.diagonal().add_(damping);
-        Tensor? u = flat?.to(hessian.dtype);
-        if (u is not null)
-        {
-            long k = u.shape[1];
-            // Trace of H + δI on the complement (flat directions carry eigenvalue δ after damping).
-            double s = (m.diagonal().sum().ToDouble() - k * damping - u.t().matmul(hessian).matmul(u).trace().ToDouble()) / (p - k);
-            if (!(s > 0)) s = Math.Abs(s) + 1.0;
-            m.add_(u.matmul(u.t()).mul(s - damping));
-        }
-
+        var (m, u) = Shifted(hessian, damping, flat);
         var (l, info) = linalg.cholesky_ex(m);
         if (info.ToInt64() == 0)
         {
@@ -85,6 +72,40 @@ public sealed class HessianInverse : IDisposable
         var safe = values.masked_fill(tiny, double.PositiveInfinity);
         return new HessianInverse(InverseKind.Eigen, vectors.MoveToOuterDisposeScope(), safe.MoveToOuterDisposeScope(), u?.MoveToOuterDisposeScope(),
             damping, values[0].ToDouble(), values[-1].ToDouble(), dropped);
+    }
+
+    /// <summary>
+    /// The Cholesky factorisation of H + δI (on the complement of the flat directions), or null when
+    /// that is not positive definite. Unlike <see cref="Factorize"/> it never falls back to an
+    /// eigendecomposition: a test of definiteness that costs one Cholesky (Newton's damping search).
+    /// The extreme eigenvalues are not computed.
+    /// </summary>
+    public static HessianInverse? TryCholesky(Tensor hessian, double damping, Tensor? flat)
+    {
+        using var scope = NewDisposeScope();
+        var (m, u) = Shifted(hessian, damping, flat);
+        var (l, info) = linalg.cholesky_ex(m);
+        if (info.ToInt64() != 0) return null;
+        return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, double.NaN, double.NaN, 0);
+    }
+
+    /// <summary>M = H + δI + s·UUᵀ (see the class summary) and U in H's dtype; tensors in the caller's dispose scope.</summary>
+    private static (Tensor M, Tensor? U) Shifted(Tensor hessian, double damping, Tensor? flat)
+    {
+        if (damping < 0 || !double.IsFinite(damping)) throw new ArgumentOutOfRangeException(nameof(damping), "damping must be a finite number ≥ 0");
+        long p = hessian.shape[0];
+        var m = hessian.clone();
+        m.diagonal().add_(damping);
+        Tensor? u = flat?.to(hessian.dtype);
+        if (u is not null)
+        {
+            long k = u.shape[1];
+            // Trace of H + δI on the complement (flat directions carry eigenvalue δ after damping).
+            double s = (m.diagonal().sum().ToDouble() - k * damping - u.t().matmul(hessian).matmul(u).trace().ToDouble()) / (p - k);
+            if (!(s > 0)) s = Math.Abs(s) + 1.0;
+            m.add_(u.matmul(u.t()).mul(s - damping));
+        }
+        return (m, u);
     }
 
     /// <summary>Projects the columns of <paramref name="v"/> (P×K) onto the complement of the flat directions.</summary>

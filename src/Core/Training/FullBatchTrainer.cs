@@ -107,16 +107,10 @@ public static class FullBatchTrainer
     /// </summary>
     private static HessianInverse? DampedUntilPositiveDefinite(Tensor h, Tensor? flat)
     {
-        var inverse = HessianInverse.Factorize(h, 0, flat, computeSpectrum: false);
-        if (inverse.Kind == InverseKind.Cholesky) return inverse;
-        inverse.Dispose();
+        if (HessianInverse.TryCholesky(h, 0, flat) is { } inverse) return inverse;
         double mu = 1e-8 * Math.Max(1.0, h.abs().max().ToDouble());
         for (int k = 0; k < 12; k++, mu *= 10)
-        {
-            inverse = HessianInverse.Factorize(h, mu, flat, computeSpectrum: false);
-            if (inverse.Kind == InverseKind.Cholesky) return inverse;
-            inverse.Dispose();
-        }
+            if (HessianInverse.TryCholesky(h, mu, flat) is { } damped) return damped;
         return null;
     }
 
