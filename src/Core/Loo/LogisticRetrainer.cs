@@ -173,7 +173,7 @@ public sealed class LogisticRetrainer : IDisposable
 
         // The first step needs no pass over the data: ∇F₋ⱼ(θ̂) = ∇F(θ̂) − (1/N) rⱼ ⊗ x̃ⱼ, so
         // H⁻¹∇F₋ⱼ(θ̂) = H⁻¹∇F(θ̂) − (1/N) Eⱼ rⱼ (for the PBRF the ∇F(θ̂) term cancels).
-        var rj = logitGradientHat.index_select(0, state.Index);                  // B × C
+        var rj = logitGradientHat.index_select(0, state.RemovedIndex());         // B × C
         var y0 = state.E.matmul(rj.to(precision).unsqueeze(2)).squeeze(2).div(-n);
         if (damping is null) y0.add_(gradientHat.to(precision).matmul(inverseAug).unsqueeze(0));
         thetas.sub_(state.Step(y0));
@@ -182,26 +182,28 @@ public sealed class LogisticRetrainer : IDisposable
         for (int it = 1; it <= maxIterations && state.Count > 0; it++)
         {
             using var step = NewDisposeScope();
-            var th = thetas.index_select(0, state.Slots);
-            var g = Gradients(th, state.Index);
+            var slots = state.SlotIndex();
+            var th = thetas.index_select(0, slots);
+            var g = Gradients(th, state.RemovedIndex());
             var gn = g.norm(1).cpu().data<double>().ToArray();
             var keep = new List<int>();
             for (int a = 0; a < state.Count; a++)
             {
-                norms[state.Slot(a)] = gn[a];
+                norms[state.Slots[a]] = gn[a];
                 if (gn[a] > tolerance && double.IsFinite(gn[a])) keep.Add(a);
             }
             if (keep.Count == 0 || it == maxIterations) break;
             if (keep.Count < state.Count)
             {
-                var k = tensor(keep.Select(i => (long)i).ToArray(), dtype: ScalarType.Int64, device: device);
+                var k = Indices(keep, device);
                 g = g.index_select(0, k);
                 th = th.index_select(0, k);
-                state.Keep(keep, k);
+                state.Keep(keep);
+                slots = state.SlotIndex();
             }
             var delta = state.Step(g.to(precision).matmul(inverseAug));
-            thetas.index_copy_(0, state.Slots, th.sub_(delta));
-            foreach (var slot in state.SlotList) iterations[slot]++;
+            thetas.index_copy_(0, slots, th.sub_(delta));
+            foreach (var slot in state.Slots) iterations[slot]++;
         }
 
         var flat = zeros(b, p, dtype: ScalarType.Float64, device: device);
@@ -213,53 +215,58 @@ public sealed class LogisticRetrainer : IDisposable
         return (flat.MoveToOuterDisposeScope(), outcomes);
     }
 
+    private static Tensor Indices(IEnumerable<int> values, Device device) =>
+        tensor(values.Select(v => (long)v).ToArray(), dtype: ScalarType.Int64, device: device);
+
     /// <summary>
-    /// The per-removal pieces of H₋ⱼ(θ̂)⁻¹ for the retrains still running. Finished retrains are
-    /// dropped in one copy once a quarter of the batch has finished, not on every iteration.
+    /// The per-removal pieces of H₋ⱼ(θ̂)⁻¹ for the retrains still running. Which retrains run is
+    /// kept on the host; finished ones are dropped from the tensors in one copy once a quarter of
+    /// them has finished, not on every iteration.
     /// </summary>
     private sealed class BatchState
     {
         private readonly LogisticRetrainer owner;
-        private Tensor aliveIndex; // positions (into the current tensors) of the running retrains
-        private List<int> alive;   // the same positions, on the host
+        private readonly int[] removed; // the removed example of each caller row
+        private List<int> rows;         // each running retrain's row in E, Xj and Correction
 
-        public BatchState(LogisticRetrainer owner, IReadOnlyList<int> removed)
+        public BatchState(LogisticRetrainer owner, IReadOnlyList<int> removedExamples)
         {
             this.owner = owner;
-            var device = owner.xAug.device;
-            int b = removed.Count;
+            removed = removedExamples.ToArray();
+            int b = removed.Length;
             long c = owner.c, d1 = owner.d1, p = owner.p;
-            Index = tensor(removed.Select(i => (long)i).ToArray(), dtype: ScalarType.Int64, device: device);
-            SlotList = Enumerable.Range(0, b).ToList();
-            Slots = arange(b, dtype: ScalarType.Int64, device: device);
-            Xj = owner.xAug.index_select(0, Index).to(owner.precision);                             // B × D1
+            Slots = Enumerable.Range(0, b).ToList();
+            rows = Enumerable.Range(0, b).ToList();
+            var index = RemovedIndex();
+            Xj = owner.xAug.index_select(0, index).to(owner.precision);                             // B × D1
             // Eⱼ = H⁻¹Bⱼ: column k is H⁻¹ on the rows of class block k, times x̃ⱼ.
             E = owner.inverseAug.view(p * c, d1).matmul(Xj.t()).view(p, c, b).permute(2, 0, 1).contiguous(); // B × P × C
             var k = E.view(b, c, d1, c).mul(Xj.view(b, 1, d1, 1)).sum(2L, false).to(ScalarType.Float64); // Bⱼᵀ H⁻¹ Bⱼ
-            var aOverN = owner.curvatureHat.index_select(0, Index).div(owner.n);
+            var aOverN = owner.curvatureHat.index_select(0, index).div(owner.n);
             // Push-through: (H − Bⱼ(A/N)Bⱼᵀ)⁻¹ r = H⁻¹r + Eⱼ (I − (A/N)K)⁻¹ (A/N) Bⱼᵀ H⁻¹r.
-            var inner = eye(c, dtype: ScalarType.Float64, device: device).unsqueeze(0).sub(aOverN.matmul(k));
+            var inner = eye(c, dtype: ScalarType.Float64, device: index.device).unsqueeze(0).sub(aOverN.matmul(k));
             Correction = linalg.solve(inner, aOverN).to(owner.precision);                            // B × C × C
-            alive = Enumerable.Range(0, b).ToList();
-            aliveIndex = Slots;
         }
 
-        public Tensor Index { get; private set; }   // removed example of each running retrain
-        public Tensor Slots { get; private set; }   // its row in the caller's batch
-        public List<int> SlotList { get; private set; }
+        /// <summary>The caller's row of each running retrain.</summary>
+        public List<int> Slots { get; private set; }
+        public int Count => Slots.Count;
         public Tensor Xj { get; private set; }
         public Tensor E { get; private set; }
         public Tensor Correction { get; private set; }
-        public int Count => SlotList.Count;
-        public int Slot(int a) => SlotList[a];
+
+        public Tensor SlotIndex() => Indices(Slots, owner.xAug.device);
+        public Tensor RemovedIndex() => Indices(Slots.Select(s => removed[s]), owner.xAug.device);
 
         /// <summary>H₋ⱼ(θ̂)⁻¹r from y0 = H⁻¹r (B × P, rows of the running retrains), in float64.</summary>
         public Tensor Step(Tensor y0)
         {
             long c = owner.c, d1 = owner.d1;
-            var e = alive.Count == E.shape[0] ? E : E.index_select(0, aliveIndex);
-            var xj = alive.Count == E.shape[0] ? Xj : Xj.index_select(0, aliveIndex);
-            var corr = alive.Count == E.shape[0] ? Correction : Correction.index_select(0, aliveIndex);
+            bool all = rows.Count == E.shape[0];
+            var r = all ? null : Indices(rows, E.device);
+            var e = all ? E : E.index_select(0, r!);
+            var xj = all ? Xj : Xj.index_select(0, r!);
+            var corr = all ? Correction : Correction.index_select(0, r!);
             var v = y0.view(-1, c, d1).mul(xj.unsqueeze(1)).sum(2L, false);          // Bⱼᵀ H⁻¹ r
             var w = corr.matmul(v.unsqueeze(2));
             return y0.add(e.matmul(w).squeeze(2)).to(ScalarType.Float64);
@@ -267,23 +274,18 @@ public sealed class LogisticRetrainer : IDisposable
 
         /// <summary>
         /// Keeps the running retrains at positions <paramref name="keep"/> of the current set. Called
-        /// inside an iteration's dispose scope: the new state moves out to the batch's scope.
+        /// inside an iteration's dispose scope: compacted tensors move out to the batch's scope.
         /// </summary>
-        public void Keep(List<int> keep, Tensor keepIndex)
+        public void Keep(List<int> keep)
         {
-            SlotList = keep.Select(a => SlotList[a]).ToList();
-            Slots = Slots.index_select(0, keepIndex).MoveToOuterDisposeScope();
-            Index = Index.index_select(0, keepIndex).MoveToOuterDisposeScope();
-            alive = keep.Select(a => alive[a]).ToList();
-            aliveIndex = aliveIndex.index_select(0, keepIndex).MoveToOuterDisposeScope();
-            if (alive.Count * 4 <= E.shape[0] * 3)
-            {
-                E = E.index_select(0, aliveIndex).MoveToOuterDisposeScope();
-                Xj = Xj.index_select(0, aliveIndex).MoveToOuterDisposeScope();
-                Correction = Correction.index_select(0, aliveIndex).MoveToOuterDisposeScope();
-                alive = Enumerable.Range(0, alive.Count).ToList();
-                aliveIndex = arange(alive.Count, dtype: ScalarType.Int64, device: E.device).MoveToOuterDisposeScope();
-            }
+            Slots = keep.Select(a => Slots[a]).ToList();
+            rows = keep.Select(a => rows[a]).ToList();
+            if (rows.Count * 4 > E.shape[0] * 3) return;
+            var r = Indices(rows, E.device);
+            E = E.index_select(0, r).MoveToOuterDisposeScope();
+            Xj = Xj.index_select(0, r).MoveToOuterDisposeScope();
+            Correction = Correction.index_select(0, r).MoveToOuterDisposeScope();
+            rows = Enumerable.Range(0, rows.Count).ToList();
         }
     }
 
