@@ -36,15 +36,17 @@ public static class MislabelCommand
         var outDir = Path.GetFullPath(parse.GetValue(ScoreCommand.Out)!);
         ScoreJobRequest request;
         NoisyLabels labels;
+        Dataset noisy;
         try
         {
             request = ScoreCommand.BuildRequest(parse);
-            var train = CsvDatasetReader.Read(request.Train.Path, request.Train.FeatureScale);
+            var train = new DatasetSpec(request.Train.Path, request.Train.LabelsPath, request.Train.FeatureScale).Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
+            noisy = labels.ApplyNoisy(train);
             // The silos read the noisy training set from a file: write it (features already scaled).
             Directory.CreateDirectory(outDir);
             var noisyPath = Path.Combine(outDir, "train_noisy_labels.csv");
-            WriteCsv(labels.ApplyNoisy(train), noisyPath);
+            WriteCsv(noisy, noisyPath);
             request = new ScoreJobRequest
             {
                 Train = new DataSource { Path = noisyPath }, Test = request.Test, Model = request.Model, Method = request.Method, Damping = request.Damping,
@@ -55,7 +57,7 @@ public static class MislabelCommand
 
         int exit = await ScoreCommand.RunJobAsync(request, outDir, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 0, ct);
         if (exit != 0) return exit;
-        Report(outDir, request, labels, parse.GetValue(RandomSeed));
+        Report(outDir, noisy, labels, parse.GetValue(RandomSeed));
         return 0;
     }
 
@@ -72,11 +74,10 @@ public static class MislabelCommand
         }
     }
 
-    private static void Report(string outDir, ScoreJobRequest request, NoisyLabels labels, int randomSeed)
+    private static void Report(string outDir, Dataset train, NoisyLabels labels, int randomSeed)
     {
         using var ckStream = File.OpenRead(Path.Combine(outDir, "checkpoint.json"));
         var checkpoint = Checkpoint.Load(ckStream);
-        var train = CsvDatasetReader.Read(request.Train.Path);
         var device = Influence.Core.Compute.Devices.Default;
         using var tensors = DataTensors.From(train, checkpoint.Spec, device);
         using var theta = checkpoint.Theta(device);
