@@ -1,5 +1,6 @@
 using Influence.Abstractions;
 using Influence.Core.Jobs;
+using Influence.Grains;
 using Spectre.Console;
 
 namespace Influence.Client;
@@ -36,10 +37,7 @@ public static class JobRunner
         async Task<JobStatus> Poll(JobStatus last)
         {
             await Task.Delay(250, ct);
-            JobStatus next;
-            try { next = await getStatus().WaitAsync(TimeSpan.FromSeconds(10), ct); }
-            catch (Exception e) when (e is OrleansException or TimeoutException) { return last; }
-            return next.Phase == JobPhase.Pending ? await start() : next;
+            return await JobPolling.NextAsync(start, getStatus, last, ct);
         }
 
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)

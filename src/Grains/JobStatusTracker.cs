@@ -11,12 +11,38 @@ public sealed class JobStatusTracker(string jobId)
 {
     private volatile JobStatus status = new() { JobId = jobId, Phase = JobPhase.Pending, Message = "not started" };
     private readonly Stopwatch clock = new();
+    private Task? running;
 
     public JobStatus Current => status;
     public double ElapsedSeconds => clock.Elapsed.TotalSeconds;
 
-    public void StartClock() => clock.Start();
-    public void StopClock() => clock.Stop();
+    /// <summary>
+    /// Starts the job unless it has started already. <paramref name="prepare"/> checks the request
+    /// (an ArgumentException fails the job with its message) and returns the work, which then runs
+    /// in the background with the clock going. Returns the status either way.
+    /// </summary>
+    public Task<JobStatus> StartOnce(Func<Func<Task>> prepare)
+    {
+        if (running is null)
+        {
+            Func<Task> work;
+            try { work = prepare(); }
+            catch (ArgumentException e)
+            {
+                Fail(e.Message);
+                return Snapshot();
+            }
+            clock.Start();
+            running = Timed(work);
+        }
+        return Snapshot();
+    }
+
+    private async Task Timed(Func<Task> work)
+    {
+        try { await work(); }
+        finally { clock.Stop(); }
+    }
 
     /// <summary>The current status with the elapsed time filled in.</summary>
     public Task<JobStatus> Snapshot()

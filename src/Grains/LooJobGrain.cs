@@ -35,7 +35,6 @@ public sealed partial class LooJobGrain(
     private const int MaxAttempts = 3;
 
     private JobStatusTracker tracker = null!;
-    private Task? running;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -45,26 +44,13 @@ public sealed partial class LooJobGrain(
         return Task.CompletedTask;
     }
 
-    public Task<JobStatus> Start(LooJobRequest request)
+    public Task<JobStatus> Start(LooJobRequest request) => tracker.StartOnce(() =>
     {
-        if (running is not null) return tracker.Snapshot();
-        LooSettings settings;
-        try
-        {
-            settings = request.ToSettings();
-            settings.Validate();
-            if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
-        }
-        catch (ArgumentException e)
-        {
-            tracker.Fail(e.Message);
-            return tracker.Snapshot();
-        }
-        tracker.StartClock();
-        Set(JobPhase.Training, 0, 0, "starting");
-        running = RunAsync(request, settings);
-        return tracker.Snapshot();
-    }
+        var settings = request.ToSettings();
+        settings.Validate();
+        if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
+        return () => RunAsync(request, settings);
+    });
 
     public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
@@ -73,6 +59,7 @@ public sealed partial class LooJobGrain(
 
     private async Task RunAsync(LooJobRequest request, LooSettings settings)
     {
+        Set(JobPhase.Training, 0, 0, "starting");
         var job = new LooJob(store, JobId, settings);
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
@@ -105,10 +92,6 @@ public sealed partial class LooJobGrain(
             LogFailed(e, JobId);
             tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
         }
-        finally
-        {
-            tracker.StopClock();
-        }
     }
 
     /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
@@ -116,15 +99,11 @@ public sealed partial class LooJobGrain(
     {
         if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
         var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
-        var s = await grain.Start(request);
-        while (!s.IsFinished)
+        var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
         {
-            Set(s.Phase, s.Done, s.Total, $"score job: {s.Message}");
-            await Task.Delay(PollInterval);
-            try { s = await grain.GetStatus().WaitAsync(CallTimeout); }
-            catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
-            if (s.Phase == JobPhase.Pending) s = await grain.Start(request); // its activation was lost: resume it
-        }
+            Set(status.Phase, status.Done, status.Total, $"score job: {status.Message}");
+            return Task.CompletedTask;
+        });
         if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
     }
 

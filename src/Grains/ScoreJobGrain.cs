@@ -20,7 +20,6 @@ public sealed partial class ScoreJobGrain(
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private JobStatusTracker tracker = null!;
-    private Task? running;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -30,25 +29,12 @@ public sealed partial class ScoreJobGrain(
         return Task.CompletedTask;
     }
 
-    public Task<JobStatus> Start(ScoreJobRequest request)
+    public Task<JobStatus> Start(ScoreJobRequest request) => tracker.StartOnce(() =>
     {
-        if (running is not null) return tracker.Snapshot();
-        ScoreSettings settings;
-        try
-        {
-            settings = request.ToSettings();
-            settings.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            tracker.Fail(e.Message);
-            return tracker.Snapshot();
-        }
-        tracker.StartClock();
-        Set(JobPhase.Training, 0, 0, "loading data");
-        running = RunAsync(request, settings);
-        return tracker.Snapshot();
-    }
+        var settings = request.ToSettings();
+        settings.Validate();
+        return () => RunAsync(request, settings);
+    });
 
     public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
@@ -57,6 +43,7 @@ public sealed partial class ScoreJobGrain(
 
     private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
     {
+        Set(JobPhase.Training, 0, 0, "loading data");
         var job = new ScoreJob(store, JobId, settings);
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
@@ -98,10 +85,6 @@ public sealed partial class ScoreJobGrain(
         {
             LogFailed(e, JobId);
             tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
-        }
-        finally
-        {
-            tracker.StopClock();
         }
     }
 

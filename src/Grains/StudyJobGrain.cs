@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Storage;
@@ -15,7 +14,6 @@ public sealed partial class StudyJobGrain(
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
     private JobStatusTracker tracker = null!;
-    private Task? running;
 
     private string JobId => this.GetPrimaryKeyString();
     private string Prefix => $"jobs/{JobId}";
@@ -26,18 +24,8 @@ public sealed partial class StudyJobGrain(
         return Task.CompletedTask;
     }
 
-    public Task<JobStatus> Start(StudyJobRequest request)
-    {
-        if (running is not null) return GetStatus();
-        if (request.Points.Length == 0)
-        {
-            tracker.Fail("the study grid is empty");
-            return GetStatus();
-        }
-        tracker.StartClock();
-        running = RunAsync(request);
-        return GetStatus();
-    }
+    public Task<JobStatus> Start(StudyJobRequest request) => tracker.StartOnce(() =>
+        request.Points.Length > 0 ? () => RunAsync(request) : throw new ArgumentException("the study grid is empty"));
 
     public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
@@ -54,15 +42,12 @@ public sealed partial class StudyJobGrain(
                 var point = request.Points[i];
                 var id = ConfigJobId(JobId, i);
                 var grain = GrainFactory.GetGrain<ILooJobGrain>(id);
-                var s = await grain.Start(point.Study);
-                while (!s.IsFinished)
+                int done = i;
+                var s = await JobPolling.RunToEndAsync(() => grain.Start(point.Study), grain.GetStatus, PollInterval, status =>
                 {
-                    tracker.Set(s.Phase, i, total, $"{point.Label} ({i + 1}/{total}): {s.Message}");
-                    await Task.Delay(PollInterval);
-                    try { s = await grain.GetStatus().WaitAsync(TimeSpan.FromSeconds(10)); }
-                    catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
-                    if (s.Phase == JobPhase.Pending) s = await grain.Start(point.Study); // its silo died: resume it
-                }
+                    tracker.Set(status.Phase, done, total, $"{point.Label} ({done + 1}/{total}): {status.Message}");
+                    return Task.CompletedTask;
+                });
                 if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
                 var row = await executor.Run(() => StudyRow.From(store, $"jobs/{id}", point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
                 rows.Add(row);
@@ -81,10 +66,6 @@ public sealed partial class StudyJobGrain(
         {
             LogFailed(e, JobId);
             tracker.Fail(e.Message);
-        }
-        finally
-        {
-            tracker.StopClock();
         }
     }
 

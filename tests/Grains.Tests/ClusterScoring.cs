@@ -21,15 +21,8 @@ public static class ClusterScoring
     public static async Task<JobStatus> RunAsync(IClusterClient client, string jobId, ScoreJobRequest request, TimeSpan timeout)
     {
         var grain = client.GetGrain<IScoreJobGrain>(jobId);
-        var status = await grain.Start(request);
-        var deadline = DateTime.UtcNow + timeout;
-        while (!status.IsFinished)
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {jobId} still {status.Phase} after {timeout}");
-            await Task.Delay(100);
-            status = await grain.GetStatus();
-        }
-        return status;
+        using var deadline = new CancellationTokenSource(timeout);
+        return await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, TimeSpan.FromMilliseconds(100), ct: deadline.Token);
     }
 
     /// <summary>influence.csv as (test, train) → influence.</summary>

@@ -25,21 +25,12 @@ public class LooJobClusterTests
         UnitSize = 4,
     };
 
-    /// <summary>Runs a study to the end the way the client does: a coordinator that comes back empty is started again.</summary>
+    /// <summary>Runs a study to the end the way the client does (<see cref="JobPolling"/>: a coordinator that comes back empty is started again).</summary>
     private static async Task<JobStatus> RunAsync(IClusterClient client, string jobId, LooJobRequest request, TimeSpan timeout, Func<JobStatus, Task>? onPoll = null)
     {
         var grain = client.GetGrain<ILooJobGrain>(jobId);
-        var status = await grain.Start(request);
-        var deadline = DateTime.UtcNow + timeout;
-        while (!status.IsFinished)
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {jobId} still {status.Phase} after {timeout}");
-            await Task.Delay(200);
-            try { status = await grain.GetStatus().WaitAsync(TimeSpan.FromSeconds(10)); }
-            catch (Exception e) when (e is OrleansException or TimeoutException) { continue; }
-            if (status.Phase == JobPhase.Pending) status = await grain.Start(request);
-            if (onPoll is not null) await onPoll(status);
-        }
+        using var deadline = new CancellationTokenSource(timeout);
+        var status = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, TimeSpan.FromMilliseconds(200), onPoll, deadline.Token);
         Assert.True(status.Phase == JobPhase.Completed, status.Error);
         return status;
     }
