@@ -2,17 +2,34 @@ using Orleans.Concurrency;
 
 namespace Influence.Abstractions;
 
+/// <summary>What every job coordinator answers, whatever its kind.</summary>
+public interface IJobGrain : IGrainWithStringKey
+{
+    [AlwaysInterleave]
+    Task<JobStatus> GetStatus();
+
+    /// <summary>Stops the job (and the jobs it started). Finished work stays in the store, so the same job id can be resumed.</summary>
+    [AlwaysInterleave]
+    Task<JobStatus> Cancel();
+}
+
+/// <summary>The jobs this cluster has run (key: "jobs"), kept in grain storage.</summary>
+public interface IJobRegistryGrain : IGrainWithStringKey
+{
+    Task Register(JobEntry entry);
+
+    [ReadOnly]
+    Task<JobEntry[]> List();
+}
+
 /// <summary>
 /// Coordinates one score job (key: job id). <see cref="Start"/> returns at once; the job runs in
 /// the background and the client polls <see cref="GetStatus"/>.
 /// </summary>
-public interface IScoreJobGrain : IGrainWithStringKey
+public interface IScoreJobGrain : IJobGrain
 {
     /// <summary>Starts the job, or returns its status if it is already running or finished.</summary>
     Task<JobStatus> Start(ScoreJobRequest request);
-
-    [AlwaysInterleave]
-    Task<JobStatus> GetStatus();
 }
 
 /// <summary>
@@ -33,12 +50,13 @@ public interface IScoreShardGrain : IGrainWithStringKey
 /// plan, hands units to worker grains a bounded number per silo, and writes the report. Finished
 /// units live in the artifact store, so starting the same job again resumes it.
 /// </summary>
-public interface ILooJobGrain : IGrainWithStringKey
+public interface ILooJobGrain : IJobGrain
 {
     Task<JobStatus> Start(LooJobRequest request);
 
-    [AlwaysInterleave]
-    Task<JobStatus> GetStatus();
+    /// <summary>A worker that is shutting down gives its unit back, to be run elsewhere at once.</summary>
+    [AlwaysInterleave, OneWay]
+    Task HandBack(string workerKey, int unitId);
 }
 
 /// <summary>
@@ -63,10 +81,7 @@ public interface IRetrainWorkerGrain : IGrainWithStringKey
 /// silo), keyed "{job}-c{i}" so that a restarted study skips finished configurations. Writes
 /// study.csv after every configuration and study.md at the end.
 /// </summary>
-public interface IStudyJobGrain : IGrainWithStringKey
+public interface IStudyJobGrain : IJobGrain
 {
     Task<JobStatus> Start(StudyJobRequest request);
-
-    [AlwaysInterleave]
-    Task<JobStatus> GetStatus();
 }

@@ -2,7 +2,7 @@ namespace Influence.Abstractions;
 
 /// <summary>A dataset file as the silos see it (a path on the silo's filesystem or in its artifact store).</summary>
 [GenerateSerializer, Immutable]
-public sealed class DataSource
+public sealed record DataSource
 {
     [Id(0)] public required string Path { get; init; }
     /// <summary>IDX labels file; null for CSV.</summary>
@@ -30,7 +30,7 @@ public sealed class ModelSettings
 
 /// <summary>Everything a score job needs; the job id is the coordinator grain's key.</summary>
 [GenerateSerializer, Immutable]
-public sealed class ScoreJobRequest
+public sealed record ScoreJobRequest
 {
     [Id(0)] public required DataSource Train { get; init; }
     [Id(1)] public required DataSource Test { get; init; }
@@ -55,6 +55,8 @@ public enum JobPhase
     Writing,
     Completed,
     Failed,
+    /// <summary>Stopped by `influence job cancel`; finished units stay in the store (a resume picks them up).</summary>
+    Cancelled,
 }
 
 /// <summary>What the client polls.</summary>
@@ -75,7 +77,7 @@ public sealed class JobStatus
     [Id(8)] public double Rate { get; init; }
     [Id(9)] public double EtaSeconds { get; init; }
 
-    public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed;
+    public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed or JobPhase.Cancelled;
 }
 
 /// <summary>Which step a shard runs.</summary>
@@ -125,7 +127,7 @@ public readonly record struct TopKEntry([property: Id(0)] int TrainIndex, [prope
 
 /// <summary>A leave-one-out study: the score job that predicts, and what to remove and retrain.</summary>
 [GenerateSerializer, Immutable]
-public sealed class LooJobRequest
+public sealed record LooJobRequest
 {
     [Id(0)] public required ScoreJobRequest Score { get; init; }
     /// <summary>all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union of those, or subsets:M,α[,seed].</summary>
@@ -165,7 +167,7 @@ public sealed class RetrainReport
 
 /// <summary>One configuration of a study grid.</summary>
 [GenerateSerializer, Immutable]
-public sealed class StudyPoint
+public sealed record StudyPoint
 {
     [Id(0)] public required string Label { get; init; }
     [Id(1)] public int Depth { get; init; }
@@ -177,8 +179,20 @@ public sealed class StudyPoint
 
 /// <summary>A grid of LOO studies run as one job, one table row per configuration.</summary>
 [GenerateSerializer, Immutable]
-public sealed class StudyJobRequest
+public sealed record StudyJobRequest
 {
     [Id(0)] public required string Name { get; init; }
     [Id(1)] public required StudyPoint[] Points { get; init; }
+}
+
+/// <summary>A job the cluster knows of (the registry's entry), for `influence cluster status`.</summary>
+[GenerateSerializer, Immutable]
+public sealed class JobEntry
+{
+    [Id(0)] public required string JobId { get; init; }
+    /// <summary>"score", "loo" or "study".</summary>
+    [Id(1)] public required string Kind { get; init; }
+    [Id(2)] public DateTime SubmittedUtc { get; init; }
+    /// <summary>The coordinator that started this job (a study's LOO jobs, a LOO job's score job), or null for a job the user submitted.</summary>
+    [Id(3)] public string? Parent { get; init; }
 }

@@ -2,38 +2,56 @@ using System.Net;
 using System.Net.Sockets;
 using Influence.Core.Storage;
 using Influence.Silo;
+using Influence.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using StackExchange.Redis;
 
 namespace Influence.Client;
 
+/// <summary>A cluster the client cannot use as given (unreachable, bad address, bad store).</summary>
+public sealed class ConnectionException(string message, Exception? inner = null) : Exception(message, inner);
+
 /// <summary>
-/// A connection to a cluster: an embedded single silo in this process (the default), or a
-/// client of a running cluster given by --cluster (localhost:GATEWAY_PORT).
+/// A connection to a cluster: an embedded single silo in this process (the default), or a client
+/// of a running cluster given by --cluster: redis://HOST:PORT (Redis clustering) or
+/// localhost:GATEWAY_PORT (silos with localhost clustering on this machine).
 /// </summary>
 public sealed class ClusterConnection : IAsyncDisposable
 {
+    /// <summary>Cluster and service id of a cluster the client joins; the silos' Cluster:ClusterId (default "influence").</summary>
+    public const string ClusterIdVariable = "INFLUENCE_CLUSTER_ID";
+
     private readonly IHost host;
 
-    private ClusterConnection(IHost host, IClusterClient client, IArtifactStore store, string description)
+    private ClusterConnection(IHost host, IClusterClient client, IArtifactStore store, string description, bool embedded)
     {
         this.host = host;
         Client = client;
         Store = store;
         Description = description;
+        IsEmbedded = embedded;
     }
 
     public IClusterClient Client { get; }
     public IArtifactStore Store { get; }
     public string Description { get; }
+    /// <summary>The silo runs in this process (datasets are read from their paths as given).</summary>
+    public bool IsEmbedded { get; }
 
+    /// <param name="store">The --store: a folder, azblob:CONTAINER or a container URL (see <see cref="ArtifactStoreOptions.Parse"/>).</param>
     /// <param name="concurrentTasks">
     /// Embedded mode: heavy tasks the silo runs at once (a LOO study's --parallel); libtorch's
     /// threads are split between them so that the cores are not oversubscribed.
     /// </param>
-    public static async Task<ClusterConnection> OpenAsync(string? cluster, string storeRoot, bool verbose, CancellationToken ct, int concurrentTasks = 1)
+    public static async Task<ClusterConnection> OpenAsync(string? cluster, string store, bool verbose, CancellationToken ct, int concurrentTasks = 1)
     {
+        IArtifactStore artifacts;
+        try { artifacts = ArtifactStores.Open(ArtifactStoreOptions.Parse(store)); }
+        catch (ArtifactStoreException e) { throw new ConnectionException($"--store {store}: {e.Message}", e); }
+
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
@@ -42,32 +60,47 @@ public sealed class ClusterConnection : IAsyncDisposable
         builder.Logging.AddFilter("Orleans.Runtime.Watchdog", verbose ? LogLevel.Warning : LogLevel.Error);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         string description;
-        if (cluster is null)
+        bool embedded = cluster is null;
+        if (embedded)
         {
             // Free loopback ports, so that several embedded runs (and tests) do not collide.
             int siloPort = FreePort(), gatewayPort = FreePort();
-            builder.UseOrleans(silo =>
-            {
-                silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: "influence", clusterId: $"embedded-{siloPort}");
-                silo.AddInfluence(o =>
-                {
-                    o.StoreRoot = storeRoot;
-                    o.ConcurrentTasks = Math.Max(1, concurrentTasks);
-                    if (concurrentTasks > 1) o.TorchThreads = Math.Max(1, Environment.ProcessorCount / concurrentTasks);
-                });
-            });
+            var settings = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, PrimaryPort = siloPort, ClusterId = $"embedded-{siloPort}" };
+            var compute = new ComputeSettings { ConcurrentTasks = Math.Max(1, concurrentTasks) };
+            if (concurrentTasks > 1) compute.TorchThreads = Math.Max(1, Environment.ProcessorCount / concurrentTasks);
+            builder.UseOrleans(silo => silo.UseInfluenceCluster(settings).AddInfluence(compute, artifacts));
             description = "embedded single-silo cluster";
         }
         else
         {
-            var port = ParseGateway(cluster);
-            builder.UseOrleansClient(c => c.UseLocalhostClustering(port));
+            var clusterId = Environment.GetEnvironmentVariable(ClusterIdVariable) is { Length: > 0 } id ? id : "influence";
+            var redis = await ParseClusterAsync(cluster!);
+            builder.UseOrleansClient(c =>
+            {
+                c.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = clusterId; });
+                if (redis is not null) c.UseRedisClustering(o => o.ConfigurationOptions = redis);
+                else c.UseStaticClustering(new IPEndPoint(IPAddress.Loopback, ParseGateway(cluster!)));
+            });
             description = $"cluster at {cluster}";
         }
         var host = builder.Build();
-        await host.StartAsync(ct);
+        try { await host.StartAsync(ct); }
+        catch (Exception e) when (!embedded && e is not OperationCanceledException)
+        {
+            host.Dispose();
+            throw new ConnectionException($"cannot connect to the cluster at {cluster}: {e.Message.Split('\n')[0]} (are its silos running, with Cluster:ClusterId '{Environment.GetEnvironmentVariable(ClusterIdVariable) ?? "influence"}'?)", e);
+        }
         var client = host.Services.GetRequiredService<IClusterClient>();
-        return new ClusterConnection(host, client, new LocalArtifactStore(storeRoot), description);
+        return new ClusterConnection(host, client, artifacts, description, embedded);
+    }
+
+    /// <summary>Redis options for redis://HOST:PORT (checked to answer), or null for localhost:PORT.</summary>
+    private static async Task<ConfigurationOptions?> ParseClusterAsync(string cluster)
+    {
+        if (!cluster.StartsWith("redis://", StringComparison.OrdinalIgnoreCase)) return null;
+        var address = cluster["redis://".Length..].TrimEnd('/');
+        if (await RedisCheck.ProblemAsync(address) is { } problem) throw new ConnectionException($"--cluster {cluster}: {problem}");
+        return ConfigurationOptions.Parse(address);
     }
 
     private static int ParseGateway(string cluster)
@@ -75,7 +108,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         var text = cluster.StartsWith("localhost:", StringComparison.OrdinalIgnoreCase) ? cluster["localhost:".Length..] : cluster;
         return int.TryParse(text, out int port) && port is > 0 and < 65536
             ? port
-            : throw new ArgumentException($"--cluster must be localhost:GATEWAY_PORT (e.g. localhost:30000), not '{cluster}'");
+            : throw new ConnectionException($"--cluster must be redis://HOST:PORT or localhost:GATEWAY_PORT (e.g. localhost:30000), not '{cluster}'");
     }
 
     private static int FreePort()

@@ -11,18 +11,21 @@ public static class JobRunner
     public static Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreJobRequest request, CancellationToken ct)
     {
         var grain = connection.Client.GetGrain<IScoreJobGrain>(jobId);
+        if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 
     public static Task<JobStatus> RunLooAsync(ClusterConnection connection, string jobId, LooJobRequest request, CancellationToken ct)
     {
         var grain = connection.Client.GetGrain<ILooJobGrain>(jobId);
+        if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 
     public static Task<JobStatus> RunStudyAsync(ClusterConnection connection, string jobId, StudyJobRequest request, CancellationToken ct)
     {
         var grain = connection.Client.GetGrain<IStudyJobGrain>(jobId);
+        if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 

@@ -8,4 +8,13 @@ root.Subcommands.Add(StudyCommand.Create());
 root.Subcommands.Add(MislabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
-return await root.Parse(args).InvokeAsync();
+try
+{
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (ConnectionException e)
+{
+    // Bad --cluster or --store: say what is wrong, without a stack trace.
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 3;
+}

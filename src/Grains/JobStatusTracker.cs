@@ -14,6 +14,8 @@ public sealed class JobStatusTracker(string jobId)
     private Task? running;
 
     public JobStatus Current => status;
+    /// <summary>Whether the work has been started in this activation.</summary>
+    public bool Started => running is not null;
     public double ElapsedSeconds => clock.Elapsed.TotalSeconds;
 
     /// <summary>
@@ -51,12 +53,21 @@ public sealed class JobStatusTracker(string jobId)
         return Task.FromResult(new JobStatus
         {
             JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
-            OutputPrefix = s.OutputPrefix, ElapsedSeconds = clock.Elapsed.TotalSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
+            OutputPrefix = s.OutputPrefix, ElapsedSeconds = Started ? clock.Elapsed.TotalSeconds : s.ElapsedSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
         });
     }
 
     public void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
         status = new JobStatus { JobId = jobId, Phase = phase, Done = done, Total = total, Message = message, Rate = rate, EtaSeconds = eta, OutputPrefix = outputPrefix };
+
+    /// <summary>Shows how a job ended in an earlier activation (from its persisted record).</summary>
+    public void Restore(JobStatus final) => status = final;
+
+    public void Cancelled(string message)
+    {
+        var s = status;
+        status = new JobStatus { JobId = jobId, Phase = JobPhase.Cancelled, Message = message, Done = s.Done, Total = s.Total, OutputPrefix = s.OutputPrefix };
+    }
 
     /// <summary>Marks the job failed, keeping the last message and progress for context.</summary>
     public void Fail(string error)

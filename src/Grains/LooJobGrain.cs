@@ -23,10 +23,11 @@ namespace Influence.Grains;
 /// </para>
 /// </summary>
 public sealed partial class LooJobGrain(
+    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<LooJobRequest>> record,
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
-    ILogger<LooJobGrain> logger) : Grain, ILooJobGrain
+    ILogger<LooJobGrain> logger) : JobGrain<LooJobRequest>(record, logger), ILooJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
@@ -34,28 +35,33 @@ public sealed partial class LooJobGrain(
     public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
     private const int MaxAttempts = 3;
 
-    private JobStatusTracker tracker = null!;
+    /// <summary>Units handed back by workers of a stopping silo, waiting for the dispatch loop.</summary>
+    private readonly Queue<(string Worker, int Unit)> handedBack = new();
 
-    private string JobId => this.GetPrimaryKeyString();
+    protected override string Kind => "loo";
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
-    {
-        tracker = new JobStatusTracker(JobId);
-        return Task.CompletedTask;
-    }
-
-    public Task<JobStatus> Start(LooJobRequest request) => tracker.StartOnce(() =>
+    protected override Func<Task> Prepare(LooJobRequest request)
     {
         var settings = request.ToSettings();
         settings.Validate();
         if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
         return () => RunAsync(request, settings);
-    });
+    }
 
-    public Task<JobStatus> GetStatus() => tracker.Snapshot();
+    public Task HandBack(string workerKey, int unitId)
+    {
+        handedBack.Enqueue((workerKey, unitId));
+        return Task.CompletedTask;
+    }
+
+    protected override async Task CancelChildren()
+    {
+        try { await GrainFactory.GetGrain<IScoreJobGrain>(JobId).Cancel().WaitAsync(CallTimeout); }
+        catch (Exception e) when (e is OrleansException or TimeoutException) { /* it stops when its silo does */ }
+    }
 
     private void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
-        tracker.Set(phase, done, total, message, rate, eta, outputPrefix);
+        Tracker.Set(phase, done, total, message, rate, eta, outputPrefix);
 
     private async Task RunAsync(LooJobRequest request, LooSettings settings)
     {
@@ -63,35 +69,27 @@ public sealed partial class LooJobGrain(
         var job = new LooJob(store, JobId, settings);
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
-        try
-        {
-            await executor.Run(() => { job.CheckSettings(); return 0; });
-            await RunScoreJob(request.Score, job);
-            timings["score"] = Lap(phase);
+        await executor.Run(() => { job.CheckSettings(); return 0; });
+        await RunScoreJob(request.Score, job);
+        timings["score"] = Lap(phase);
 
-            var (data, checkpoint) = await executor.Run(() =>
-            {
-                var d = job.Score.LoadData();
-                using var s = store.OpenRead(job.Score.CheckpointKey);
-                return (d, Checkpoint.Load(s));
-            });
-            var plan = await executor.Run(() => job.Plan(data, checkpoint));
-            int workers = await RunUnits(request, job, plan);
-            timings["retrain"] = Lap(phase);
-
-            Set(JobPhase.Writing, 0, 1, "writing the report");
-            timings["total_before_report"] = tracker.ElapsedSeconds;
-            await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
-            await ReleaseWorkers(workers);
-            cache.Evict($"{job.Prefix}/");
-            Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
-            LogCompleted(JobId, plan.TaskCount, tracker.ElapsedSeconds);
-        }
-        catch (Exception e)
+        var (data, checkpoint) = await executor.Run(() =>
         {
-            LogFailed(e, JobId);
-            tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
-        }
+            var d = job.Score.LoadData();
+            using var s = store.OpenRead(job.Score.CheckpointKey);
+            return (d, Checkpoint.Load(s));
+        });
+        var plan = await executor.Run(() => job.Plan(data, checkpoint));
+        int workers = await RunUnits(request, job, plan);
+        timings["retrain"] = Lap(phase);
+
+        Set(JobPhase.Writing, 0, 1, "writing the report");
+        timings["total_before_report"] = Tracker.ElapsedSeconds;
+        await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
+        await ReleaseWorkers(workers);
+        cache.Evict($"{job.Prefix}/");
+        Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
+        LogCompleted(JobId, plan.TaskCount, Tracker.ElapsedSeconds);
     }
 
     /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
@@ -99,11 +97,13 @@ public sealed partial class LooJobGrain(
     {
         if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
         var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
+        await RegisterAsync(JobId, "score", parent: JobId);
         var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
         {
             Set(status.Phase, status.Done, status.Total, $"score job: {status.Message}");
             return Task.CompletedTask;
-        });
+        }, Cancellation);
+        if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
         if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
     }
 
@@ -163,7 +163,10 @@ public sealed partial class LooJobGrain(
                 catch (Exception e) when (e is OrleansException or TimeoutException) { Requeue(slot, $"start failed: {e.Message}"); }
             }
 
-            await Task.Delay(PollInterval);
+            await Task.Delay(PollInterval, Cancellation);
+            while (handedBack.TryDequeue(out var back))
+                if (slots.FirstOrDefault(s => s.Unit?.Id == back.Unit && s.Grain.GetPrimaryKeyString() == back.Worker) is { } returned)
+                    Requeue(returned, "handed back by a stopping silo");
             foreach (var slot in slots.Where(s => s.Unit is not null))
             {
                 var unit = slot.Unit!;
@@ -251,6 +254,4 @@ public sealed partial class LooJobGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: unit {Unit} handed back ({Reason})")]
     private partial void LogRequeued(string jobId, int unit, string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
-    private partial void LogFailed(Exception e, string jobId);
 }

@@ -13,33 +13,26 @@ namespace Influence.Grains;
 /// outputs. The job runs in the background; every step is idempotent over the artifact store.
 /// </summary>
 public sealed partial class ScoreJobGrain(
+    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<ScoreJobRequest>> record,
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
-    ILogger<ScoreJobGrain> logger) : Grain, IScoreJobGrain
+    ILogger<ScoreJobGrain> logger) : JobGrain<ScoreJobRequest>(record, logger), IScoreJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
-    private JobStatusTracker tracker = null!;
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
 
-    private string JobId => this.GetPrimaryKeyString();
+    protected override string Kind => "score";
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
-    {
-        tracker = new JobStatusTracker(JobId);
-        return Task.CompletedTask;
-    }
-
-    public Task<JobStatus> Start(ScoreJobRequest request) => tracker.StartOnce(() =>
+    protected override Func<Task> Prepare(ScoreJobRequest request)
     {
         var settings = request.ToSettings();
         settings.Validate();
         return () => RunAsync(request, settings);
-    });
-
-    public Task<JobStatus> GetStatus() => tracker.Snapshot();
+    }
 
     private void Set(JobPhase phase, long done, long total, string message, string? outputPrefix = null) =>
-        tracker.Set(phase, done, total, message, outputPrefix: outputPrefix);
+        Tracker.Set(phase, done, total, message, outputPrefix: outputPrefix);
 
     private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
     {
@@ -47,45 +40,38 @@ public sealed partial class ScoreJobGrain(
         var job = new ScoreJob(store, JobId, settings);
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
-        try
+        var data = await executor.Run(job.LoadData);
+        Set(JobPhase.Training, 0, 0, $"training on {data.Train.Count} examples");
+        var progress = new MessageProgress(m => Set(JobPhase.Training, 0, 0, m));
+        var checkpoint = await executor.Run(() => job.Prepare(data, progress));
+        Cancellation.ThrowIfCancellationRequested();
+        timings["train"] = Lap(phase);
+        LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
+
+        var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
+        var hessianReports = await RunShards(request, ShardStage.PartialHessian, ranges, JobPhase.Hessian);
+        timings["hessian"] = Lap(phase);
+
+        Set(JobPhase.Factorizing, 0, 1, $"factorising the {checkpoint.Spec.ParameterCount}×{checkpoint.Spec.ParameterCount} Hessian");
+        var factorization = await executor.Run(() => job.Factorize(checkpoint, data, hessianReports.Select(r => r.OutputKey!).ToList()));
+        timings["factorize"] = Lap(phase);
+
+        var scoreReports = await RunShards(request, ShardStage.Score, ranges, JobPhase.Scoring);
+        timings["score"] = Lap(phase);
+
+        Set(JobPhase.Writing, 0, 1, "writing outputs");
+        var merged = TopKLists.Merge(scoreReports.Select(ToTopK).ToList(), settings.TopK);
+        var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", hessianReports[k].Seconds, scoreReports[k].Seconds)).ToList();
+        timings["total_before_write"] = Tracker.ElapsedSeconds;
+        await executor.Run(() =>
         {
-            var data = await executor.Run(job.LoadData);
-            Set(JobPhase.Training, 0, 0, $"training on {data.Train.Count} examples");
-            var progress = new MessageProgress(m => Set(JobPhase.Training, 0, 0, m));
-            var checkpoint = await executor.Run(() => job.Prepare(data, progress));
-            timings["train"] = Lap(phase);
-            LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
-
-            var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
-            var hessianReports = await RunShards(request, ShardStage.PartialHessian, ranges, JobPhase.Hessian);
-            timings["hessian"] = Lap(phase);
-
-            Set(JobPhase.Factorizing, 0, 1, $"factorising the {checkpoint.Spec.ParameterCount}×{checkpoint.Spec.ParameterCount} Hessian");
-            var factorization = await executor.Run(() => job.Factorize(checkpoint, data, hessianReports.Select(r => r.OutputKey!).ToList()));
-            timings["factorize"] = Lap(phase);
-
-            var scoreReports = await RunShards(request, ShardStage.Score, ranges, JobPhase.Scoring);
-            timings["score"] = Lap(phase);
-
-            Set(JobPhase.Writing, 0, 1, "writing outputs");
-            var merged = TopKLists.Merge(scoreReports.Select(ToTopK).ToList(), settings.TopK);
-            var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", hessianReports[k].Seconds, scoreReports[k].Seconds)).ToList();
-            timings["total_before_write"] = tracker.ElapsedSeconds;
-            await executor.Run(() =>
-            {
-                ScoreOutputs.Write(job, data, checkpoint, factorization, runs, merged, timings);
-                job.DeleteWork();
-                return 0;
-            });
-            cache.Evict(job.Prefix);
-            Set(JobPhase.Completed, 1, 1, $"done in {tracker.ElapsedSeconds:F1} s", job.Prefix);
-            LogCompleted(JobId, tracker.ElapsedSeconds);
-        }
-        catch (Exception e)
-        {
-            LogFailed(e, JobId);
-            tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
-        }
+            ScoreOutputs.Write(job, data, checkpoint, factorization, runs, merged, timings);
+            job.DeleteWork();
+            return 0;
+        });
+        cache.Evict(job.Prefix);
+        Set(JobPhase.Completed, 1, 1, $"done in {Tracker.ElapsedSeconds:F1} s", job.Prefix);
+        LogCompleted(JobId, Tracker.ElapsedSeconds);
     }
 
     private static double Lap(Stopwatch sw)
@@ -118,12 +104,12 @@ public sealed partial class ScoreJobGrain(
         var progress = new long[grains.Length];
         while (results.Any(r => r is null))
         {
-            await Task.Delay(PollInterval);
+            await Task.Delay(PollInterval, Cancellation);
             for (int k = 0; k < grains.Length; k++)
             {
                 if (results[k] is not null) continue;
                 ShardReport report;
-                try { report = await grains[k].GetReport(); }
+                try { report = await grains[k].GetReport().WaitAsync(CallTimeout); }
                 catch (Exception e) when (e is OrleansException or TimeoutException)
                 {
                     LogShardUnreachable(JobId, k, e.Message);
@@ -134,7 +120,7 @@ public sealed partial class ScoreJobGrain(
                 {
                     case ShardState.Done: results[k] = report; break;
                     case ShardState.Failed: throw new InvalidOperationException($"shard {k} ({stage}) failed: {report.Error}");
-                    case ShardState.Idle: await grains[k].Start(assignments[k]); break;
+                    case ShardState.Idle: await grains[k].Start(assignments[k]).WaitAsync(CallTimeout); break;
                 }
             }
             Set(phase, progress.Sum(), total, $"{stage}: {results.Count(r => r is not null)}/{grains.Length} shards done");
@@ -152,9 +138,6 @@ public sealed partial class ScoreJobGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: completed in {Seconds:F1} s")]
     private partial void LogCompleted(string jobId, double seconds);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
-    private partial void LogFailed(Exception e, string jobId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: shard {Shard} unreachable ({Reason}); will retry")]
     private partial void LogShardUnreachable(string jobId, int shard, string reason);

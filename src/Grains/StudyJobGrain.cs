@@ -8,26 +8,27 @@ namespace Influence.Grains;
 
 /// <summary>Runs a study grid: one LOO study per configuration, then the table (see <see cref="IStudyJobGrain"/>).</summary>
 public sealed partial class StudyJobGrain(
+    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<StudyJobRequest>> record,
     ComputeExecutor executor,
     IArtifactStore store,
-    ILogger<StudyJobGrain> logger) : Grain, IStudyJobGrain
+    ILogger<StudyJobGrain> logger) : JobGrain<StudyJobRequest>(record, logger), IStudyJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
-    private JobStatusTracker tracker = null!;
+    private string? currentConfig;
 
-    private string JobId => this.GetPrimaryKeyString();
     private string Prefix => $"jobs/{JobId}";
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    protected override string Kind => "study";
+
+    protected override Func<Task> Prepare(StudyJobRequest request) =>
+        request.Points.Length > 0 ? () => RunAsync(request) : throw new ArgumentException("the study grid is empty");
+
+    protected override async Task CancelChildren()
     {
-        tracker = new JobStatusTracker(JobId);
-        return Task.CompletedTask;
+        if (currentConfig is not { } id) return;
+        try { await GrainFactory.GetGrain<ILooJobGrain>(id).Cancel().WaitAsync(TimeSpan.FromSeconds(5)); }
+        catch (Exception e) when (e is OrleansException or TimeoutException) { /* it stops when its silo does */ }
     }
-
-    public Task<JobStatus> Start(StudyJobRequest request) => tracker.StartOnce(() =>
-        request.Points.Length > 0 ? () => RunAsync(request) : throw new ArgumentException("the study grid is empty"));
-
-    public Task<JobStatus> GetStatus() => tracker.Snapshot();
 
     public static string ConfigJobId(string studyId, int index) => $"{studyId}-c{index:D3}";
 
@@ -35,43 +36,36 @@ public sealed partial class StudyJobGrain(
     {
         var rows = new List<StudyRow>();
         int total = request.Points.Length;
-        try
+        for (int i = 0; i < total; i++)
         {
-            for (int i = 0; i < total; i++)
+            var point = request.Points[i];
+            var id = ConfigJobId(JobId, i);
+            var grain = GrainFactory.GetGrain<ILooJobGrain>(id);
+            currentConfig = id;
+            await RegisterAsync(id, "loo", parent: JobId);
+            int done = i;
+            var s = await JobPolling.RunToEndAsync(() => grain.Start(point.Study), grain.GetStatus, PollInterval, status =>
             {
-                var point = request.Points[i];
-                var id = ConfigJobId(JobId, i);
-                var grain = GrainFactory.GetGrain<ILooJobGrain>(id);
-                int done = i;
-                var s = await JobPolling.RunToEndAsync(() => grain.Start(point.Study), grain.GetStatus, PollInterval, status =>
-                {
-                    tracker.Set(status.Phase, done, total, $"{point.Label} ({done + 1}/{total}): {status.Message}");
-                    return Task.CompletedTask;
-                });
-                if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
-                var row = await executor.Run(() => StudyRow.From(store, $"jobs/{id}", point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
-                rows.Add(row);
-                await executor.Run(() => { StudyTable.WriteCsv(store, $"{Prefix}/study.csv", rows); return 0; });
-                LogConfigDone(JobId, point.Label, i + 1, total);
-            }
-            await executor.Run(() =>
-            {
-                StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, tracker.ElapsedSeconds);
-                store.Write($"{Prefix}/outputs.json", s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
-                return 0;
-            });
-            tracker.Set(JobPhase.Completed, total, total, $"done in {tracker.ElapsedSeconds:F1} s", outputPrefix: Prefix);
+                Tracker.Set(status.Phase, done, total, $"{point.Label} ({done + 1}/{total}): {status.Message}");
+                return Task.CompletedTask;
+            }, Cancellation);
+            if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
+            if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
+            var row = await executor.Run(() => StudyRow.From(store, $"jobs/{id}", point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
+            rows.Add(row);
+            await executor.Run(() => { StudyTable.WriteCsv(store, $"{Prefix}/study.csv", rows); return 0; });
+            LogConfigDone(JobId, point.Label, i + 1, total);
         }
-        catch (Exception e)
+        await executor.Run(() =>
         {
-            LogFailed(e, JobId);
-            tracker.Fail(e.Message);
-        }
+            StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, Tracker.ElapsedSeconds);
+            store.Write($"{Prefix}/outputs.json", s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
+            return 0;
+        });
+        Tracker.Set(JobPhase.Completed, total, total, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: Prefix);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Study {JobId}: {Label} done ({Done}/{Total})")]
     private partial void LogConfigDone(string jobId, string label, int done, int total);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Study {JobId} failed")]
-    private partial void LogFailed(Exception e, string jobId);
 }

@@ -1,41 +1,83 @@
+using System.Net;
+using System.Net.Sockets;
 using Influence.Core.Storage;
 using Influence.Grains;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Orleans.Configuration;
+using StackExchange.Redis;
 
 namespace Influence.Silo;
 
-/// <summary>Settings of an Influence silo (section "Influence" of the configuration).</summary>
-public sealed class InfluenceSiloOptions
-{
-    /// <summary>Root folder of the local artifact store.</summary>
-    public string StoreRoot { get; set; } = LocalArtifactStore.DefaultRoot();
-    /// <summary>Heavy tasks at once on this silo.</summary>
-    public int ConcurrentTasks { get; set; } = 1;
-    /// <summary>libtorch threads; 0 = libtorch's default (all cores).</summary>
-    public int TorchThreads { get; set; }
-}
-
 public static class InfluenceSiloBuilderExtensions
 {
-    /// <summary>Registers the compute executor, the artifact cache and the artifact store every Influence grain needs.</summary>
-    public static ISiloBuilder AddInfluence(this ISiloBuilder silo, Action<InfluenceSiloOptions>? configure = null)
+    /// <summary>The grain-state provider coordinators keep their job records in.</summary>
+    public const string JobStorage = JobGrainNames.StorageName;
+
+    /// <summary>Registers what every Influence grain needs: the compute executor, the artifact cache, the artifact store, the placement of workers.</summary>
+    public static ISiloBuilder AddInfluence(this ISiloBuilder silo, ComputeSettings compute, IArtifactStore store)
     {
-        var options = silo.Services.AddOptions<InfluenceSiloOptions>();
-        if (configure is not null) options.Configure(configure);
-        options.Validate(o => o.ConcurrentTasks >= 1, "Influence:ConcurrentTasks must be at least 1")
-            .Validate(o => o.TorchThreads >= 0, "Influence:TorchThreads must be 0 (default) or more")
-            .Validate(o => !string.IsNullOrWhiteSpace(o.StoreRoot), "Influence:StoreRoot must name a folder")
-            .ValidateOnStart();
-        silo.Services.AddSingleton<IOptions<ComputeOptions>>(sp =>
-        {
-            var o = sp.GetRequiredService<IOptions<InfluenceSiloOptions>>().Value;
-            return Options.Create(new ComputeOptions { ConcurrentTasks = o.ConcurrentTasks, TorchThreads = o.TorchThreads });
-        });
+        var problems = compute.Problems().ToList();
+        if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems));
+        silo.Services.AddSingleton<IOptions<ComputeOptions>>(Options.Create(new ComputeOptions { ConcurrentTasks = compute.ConcurrentTasks, TorchThreads = compute.TorchThreads }));
         silo.Services.AddPlacementDirector<SpreadByIndexPlacement, SpreadByIndexPlacementDirector>();
         silo.Services.AddSingleton<ComputeExecutor>();
         silo.Services.AddSingleton<ArtifactCache>();
-        silo.Services.AddSingleton<IArtifactStore>(sp => new LocalArtifactStore(sp.GetRequiredService<IOptions<InfluenceSiloOptions>>().Value.StoreRoot));
+        silo.Services.AddSingleton(store);
         return silo;
+    }
+
+    /// <summary>
+    /// Membership, job state and reminders. Localhost: membership on this machine, job state and
+    /// reminders in memory (they live as long as the cluster). Redis: all three in Redis, so a job
+    /// outlives any one silo.
+    /// </summary>
+    public static ISiloBuilder UseInfluenceCluster(this ISiloBuilder silo, ClusterSettings cluster)
+    {
+        var problems = cluster.Problems().ToList();
+        if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems));
+        silo.Configure<ClusterOptions>(o => { o.ClusterId = cluster.ClusterId; o.ServiceId = cluster.ServiceId; });
+        if (cluster.SiloName is { Length: > 0 } name) silo.Configure<SiloOptions>(o => o.SiloName = name);
+
+        if (cluster.IsRedis)
+        {
+            var redis = ConfigurationOptions.Parse(cluster.Redis!);
+            silo.UseRedisClustering(o => o.ConfigurationOptions = redis.Clone());
+            silo.AddRedisGrainStorage(JobStorage, o => o.ConfigurationOptions = redis.Clone());
+            silo.UseRedisReminderService(o => o.ConfigurationOptions = redis.Clone());
+            var ip = cluster.AdvertisedIP is { Length: > 0 } a ? IPAddress.Parse(a) : FirstAddress();
+            // Listen on every interface (a pod's IP is not known to the container's loopback).
+            silo.ConfigureEndpoints(ip, cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
+        }
+        else
+        {
+            silo.UseLocalhostClustering(cluster.SiloPort, cluster.GatewayPort, new IPEndPoint(IPAddress.Loopback, cluster.PrimaryPort), cluster.ServiceId, cluster.ClusterId);
+            silo.AddInMemoryJobState();
+        }
+
+        if (cluster.FastFailureDetection)
+            silo.Configure<ClusterMembershipOptions>(o =>
+            {
+                o.ProbeTimeout = TimeSpan.FromSeconds(2);
+                o.NumMissedProbesLimit = 2;
+                o.NumVotesForDeathDeclaration = 1;
+                o.TableRefreshTimeout = TimeSpan.FromSeconds(5);
+            });
+        return silo;
+    }
+
+    /// <summary>Job records and reminders in memory: they live as long as the cluster (the embedded mode, localhost clusters, test clusters).</summary>
+    public static ISiloBuilder AddInMemoryJobState(this ISiloBuilder silo)
+    {
+        silo.AddMemoryGrainStorage(JobStorage);
+        silo.UseInMemoryReminderService();
+        return silo;
+    }
+
+    private static IPAddress FirstAddress()
+    {
+        var addresses = Dns.GetHostAddresses(Dns.GetHostName()).Where(a => a.AddressFamily == AddressFamily.InterNetwork).ToList();
+        return addresses.FirstOrDefault(a => !IPAddress.IsLoopback(a)) ?? addresses.FirstOrDefault() ?? IPAddress.Loopback;
     }
 }

@@ -17,10 +17,18 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
         return CsvDatasetReader.Read(Path, FeatureScale);
     }
 
-    private static bool IsIdx(string path) =>
+    /// <summary>This spec with files named "store:KEY" replaced by local copies of those artifacts.</summary>
+    public DatasetSpec Resolve(Storage.IArtifactStore store) => this with
+    {
+        Path = Storage.StoredFiles.LocalPath(store, Path),
+        LabelsPath = LabelsPath is null ? null : Storage.StoredFiles.LocalPath(store, LabelsPath),
+    };
+
+    public static bool IsIdx(string path) =>
         path.Contains("idx", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase);
 
-    private static string? GuessLabelsPath(string imagesPath)
+    /// <summary>The labels file next to an IDX image file by the MNIST naming, if it exists.</summary>
+    public static string? GuessLabelsPath(string imagesPath)
     {
         var name = System.IO.Path.GetFileName(imagesPath);
         if (!name.Contains("images-idx3", StringComparison.Ordinal)) return null;

@@ -30,7 +30,7 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
 
     public TrainTestData LoadData()
     {
-        var data = TrainTestData.Load(Settings.Train, Settings.Test);
+        var data = TrainTestData.Load(Settings.Train.Resolve(Store), Settings.Test.Resolve(Store));
         foreach (var i in Settings.TestIndices)
             if (i < 0 || i >= data.Test.Count)
                 throw new ArgumentException($"test index {i} is outside the test set {Settings.Test.Path} (rows 0..{data.Test.Count - 1})");

@@ -1,0 +1,41 @@
+using System.Security.Cryptography;
+using Influence.Abstractions;
+using Influence.Core.Data;
+using Influence.Core.Storage;
+
+namespace Influence.Client;
+
+/// <summary>
+/// Silos of a real cluster do not see the client's files: before a job is submitted to one, its
+/// dataset files are put into the artifact store under their content hash
+/// (datasets/HASH/NAME, so the same file is uploaded once) and the request names them "store:KEY".
+/// </summary>
+public sealed class DataUpload(IArtifactStore store)
+{
+    private readonly Dictionary<string, string> uploaded = new(StringComparer.Ordinal);
+
+    public ScoreJobRequest Apply(ScoreJobRequest r) => r with { Train = Apply(r.Train), Test = Apply(r.Test) };
+
+    public LooJobRequest Apply(LooJobRequest r) => r with { Score = Apply(r.Score) };
+
+    public StudyJobRequest Apply(StudyJobRequest r) => r with { Points = r.Points.Select(p => p with { Study = Apply(p.Study) }).ToArray() };
+
+    private DataSource Apply(DataSource s)
+    {
+        // The silo cannot find an IDX labels file by its name next to the images once both are in the store.
+        var labels = s.LabelsPath ?? (DatasetSpec.IsIdx(s.Path) ? DatasetSpec.GuessLabelsPath(s.Path) : null);
+        return s with { Path = Put(s.Path), LabelsPath = labels is null ? null : Put(labels) };
+    }
+
+    private string Put(string path)
+    {
+        if (StoredFiles.IsStored(path)) return path;
+        if (uploaded.TryGetValue(path, out var reference)) return reference;
+        string hash;
+        using (var f = File.OpenRead(path)) hash = Convert.ToHexStringLower(SHA256.HashData(f))[..16];
+        var key = $"datasets/{hash}/{Path.GetFileName(path)}";
+        if (!store.Exists(key))
+            store.Write(key, target => { using var source = File.OpenRead(path); source.CopyTo(target); });
+        return uploaded[path] = StoredFiles.Reference(key);
+    }
+}

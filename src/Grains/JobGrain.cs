@@ -1,0 +1,157 @@
+using Influence.Abstractions;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+public static class JobGrainNames
+{
+    /// <summary>The grain-state provider job records live in: memory in the embedded mode, Redis in a cluster.</summary>
+    public const string StorageName = "jobs";
+    public const string RegistryKey = "jobs";
+    public const string KeepAliveReminder = "keep-alive";
+}
+
+/// <summary>A coordinator's persisted record: what it was asked to do, and how it ended.</summary>
+[GenerateSerializer]
+public sealed class JobRecord<TRequest> where TRequest : class
+{
+    [Id(0)] public TRequest? Request { get; set; }
+    [Id(1)] public JobStatus? Final { get; set; }
+    [Id(2)] public bool CancelRequested { get; set; }
+    [Id(3)] public DateTime SubmittedUtc { get; set; }
+}
+
+/// <summary>
+/// What the score, LOO and study coordinators share: a persisted record of the request, so that a
+/// coordinator re-activated on another silo (its silo died) resumes the job by itself; a reminder
+/// that re-activates it even when no client is polling; cancellation; and registration in the
+/// cluster's job list. The work itself is idempotent over the artifact store, so resuming redoes
+/// only what was in flight.
+/// </summary>
+public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TRequest>> record, ILogger logger) : Grain, IJobGrain, IRemindable
+    where TRequest : class
+{
+    private readonly CancellationTokenSource cancellation = new();
+    protected JobStatusTracker Tracker { get; private set; } = null!;
+    protected string JobId => this.GetPrimaryKeyString();
+    /// <summary>Cancelled when the user cancels the job.</summary>
+    protected CancellationToken Cancellation => cancellation.Token;
+
+    /// <summary>"score", "loo" or "study".</summary>
+    protected abstract string Kind { get; }
+
+    /// <summary>Checks the request (ArgumentException: the job fails with its message) and returns the work.</summary>
+    protected abstract Func<Task> Prepare(TRequest request);
+
+    /// <summary>Cancels the jobs this one started (best effort).</summary>
+    protected virtual Task CancelChildren() => Task.CompletedTask;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        Tracker = new JobStatusTracker(JobId);
+        var state = record.State;
+        if (state.Final is { } final) Tracker.Restore(final);
+        else if (state.CancelRequested) Tracker.Cancelled("cancelled");
+        else if (state.Request is { } request)
+        {
+            // This job was running when its previous activation was lost: carry on from the store.
+            LogResuming(JobId, Kind);
+            _ = Launch(request);
+        }
+        return Task.CompletedTask;
+    }
+
+    public async Task<JobStatus> Start(TRequest request)
+    {
+        if (record.State.Final is { } final) return final;
+        if (record.State.Request is null || !Tracker.Started)
+        {
+            record.State.Request = request;
+            record.State.CancelRequested = false;
+            if (record.State.SubmittedUtc == default) record.State.SubmittedUtc = DateTime.UtcNow;
+            await record.WriteStateAsync();
+            await this.RegisterOrUpdateReminder(JobGrainNames.KeepAliveReminder, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+            await RegisterAsync(JobId, Kind, parent: null);
+        }
+        return await Launch(request);
+    }
+
+    /// <summary>Adds a job to the cluster's list; a job already listed keeps its entry (and its parent).</summary>
+    protected Task RegisterAsync(string jobId, string kind, string? parent) =>
+        GrainFactory.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey)
+            .Register(new JobEntry { JobId = jobId, Kind = kind, SubmittedUtc = DateTime.UtcNow, Parent = parent });
+
+    private async Task<JobStatus> Launch(TRequest request)
+    {
+        var status = await Tracker.StartOnce(() => Work(request));
+        if (status.IsFinished && record.State.Final is null) await Finish(); // rejected before it started
+        return status;
+    }
+
+    private Func<Task> Work(TRequest request)
+    {
+        var work = Prepare(request);
+        return async () =>
+        {
+            try { await work(); }
+            catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { Tracker.Cancelled("cancelled by the user"); }
+            catch (Exception e)
+            {
+                LogFailed(e, JobId, Kind);
+                Tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
+            }
+            await Finish();
+        };
+    }
+
+    private async Task Finish()
+    {
+        var status = await Tracker.Snapshot();
+        if (!status.IsFinished) return;
+        record.State.Final = status;
+        await record.WriteStateAsync();
+        await StopReminder();
+    }
+
+    public Task<JobStatus> GetStatus() => Tracker.Snapshot();
+
+    public async Task<JobStatus> Cancel()
+    {
+        if (record.State.Final is { } final) return final;
+        record.State.CancelRequested = true;
+        await record.WriteStateAsync();
+        cancellation.Cancel();
+        await CancelChildren();
+        if (!Tracker.Started)
+        {
+            Tracker.Cancelled("cancelled before it started");
+            await Finish();
+        }
+        LogCancelled(JobId, Kind);
+        return await Tracker.Snapshot();
+    }
+
+    public async Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        // The activation itself is the point: OnActivateAsync resumed the job if it was running.
+        if (record.State.Final is not null || record.State.CancelRequested) await StopReminder();
+    }
+
+    private async Task StopReminder()
+    {
+        try
+        {
+            if (await this.GetReminder(JobGrainNames.KeepAliveReminder) is { } reminder) await this.UnregisterReminder(reminder);
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException) { /* it fires once more and stops then */ }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Kind} job {JobId}: resuming after its coordinator was re-activated")]
+    private partial void LogResuming(string jobId, string kind);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Kind} job {JobId} failed")]
+    private partial void LogFailed(Exception e, string jobId, string kind);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Kind} job {JobId}: cancelled")]
+    private partial void LogCancelled(string jobId, string kind);
+}

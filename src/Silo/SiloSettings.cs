@@ -1,0 +1,95 @@
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Influence.Storage;
+
+namespace Influence.Silo;
+
+/// <summary>
+/// How a silo joins its cluster (configuration section "Cluster"; environment variables
+/// Cluster__Redis etc.; flags --Cluster:Redis=HOST:PORT).
+/// </summary>
+public sealed class ClusterSettings
+{
+    /// <summary>"localhost" (silos on one machine, the first is the primary) or "redis".</summary>
+    public string Clustering { get; set; } = "localhost";
+    /// <summary>Redis connection (HOST:PORT[,options]) for membership, job state and reminders.</summary>
+    public string? Redis { get; set; }
+    public string ClusterId { get; set; } = "influence";
+    public string ServiceId { get; set; } = "influence";
+    public int SiloPort { get; set; } = 11111;
+    public int GatewayPort { get; set; } = 30000;
+    /// <summary>Localhost clustering: the primary silo's port.</summary>
+    public int PrimaryPort { get; set; } = 11111;
+    /// <summary>The address other silos and clients reach this silo at (Kubernetes: the pod IP); default loopback for localhost clustering, else this host's first address.</summary>
+    public string? AdvertisedIP { get; set; }
+    /// <summary>The silo's name (Kubernetes: the pod name); default the machine name and port.</summary>
+    public string? SiloName { get; set; }
+    /// <summary>"default" (Orleans' liveness settings) or "fast": a dead silo is declared in ~2-4 s (tests, small clusters). Every silo must use the same.</summary>
+    public string FailureDetection { get; set; } = "default";
+    /// <summary>How long a stopping silo may take to hand work back and leave; keep it below the pod's termination grace period.</summary>
+    public int ShutdownTimeoutSeconds { get; set; } = 20;
+
+    public bool IsRedis => Clustering.Equals("redis", StringComparison.OrdinalIgnoreCase);
+    public bool FastFailureDetection => FailureDetection.Equals("fast", StringComparison.OrdinalIgnoreCase);
+
+    public IEnumerable<string> Problems()
+    {
+        if (!Clustering.Equals("localhost", StringComparison.OrdinalIgnoreCase) && !IsRedis)
+            yield return $"Cluster:Clustering must be localhost or redis, not '{Clustering}'";
+        if (IsRedis && string.IsNullOrWhiteSpace(Redis))
+            yield return "Cluster:Clustering is redis but Cluster:Redis (HOST:PORT) is not set";
+        foreach (var (name, port) in new[] { ("SiloPort", SiloPort), ("GatewayPort", GatewayPort), ("PrimaryPort", PrimaryPort) })
+            if (port is < 1 or > 65535) yield return $"Cluster:{name} must be a TCP port (1-65535), not {port}";
+        if (SiloPort == GatewayPort) yield return $"Cluster:SiloPort and Cluster:GatewayPort are both {SiloPort}";
+        if (AdvertisedIP is { Length: > 0 } ip && !IPAddress.TryParse(ip, out _))
+            yield return $"Cluster:AdvertisedIP '{ip}' is not an IP address";
+        if (!FastFailureDetection && !FailureDetection.Equals("default", StringComparison.OrdinalIgnoreCase))
+            yield return $"Cluster:FailureDetection must be default or fast, not '{FailureDetection}'";
+        if (string.IsNullOrWhiteSpace(ClusterId) || string.IsNullOrWhiteSpace(ServiceId))
+            yield return "Cluster:ClusterId and Cluster:ServiceId must not be empty";
+        if (ShutdownTimeoutSeconds is < 1 or > 3600)
+            yield return $"Cluster:ShutdownTimeoutSeconds must be 1-3600, not {ShutdownTimeoutSeconds}";
+    }
+}
+
+/// <summary>Heavy work on this silo (section "Compute").</summary>
+public sealed class ComputeSettings
+{
+    /// <summary>Heavy tasks at once on this silo (one per GPU is the usual choice).</summary>
+    public int ConcurrentTasks { get; set; } = 1;
+    /// <summary>libtorch threads; 0 = libtorch's default (all cores).</summary>
+    public int TorchThreads { get; set; }
+
+    public IEnumerable<string> Problems()
+    {
+        if (ConcurrentTasks < 1) yield return $"Compute:ConcurrentTasks must be at least 1, not {ConcurrentTasks}";
+        if (TorchThreads < 0) yield return $"Compute:TorchThreads must be 0 (libtorch's default) or more, not {TorchThreads}";
+    }
+}
+
+/// <summary>The Prometheus endpoint (section "Metrics").</summary>
+public sealed class MetricsSettings
+{
+    /// <summary>Port of /metrics and /healthz; 0 turns the endpoint off.</summary>
+    public int Port { get; set; } = 9400;
+    /// <summary>Address Kestrel listens on ("*" for every interface, as in a pod).</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    public IEnumerable<string> Problems()
+    {
+        if (Port is < 0 or > 65535) yield return $"Metrics:Port must be 0 (off) or a TCP port, not {Port}";
+    }
+}
+
+/// <summary>Every setting of a silo process, read from configuration and checked before anything starts.</summary>
+public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics)
+{
+    public static SiloHostSettings Read(IConfiguration configuration) => new(
+        configuration.GetSection("Cluster").Get<ClusterSettings>() ?? new ClusterSettings(),
+        configuration.GetSection("Compute").Get<ComputeSettings>() ?? new ComputeSettings(),
+        configuration.GetSection("Store").Get<ArtifactStoreOptions>() ?? new ArtifactStoreOptions(),
+        configuration.GetSection("Metrics").Get<MetricsSettings>() ?? new MetricsSettings());
+
+    public IReadOnlyList<string> Problems() =>
+        [.. Cluster.Problems(), .. Compute.Problems(), .. Store.Problems(), .. Metrics.Problems()];
+}
