@@ -76,6 +76,8 @@ public sealed class JobStatus
     /// <summary>Retraining phase: retrains per second in this run, and the estimated seconds left.</summary>
     [Id(8)] public double Rate { get; init; }
     [Id(9)] public double EtaSeconds { get; init; }
+    /// <summary>The silo the coordinator runs on.</summary>
+    [Id(10)] public string? Coordinator { get; init; }
 
     public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed or JobPhase.Cancelled;
 }

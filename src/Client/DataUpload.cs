@@ -16,7 +16,11 @@ public sealed class DataUpload(IArtifactStore store)
 
     public ScoreJobRequest Apply(ScoreJobRequest r) => r with { Train = Apply(r.Train), Test = Apply(r.Test) };
 
-    public LooJobRequest Apply(LooJobRequest r) => r with { Score = Apply(r.Score) };
+    public LooJobRequest Apply(LooJobRequest r) => r with { Score = Apply(r.Score), Remove = ApplyToRemoval(r.Remove) };
+
+    /// <summary>file:PATH parts of a removal set (a '+' union) name the uploaded file instead.</summary>
+    private string ApplyToRemoval(string remove) => string.Join("+", remove.Split('+').Select(part =>
+        part.Trim().StartsWith("file:", StringComparison.Ordinal) ? "file:" + Put(Path.GetFullPath(part.Trim()["file:".Length..])) : part));
 
     public StudyJobRequest Apply(StudyJobRequest r) => r with { Points = r.Points.Select(p => p with { Study = Apply(p.Study) }).ToArray() };
 

@@ -75,6 +75,7 @@ public static class LooCommand
             return ScoreCommand.Fail($"--resume {resume}: no such job in the store {storeRoot}", 2);
         Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Remove}, retrain {string.Join("+", request.Modes)}, {request.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
         var status = await JobRunner.RunLooAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
 
         JobRunner.Export(connection, status.OutputPrefix!, outDir);

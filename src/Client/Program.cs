@@ -8,6 +8,8 @@ root.Subcommands.Add(StudyCommand.Create());
 root.Subcommands.Add(MislabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(ClusterCommands.Cluster());
+root.Subcommands.Add(ClusterCommands.Jobs());
 try
 {
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

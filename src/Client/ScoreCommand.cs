@@ -89,6 +89,7 @@ public static class ScoreCommand
         var jobId = JobRunner.NewJobId("score");
         Console.WriteLine($"Job {jobId} on the {connection.Description}: {request.Model.Kind}, method {request.Method}, {request.TestIndices.Length} test points, {request.Shards} shards");
         var status = await JobRunner.RunScoreAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Cancelled) return Fail($"job {jobId} was cancelled", 4);
         if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
 
         JobRunner.Export(connection, status.OutputPrefix!, outDir);

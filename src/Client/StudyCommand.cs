@@ -58,6 +58,7 @@ public static class StudyCommand
         var jobId = parse.GetValue(LooCommand.Resume) ?? JobRunner.NewJobId($"study-{request.Name}");
         Console.WriteLine($"Study {jobId} on the {connection.Description}: {request.Points.Length} configurations");
         var status = await JobRunner.RunStudyAsync(connection, jobId, request, ct);
+        if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"study {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"study {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
         var outDir = parse.GetValue(Out)!;
         JobRunner.Export(connection, status.OutputPrefix!, outDir);

@@ -1,4 +1,5 @@
 using Influence.Abstractions;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Influence.Grains;
@@ -31,9 +32,10 @@ public sealed class JobRecord<TRequest> where TRequest : class
 public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TRequest>> record, ILogger logger) : Grain, IJobGrain, IRemindable
     where TRequest : class
 {
-    private readonly CancellationTokenSource cancellation = new();
+    private CancellationTokenSource cancellation = new();
     protected JobStatusTracker Tracker { get; private set; } = null!;
     protected string JobId => this.GetPrimaryKeyString();
+    private string SiloName => ServiceProvider.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToString();
     /// <summary>Cancelled when the user cancels the job.</summary>
     protected CancellationToken Cancellation => cancellation.Token;
 
@@ -46,24 +48,35 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     /// <summary>Cancels the jobs this one started (best effort).</summary>
     protected virtual Task CancelChildren() => Task.CompletedTask;
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        Tracker = new JobStatusTracker(JobId);
+        Tracker = new JobStatusTracker(JobId, SiloName);
         var state = record.State;
         if (state.Final is { } final) Tracker.Restore(final);
-        else if (state.CancelRequested) Tracker.Cancelled("cancelled");
+        else if (state.CancelRequested)
+        {
+            // Cancelled, but its silo died before it could record the end.
+            Tracker.Cancelled("cancelled by the user");
+            await Finish();
+        }
         else if (state.Request is { } request)
         {
             // This job was running when its previous activation was lost: carry on from the store.
             LogResuming(JobId, Kind);
             _ = Launch(request);
         }
-        return Task.CompletedTask;
     }
 
     public async Task<JobStatus> Start(TRequest request)
     {
-        if (record.State.Final is { } final) return final;
+        if (record.State.Final is { Phase: JobPhase.Completed } completed) return completed;
+        if (record.State.Final is not null)
+        {
+            // Failed or cancelled before: starting it again resumes it (finished units are in the store).
+            record.State.Final = null;
+            cancellation = new CancellationTokenSource();
+            Tracker = new JobStatusTracker(JobId, SiloName);
+        }
         if (record.State.Request is null || !Tracker.Started)
         {
             record.State.Request = request;

@@ -7,7 +7,7 @@ namespace Influence.Grains;
 /// A coordinator's status and clock: written by the job running in the background, read by the
 /// interleaved GetStatus. Shared by the score, LOO and study coordinators.
 /// </summary>
-public sealed class JobStatusTracker(string jobId)
+public sealed class JobStatusTracker(string jobId, string? coordinator = null)
 {
     private volatile JobStatus status = new() { JobId = jobId, Phase = JobPhase.Pending, Message = "not started" };
     private readonly Stopwatch clock = new();
@@ -54,6 +54,7 @@ public sealed class JobStatusTracker(string jobId)
         {
             JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
             OutputPrefix = s.OutputPrefix, ElapsedSeconds = Started ? clock.Elapsed.TotalSeconds : s.ElapsedSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
+            Coordinator = coordinator ?? s.Coordinator,
         });
     }
 

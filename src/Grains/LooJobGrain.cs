@@ -107,9 +107,11 @@ public sealed partial class LooJobGrain(
         if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
     }
 
-    private sealed class WorkerSlot(IRetrainWorkerGrain grain)
+    private sealed class WorkerSlot(IRetrainWorkerGrain grain, SiloAddress? silo)
     {
         public IRetrainWorkerGrain Grain { get; } = grain;
+        /// <summary>The silo this worker is placed on (null: wherever placement puts it).</summary>
+        public SiloAddress? Silo { get; } = silo;
         public LooUnit? Unit { get; set; }
         public DateTime LastHeard { get; set; }
         public int Progress { get; set; }
@@ -129,6 +131,7 @@ public sealed partial class LooJobGrain(
         var sw = Stopwatch.StartNew();
         var management = GrainFactory.GetGrain<IManagementGrain>(0);
         var lastSiloCheck = DateTime.MinValue;
+        int workerCount = 0;
 
         void Requeue(WorkerSlot slot, string why)
         {
@@ -145,11 +148,20 @@ public sealed partial class LooJobGrain(
             if (DateTime.UtcNow - lastSiloCheck > TimeSpan.FromSeconds(5))
             {
                 lastSiloCheck = DateTime.UtcNow;
-                int silos = 1;
-                try { silos = Math.Max(1, (await management.GetHosts(onlyActive: true).WaitAsync(CallTimeout)).Count); }
+                Dictionary<SiloAddress, SiloStatus>? hosts = null;
+                try { hosts = await management.GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
                 catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
-                while (slots.Count < silos * request.ParallelPerSilo)
-                    slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{slots.Count}")));
+                if (hosts is not null)
+                {
+                    // ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at once.
+                    slots.RemoveAll(s => s.Unit is null && s.Silo is not null && !hosts.ContainsKey(s.Silo));
+                    foreach (var silo in hosts.Keys.OrderBy(h => h.ToString(), StringComparer.Ordinal))
+                        while (slots.Count(s => silo.Equals(s.Silo)) < request.ParallelPerSilo)
+                            slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{workerCount++}"), silo));
+                }
+                else
+                    while (slots.Count < request.ParallelPerSilo)
+                        slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{workerCount++}"), null));
             }
 
             foreach (var slot in slots.Where(s => s.Unit is null && s.CoolUntil <= DateTime.UtcNow))
@@ -159,8 +171,13 @@ public sealed partial class LooJobGrain(
                 slot.Unit = unit;
                 slot.Progress = 0;
                 slot.LastHeard = DateTime.UtcNow;
-                try { await slot.Grain.Start(new RetrainAssignment { JobId = JobId, Request = request, UnitId = unit.Id }).WaitAsync(CallTimeout); }
+                try
+                {
+                    if (slot.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, slot.Silo);
+                    await slot.Grain.Start(new RetrainAssignment { JobId = JobId, Request = request, UnitId = unit.Id }).WaitAsync(CallTimeout);
+                }
                 catch (Exception e) when (e is OrleansException or TimeoutException) { Requeue(slot, $"start failed: {e.Message}"); }
+                finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }
             }
 
             await Task.Delay(PollInterval, Cancellation);
@@ -212,7 +229,7 @@ public sealed partial class LooJobGrain(
                 $"{doneTasks + inFlight}/{total} retrains, {rate:G3}/s, {slots.Count(s => s.Unit is not null)} units running on {slots.Count} workers",
                 rate, eta);
         }
-        return slots.Count;
+        return workerCount;
     }
 
     private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)

@@ -64,7 +64,7 @@ public sealed partial class ScoreShardGrain(
     private (string Key, TopKLists? Top) Work(ShardAssignment a)
     {
         var job = new ScoreJob(store, a.JobId, a.Request.ToSettings());
-        var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.Settings.Train.Load());
+        var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
         if (a.Stage == ShardStage.PartialHessian)
         {

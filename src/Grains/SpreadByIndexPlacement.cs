@@ -11,6 +11,9 @@ namespace Influence.Grains;
 public sealed class SpreadByIndexPlacement : PlacementStrategy
 {
     public static readonly SpreadByIndexPlacement Instance = new();
+
+    /// <summary>Request-context key of a SiloAddress the activation should go to, if that silo is up (a coordinator placing a worker on a silo that just joined).</summary>
+    public const string SiloHintKey = "influence.silo-hint";
 }
 
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]

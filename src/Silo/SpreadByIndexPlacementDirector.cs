@@ -4,12 +4,14 @@ using Orleans.Runtime.Placement;
 
 namespace Influence.Silo;
 
-/// <summary>Chooses silo (index mod n) for keys ending in "/{index}"; other keys by a stable hash.</summary>
+/// <summary>Chooses the silo a caller asked for (<see cref="SpreadByIndexPlacement.SiloHintKey"/>), else silo (index mod n) for keys ending in "/{index}"; other keys by a stable hash.</summary>
 public sealed class SpreadByIndexPlacementDirector : IPlacementDirector
 {
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var silos = context.GetCompatibleSilos(target).OrderBy(s => s.ToString(), StringComparer.Ordinal).ToArray();
+        if (target.RequestContextData is { } data && data.TryGetValue(SpreadByIndexPlacement.SiloHintKey, out var hint) && hint is SiloAddress wanted && silos.Contains(wanted))
+            return Task.FromResult(wanted);
         var key = target.GrainIdentity.Key.ToString() ?? "";
         var slash = key.LastIndexOf('/');
         int index = slash >= 0 && int.TryParse(key.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int k)

@@ -117,12 +117,12 @@ public class LooJobClusterTests
             var grain = first.Client.GetGrain<ILooJobGrain>("loo-resumed");
             await grain.Start(request);
             var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
-            while (!Directory.Exists(units) || Directory.GetFiles(units).Length < 3)
+            while (!Directory.Exists(units) || Directory.GetFiles(units, "unit-*.csv").Length < 3)
             {
                 Assert.True(DateTime.UtcNow < deadline, "no unit finished in time");
                 await Task.Delay(100);
             }
-            finishedBefore = Directory.GetFiles(units).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+            finishedBefore = Directory.GetFiles(units, "unit-*.csv").ToDictionary(f => f, File.GetLastWriteTimeUtc);
             Assert.True((await grain.GetStatus()).Phase == JobPhase.Retraining, "the job must still be running when the cluster goes away");
         } // the whole cluster stops mid-job
 
@@ -130,7 +130,7 @@ public class LooJobClusterTests
         var resumed = await RunAsync(second.Client, "loo-resumed", request, TimeSpan.FromMinutes(4));
         foreach (var (file, written) in finishedBefore)
             Assert.Equal(written, File.GetLastWriteTimeUtc(file));
-        Assert.Equal(18, Directory.GetFiles(units).Length);
+        Assert.Equal(18, Directory.GetFiles(units, "unit-*.csv").Length);
 
         var fresh = await RunAsync(second.Client, "loo-fresh", request, TimeSpan.FromMinutes(4));
         AssertSameStudy(ReadLoo(store, fresh.OutputPrefix!), ReadLoo(store, resumed.OutputPrefix!));

@@ -28,6 +28,9 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
     public string PartialHessianKey(int shard) => $"{Prefix}/work/hessian-{shard:D4}.bin";
     public string ScoreBlockKey(int shard) => $"{Prefix}/work/scores-{shard:D4}.bin";
 
+    /// <summary>The training set alone (a shard's rows come from it).</summary>
+    public Dataset LoadTrain() => Settings.Train.Resolve(Store).Load();
+
     public TrainTestData LoadData()
     {
         var data = TrainTestData.Load(Settings.Train.Resolve(Store), Settings.Test.Resolve(Store));

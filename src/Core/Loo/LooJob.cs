@@ -60,7 +60,8 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     {
         if (LoadPlan() is { } existing) return existing;
         int n = data.Train.Count;
-        var removal = Settings.Removal;
+        // Index files the client put into the store are read through local copies.
+        var removal = Settings.Removal.WithFiles(path => StoredFiles.LocalPath(Store, path));
         bool fast = checkpoint.Spec.IsLogisticRegression && checkpoint.Spec.Precision == Precision.Float64;
         var units = new List<LooUnit>();
         void Add(RetrainMode mode, UnitKind kind, IReadOnlyList<int> items, int size)

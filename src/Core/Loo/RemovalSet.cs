@@ -108,6 +108,10 @@ public sealed record RemovalSet(string Text, IReadOnlyList<RemovalSet.Part> Part
         return a[..k];
     }
 
+    /// <summary>This set with the path of every file: part mapped (e.g. to a local copy of a stored file).</summary>
+    public RemovalSet WithFiles(Func<string, string> map) =>
+        this with { Parts = Parts.Select(p => p is FromFile f ? new FromFile(map(f.Path)) : p).ToList() };
+
     /// <summary>Reads training indices from a text file; errors name the file, line and problem.</summary>
     public static IEnumerable<int> ReadIndexFile(string path, int trainCount)
     {

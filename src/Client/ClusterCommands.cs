@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using Influence.Abstractions;
+using Influence.Grains;
+using Spectre.Console;
+
+namespace Influence.Client;
+
+/// <summary>`influence cluster status` and `influence job show|cancel JOB`: looking at and steering a running cluster.</summary>
+public static class ClusterCommands
+{
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
+    private static readonly Option<string> RequiredCluster = new("--cluster") { Description = "The cluster: redis://HOST:PORT or localhost:GATEWAY_PORT", Required = true };
+    private static readonly Option<bool> All = new("--all") { Description = "List every job the cluster remembers, finished ones and those started by other jobs too" };
+    private static readonly Argument<string> Job = new("JOB") { Description = "The job id (as printed when it was submitted)" };
+
+    public static Command Cluster()
+    {
+        var status = new Command("status", "Silos of the cluster, its jobs and their progress");
+        status.Options.Add(RequiredCluster);
+        status.Options.Add(All);
+        status.SetAction((p, ct) => StatusAsync(p.GetValue(RequiredCluster)!, p.GetValue(All), ct));
+        var command = new Command("cluster", "Look at a running cluster");
+        command.Subcommands.Add(status);
+        return command;
+    }
+
+    public static Command Jobs()
+    {
+        var show = new Command("show", "A job's status and progress");
+        var cancel = new Command("cancel", "Stop a job (finished work stays in the store: the same job can be resumed)");
+        foreach (var c in new[] { show, cancel })
+        {
+            c.Arguments.Add(Job);
+            c.Options.Add(RequiredCluster);
+        }
+        show.SetAction((p, ct) => JobAsync(p.GetValue(RequiredCluster)!, p.GetValue(Job)!, cancel: false, ct));
+        cancel.SetAction((p, ct) => JobAsync(p.GetValue(RequiredCluster)!, p.GetValue(Job)!, cancel: true, ct));
+        var command = new Command("job", "Look at or cancel one job");
+        command.Subcommands.Add(show);
+        command.Subcommands.Add(cancel);
+        return command;
+    }
+
+    public static IJobGrain Grain(IClusterClient client, JobEntry entry) => entry.Kind switch
+    {
+        "score" => client.GetGrain<IScoreJobGrain>(entry.JobId),
+        "loo" => client.GetGrain<ILooJobGrain>(entry.JobId),
+        "study" => client.GetGrain<IStudyJobGrain>(entry.JobId),
+        _ => throw new InvalidOperationException($"unknown job kind '{entry.Kind}'"),
+    };
+
+    private static async Task<int> StatusAsync(string cluster, bool all, CancellationToken ct)
+    {
+        await using var connection = await ClusterConnection.OpenAsync(cluster, LocalStoreFolder, verbose: false, ct);
+        var management = connection.Client.GetGrain<IManagementGrain>(0);
+        var silos = await management.GetDetailedHosts(onlyActive: true).WaitAsync(CallTimeout, ct);
+        var siloTable = new Table().Title($"{silos.Length} active silo(s)").AddColumns("name", "address", "status", "started (UTC)");
+        foreach (var s in silos.OrderBy(s => s.SiloName, StringComparer.Ordinal))
+            siloTable.AddRow(Markup.Escape(s.SiloName ?? "?"), Markup.Escape(s.SiloAddress.ToString()), s.Status.ToString(), s.StartTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture));
+        AnsiConsole.Write(siloTable);
+
+        var entries = await connection.Client.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey).List().WaitAsync(CallTimeout, ct);
+        var rows = new List<(JobEntry Entry, JobStatus? Status)>();
+        foreach (var e in entries.Where(e => all || e.Parent is null).OrderByDescending(e => e.SubmittedUtc))
+            rows.Add((e, await TryStatus(Grain(connection.Client, e), ct)));
+        if (!all) rows = [.. rows.Where(r => r.Status is not { IsFinished: true }), .. rows.Where(r => r.Status is { IsFinished: true }).Take(10)];
+        var jobTable = new Table().Title(all ? "Jobs" : "Jobs (running, and the 10 most recent finished; --all for every one)")
+            .AddColumns("job", "kind", "phase", "progress", "rate", "ETA", "coordinator", "submitted (UTC)", "message");
+        foreach (var (e, s) in rows)
+            jobTable.AddRow(Markup.Escape(e.JobId), e.Kind, s?.Phase.ToString() ?? "unreachable", s is { Total: > 0 } ? $"{s.Done}/{s.Total}" : "",
+                s is { Rate: > 0 } ? $"{s.Rate:G3}/s" : "", s is { Rate: > 0, IsFinished: false } ? $"{s.EtaSeconds:F0} s" : "",
+                Markup.Escape(s?.Coordinator ?? ""), e.SubmittedUtc.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture), Markup.Escape(Shorten(s?.Error ?? s?.Message ?? "")));
+        AnsiConsole.Write(jobTable);
+        return 0;
+    }
+
+    private static async Task<int> JobAsync(string cluster, string jobId, bool cancel, CancellationToken ct)
+    {
+        await using var connection = await ClusterConnection.OpenAsync(cluster, LocalStoreFolder, verbose: false, ct);
+        var entries = await connection.Client.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey).List().WaitAsync(CallTimeout, ct);
+        // A LOO job and its score job share an id: the one the user submitted comes first.
+        var entry = entries.Where(e => e.JobId == jobId).OrderBy(e => e.Parent is null ? 0 : 1).FirstOrDefault();
+        if (entry is null) return ScoreCommand.Fail($"no job '{jobId}' in the cluster at {cluster} (influence cluster status --all lists them)", 2);
+        var grain = Grain(connection.Client, entry);
+        var status = cancel ? await grain.Cancel().WaitAsync(CallTimeout, ct) : await grain.GetStatus().WaitAsync(CallTimeout, ct);
+        Console.WriteLine($"job:         {entry.JobId} ({entry.Kind}{(entry.Parent is null ? "" : $", started by {entry.Parent}")})");
+        Console.WriteLine($"submitted:   {entry.SubmittedUtc:yyyy-MM-dd HH:mm:ss} UTC");
+        Console.WriteLine($"phase:       {status.Phase}");
+        if (status.Total > 0) Console.WriteLine($"progress:    {status.Done}/{status.Total}{(status.Rate > 0 ? $", {status.Rate:G3}/s, ETA {status.EtaSeconds:F0} s" : "")}");
+        Console.WriteLine($"elapsed:     {status.ElapsedSeconds:F1} s");
+        Console.WriteLine($"coordinator: {status.Coordinator}");
+        Console.WriteLine($"message:     {status.Message}");
+        if (status.Error is not null) Console.WriteLine($"error:       {status.Error}");
+        if (status.OutputPrefix is not null) Console.WriteLine($"outputs:     {status.OutputPrefix}/ in the artifact store");
+        return 0;
+    }
+
+    private static async Task<JobStatus?> TryStatus(IJobGrain grain, CancellationToken ct)
+    {
+        try { return await grain.GetStatus().WaitAsync(CallTimeout, ct); }
+        catch (Exception e) when (e is OrleansException or TimeoutException) { return null; }
+    }
+
+    /// <summary>These commands read no artifacts; the local default store is only opened.</summary>
+    private static string LocalStoreFolder => Influence.Core.Storage.LocalArtifactStore.DefaultRoot();
+
+    private static string Shorten(string s) => s.Length <= 60 ? s : s[..57] + "...";
+}
