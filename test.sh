@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the solution: unit and oracle tests (Core), in-process multi-silo cluster
-# tests (Grains), and the `influence` command line as a user runs it (Client).
+# tests (Grains), the `influence` command line as a user runs it (Client), and real servers and
+# processes on loopback (Cluster: Redis, Azurite, Prometheus, silo processes, helm).
+# Installs those servers and tools first where missing (scripts/install-test-tools.sh).
 # Prints a closing line "N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -11,6 +13,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+./scripts/install-test-tools.sh || { echo "error: could not install the test servers and tools" >&2; exit 1; }
 # Artifacts of CLI tests go to a throwaway store, never the user's.
 export INFLUENCE_STORE="${INFLUENCE_STORE:-$(mktemp -d)}"
 

@@ -1,10 +1,12 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 
 namespace Influence.Grains;
 
 /// <summary>
 /// The project's own meter ("Influence"); the silo exports it (with Orleans' meters) as
-/// Prometheus metrics with the influence_ prefix. Labels carry no data values or paths.
+/// Prometheus metrics with the influence_ prefix. Labels carry no data values or paths: job
+/// kinds, outcomes, shard stages, and the ids of running jobs (few at a time).
 /// </summary>
 public static class InfluenceMetrics
 {
@@ -17,4 +19,44 @@ public static class InfluenceMetrics
     public static readonly UpDownCounter<long> RetrainsInFlight = Meter.CreateUpDownCounter<long>("influence.retrains.in_flight", "{retrain}", "Leave-one-out retrains running now");
     public static readonly Histogram<double> UnitDuration = Meter.CreateHistogram<double>("influence.retrain.unit.duration", "s", "Wall time of one unit of retrains");
     public static readonly Counter<long> JobRetrainsDone = Meter.CreateCounter<long>("influence.job.retrains.done", "{retrain}", "Retrains a coordinator has seen finish (job progress)");
+
+    public static readonly Counter<long> ExamplesScored = Meter.CreateCounter<long>("influence.examples.scored", "{example}", "Training examples scored against every query of a job");
+    public static readonly Counter<long> GradientsComputed = Meter.CreateCounter<long>("influence.gradients.computed", "{gradient}", "Per-example loss gradients computed");
+    public static readonly Histogram<double> ShardDuration = Meter.CreateHistogram<double>("influence.shard.duration", "s", "Wall time of one shard stage (stage: hessian or score)");
+
+    public static readonly Counter<long> JobsStarted = Meter.CreateCounter<long>("influence.jobs.started", "{job}", "Jobs a coordinator on this silo started or resumed (kind)");
+    public static readonly Counter<long> JobsFinished = Meter.CreateCounter<long>("influence.jobs.finished", "{job}", "Jobs that ended on this silo (kind, outcome: completed, failed or cancelled)");
+
+    private static readonly ConcurrentDictionary<(string Job, string Kind), double> Progress = new();
+
+    static InfluenceMetrics()
+    {
+        Meter.CreateObservableGauge("influence.job.progress", () => Progress.Select(p =>
+            new Measurement<double>(p.Value, new KeyValuePair<string, object?>("job", p.Key.Job), new KeyValuePair<string, object?>("kind", p.Key.Kind))),
+            "1", "Fraction of the current phase done, per running job coordinated on this silo");
+        Meter.CreateObservableGauge("influence.jobs.running", () => Progress.GroupBy(p => p.Key.Kind).Select(g =>
+            new Measurement<long>(g.Count(), new KeyValuePair<string, object?>("kind", g.Key))),
+            "{job}", "Jobs coordinated on this silo now (kind)");
+    }
+
+    /// <summary>Creates the counters' series at zero, so that dashboards and rate() see them before the first event.</summary>
+    public static void Initialise()
+    {
+        RetrainsStarted.Add(0);
+        RetrainsCompleted.Add(0);
+        RetrainsFailed.Add(0);
+        RetrainsInFlight.Add(0);
+        JobRetrainsDone.Add(0);
+        ExamplesScored.Add(0);
+        GradientsComputed.Add(0);
+    }
+
+    public static void JobProgress(string jobId, string kind, long done, long total) =>
+        Progress[(jobId, kind)] = total > 0 ? Math.Clamp((double)done / total, 0, 1) : 0;
+
+    public static void JobEnded(string jobId, string kind, string outcome)
+    {
+        Progress.TryRemove((jobId, kind), out _);
+        JobsFinished.Add(1, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("outcome", outcome));
+    }
 }

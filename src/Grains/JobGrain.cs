@@ -35,6 +35,11 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     private CancellationTokenSource cancellation = new();
     protected JobStatusTracker Tracker { get; private set; } = null!;
     protected string JobId => this.GetPrimaryKeyString();
+    private JobStatusTracker NewTracker() => new(JobId, SiloName, s =>
+    {
+        if (!s.IsFinished) InfluenceMetrics.JobProgress(JobId, Kind, s.Done, s.Total);
+    });
+
     private string SiloName => ServiceProvider.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToString();
     /// <summary>Cancelled when the user cancels the job.</summary>
     protected CancellationToken Cancellation => cancellation.Token;
@@ -50,7 +55,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        Tracker = new JobStatusTracker(JobId, SiloName);
+        Tracker = NewTracker();
         var state = record.State;
         if (state.Final is { } final) Tracker.Restore(final);
         else if (state.CancelRequested)
@@ -75,7 +80,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             // Failed or cancelled before: starting it again resumes it (finished units are in the store).
             record.State.Final = null;
             cancellation = new CancellationTokenSource();
-            Tracker = new JobStatusTracker(JobId, SiloName);
+            Tracker = NewTracker();
         }
         if (record.State.Request is null || !Tracker.Started)
         {
@@ -106,6 +111,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
         var work = Prepare(request);
         return async () =>
         {
+            InfluenceMetrics.JobsStarted.Add(1, new KeyValuePair<string, object?>("kind", Kind));
             try { await work(); }
             catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { Tracker.Cancelled("cancelled by the user"); }
             catch (Exception e)
@@ -123,6 +129,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
         if (!status.IsFinished) return;
         record.State.Final = status;
         await record.WriteStateAsync();
+        InfluenceMetrics.JobEnded(JobId, Kind, status.Phase.ToString().ToLowerInvariant());
         await StopReminder();
     }
 

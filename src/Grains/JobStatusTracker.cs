@@ -7,7 +7,7 @@ namespace Influence.Grains;
 /// A coordinator's status and clock: written by the job running in the background, read by the
 /// interleaved GetStatus. Shared by the score, LOO and study coordinators.
 /// </summary>
-public sealed class JobStatusTracker(string jobId, string? coordinator = null)
+public sealed class JobStatusTracker(string jobId, string? coordinator = null, Action<JobStatus>? changed = null)
 {
     private volatile JobStatus status = new() { JobId = jobId, Phase = JobPhase.Pending, Message = "not started" };
     private readonly Stopwatch clock = new();
@@ -58,8 +58,11 @@ public sealed class JobStatusTracker(string jobId, string? coordinator = null)
         });
     }
 
-    public void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
+    public void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null)
+    {
         status = new JobStatus { JobId = jobId, Phase = phase, Done = done, Total = total, Message = message, Rate = rate, EtaSeconds = eta, OutputPrefix = outputPrefix };
+        changed?.Invoke(status);
+    }
 
     /// <summary>Shows how a job ended in an earlier activation (from its persisted record).</summary>
     public void Restore(JobStatus final) => status = final;

@@ -45,6 +45,7 @@ public sealed partial class ScoreShardGrain(
         try
         {
             var (key, top) = await executor.Run(() => Work(a));
+            InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", a.Stage == ShardStage.Score ? "score" : "hessian"));
             LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
             report = new ShardReport
             {
@@ -74,7 +75,12 @@ public sealed partial class ScoreShardGrain(
         }
         var inverse = cache.GetOrAdd(job.InverseKey, job.LoadInverse);
         var queries = cache.GetOrAdd(job.QueriesKey, job.LoadQueries);
-        var progress = new Progress(n => Interlocked.Add(ref done, n));
+        var progress = new Progress(n =>
+        {
+            Interlocked.Add(ref done, n);
+            InfluenceMetrics.ExamplesScored.Add(n);
+            InfluenceMetrics.GradientsComputed.Add(n);
+        });
         var top = job.ScoreShard(checkpoint, train, inverse, queries, a.ShardIndex, a.Start, a.End, progress);
         return (job.ScoreBlockKey(a.ShardIndex), top);
     }

@@ -1,4 +1,5 @@
 using Influence.Core.Storage;
+using Influence.Grains;
 using Influence.Silo;
 using Influence.Storage;
 using Microsoft.AspNetCore.Builder;
@@ -44,5 +45,7 @@ builder.WebHost.UseUrls($"http://{settings.Metrics.Host}:{settings.Metrics.Port}
 var app = builder.Build();
 app.MapGet("/healthz", () => "ok");
 app.MapPrometheusScrapingEndpoint();
-await app.RunAsync();
+await app.StartAsync();
+InfluenceMetrics.Initialise(); // now that the meter provider listens
+await app.WaitForShutdownAsync();
 return 0;

@@ -72,3 +72,55 @@ public sealed class AzuriteServer : IAsyncDisposable
         Directory.Delete(dir, recursive: true);
     }
 }
+
+/// <summary>A real Prometheus server scraping the given targets every second, on a free loopback port.</summary>
+public sealed class PrometheusServer : IAsyncDisposable
+{
+    private readonly ChildProcess process;
+    private readonly string dir = Tools.TempDir("prometheus");
+
+    private PrometheusServer(int port, IEnumerable<int> targetPorts)
+    {
+        Port = port;
+        var targets = string.Join(", ", targetPorts.Select(p => $"'127.0.0.1:{p}'"));
+        var config = Path.Combine(dir, "prometheus.yml");
+        File.WriteAllText(config, $"""
+            global:
+              scrape_interval: 1s
+              evaluation_interval: 1s
+            scrape_configs:
+              - job_name: influence
+                static_configs:
+                  - targets: [{targets}]
+            """);
+        process = new ChildProcess($"prometheus-{port}", Tools.Find("prometheus"),
+            [$"--config.file={config}", $"--storage.tsdb.path={Path.Combine(dir, "data")}", $"--web.listen-address=127.0.0.1:{port}"]);
+    }
+
+    public int Port { get; }
+
+    public static async Task<PrometheusServer> StartAsync(IEnumerable<int> targetPorts)
+    {
+        var server = new PrometheusServer(Tools.FreePort(), targetPorts);
+        await Tools.WaitForPortAsync(server.Port, TimeSpan.FromSeconds(30), () => server.process.Tail());
+        return server;
+    }
+
+    /// <summary>An instant query through the HTTP API: each series' labels and value.</summary>
+    public async Task<List<(Dictionary<string, string> Labels, double Value)>> QueryAsync(string promql)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var json = await http.GetStringAsync($"http://127.0.0.1:{Port}/api/v1/query?query={Uri.EscapeDataString(promql)}");
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        Assert.Equal("success", doc.RootElement.GetProperty("status").GetString());
+        return doc.RootElement.GetProperty("data").GetProperty("result").EnumerateArray().Select(r => (
+            r.GetProperty("metric").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? ""),
+            double.Parse(r.GetProperty("value")[1].GetString()!, System.Globalization.CultureInfo.InvariantCulture))).ToList();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await process.DisposeAsync();
+        Directory.Delete(dir, recursive: true);
+    }
+}
