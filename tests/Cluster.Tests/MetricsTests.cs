@@ -31,6 +31,13 @@ public sealed class MetricsTests
         Assert.Equal(cluster.Silos.Select(s => s.Name).Order(), services.Select(s => s.Labels["service_instance_id"]).Order());
         Assert.NotEmpty(await prometheus.QueryAsync("orleans_catalog_activations"));
 
+        // Every metric the Grafana dashboard plots exists in what the silos exported during the job.
+        var names = (await prometheus.LabelValuesAsync("__name__")).ToHashSet(StringComparer.Ordinal);
+        var dashboard = File.ReadAllText(Path.Combine(Tools.RepoRoot, "helm", "influence", "dashboards", "influence.json"));
+        var plotted = System.Text.RegularExpressions.Regex.Matches(dashboard, @"\b(?:influence|orleans)_[a-z_]+").Select(m => m.Value).Distinct().ToList();
+        Assert.True(plotted.Count >= 10, string.Join(", ", plotted));
+        Assert.All(plotted, name => Assert.True(names.Contains(name), $"the dashboard plots {name}, which no silo exported; exported: {string.Join(", ", names.Where(n => n.StartsWith("influence_", StringComparison.Ordinal)))}"));
+
         // The project's own metrics pass promtool's lint (Orleans' own carry warnings the project does not control).
         foreach (var silo in cluster.Silos)
         {

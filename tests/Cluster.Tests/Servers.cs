@@ -118,6 +118,14 @@ public sealed class PrometheusServer : IAsyncDisposable
             double.Parse(r.GetProperty("value")[1].GetString()!, System.Globalization.CultureInfo.InvariantCulture))).ToList();
     }
 
+    /// <summary>Every value a label has in the stored series (e.g. "__name__": every metric name).</summary>
+    public async Task<List<string>> LabelValuesAsync(string label)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var doc = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync($"http://127.0.0.1:{Port}/api/v1/label/{label}/values"));
+        return doc.RootElement.GetProperty("data").EnumerateArray().Select(v => v.GetString()!).ToList();
+    }
+
     public async ValueTask DisposeAsync()
     {
         await process.DisposeAsync();

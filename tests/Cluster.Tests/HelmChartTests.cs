@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
+using YamlDotNet.Serialization;
+
+namespace Influence.Cluster.Tests;
+
+/// <summary>The helm chart, checked with the real helm 3 binary and its output parsed as Kubernetes objects.</summary>
+public sealed partial class HelmChartTests
+{
+    private static readonly string Chart = Path.Combine(Tools.RepoRoot, "helm", "influence");
+
+    private static (int Exit, string Output) Helm(params string[] args)
+    {
+        var psi = new ProcessStartInfo(Tools.Find("helm"), args) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.Environment["HELM_CACHE_HOME"] = Path.Combine(Path.GetTempPath(), "influence-helm-cache");
+        psi.Environment["HELM_CONFIG_HOME"] = Path.Combine(Path.GetTempPath(), "influence-helm-config");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>`helm template` output as objects (documents that are empty after rendering are skipped).</summary>
+    private static List<Dictionary<object, object>> Template(params string[] extra)
+    {
+        var (exit, output) = Helm(["template", "rel", Chart, .. extra]);
+        Assert.True(exit == 0, output);
+        var deserializer = new DeserializerBuilder().Build();
+        var parser = new Parser(new StringReader(output));
+        parser.Consume<StreamStart>();
+        var docs = new List<Dictionary<object, object>>();
+        while (parser.Accept<DocumentStart>(out _))
+        {
+            var doc = deserializer.Deserialize<Dictionary<object, object>?>(parser);
+            if (doc is not null) docs.Add(doc);
+        }
+        foreach (var d in docs)
+        {
+            Assert.IsType<string>(d["apiVersion"]);
+            Assert.IsType<string>(d["kind"]);
+            var name = (string)Map(d, "metadata")["name"];
+            Assert.Matches(DnsName(), name);
+        }
+        return docs;
+    }
+
+    private static Dictionary<object, object> Map(Dictionary<object, object> m, params string[] path)
+    {
+        foreach (var p in path) m = (Dictionary<object, object>)m[p];
+        return m;
+    }
+
+    private static List<object> List(Dictionary<object, object> m, string key) => (List<object>)m[key];
+
+    private static Dictionary<object, object> One(List<Dictionary<object, object>> docs, string kind) => Assert.Single(docs, d => (string)d["kind"] == kind);
+
+    [Fact]
+    public void Lint_passes_strictly_with_the_default_and_the_GPU_values()
+    {
+        var (exit, output) = Helm("lint", "--strict", Chart);
+        Assert.True(exit == 0, output);
+        (exit, output) = Helm("lint", "--strict", Chart, "-f", Path.Combine(Chart, "values-gpu.yaml"), "--set", "client.enabled=true", "--set", "metrics.serviceMonitor.enabled=true");
+        Assert.True(exit == 0, output);
+    }
+
+    [Fact]
+    public void Default_values_render_silos_that_take_name_and_address_from_the_pod_and_stop_within_the_grace_period()
+    {
+        var docs = Template();
+        Assert.Equal(["ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service", "Service", "StatefulSet"], docs.Select(d => (string)d["kind"]).Order());
+
+        var silo = One(docs, "StatefulSet");
+        var podSpec = Map(silo, "spec", "template", "spec");
+        var container = (Dictionary<object, object>)Assert.Single(List(podSpec, "containers"));
+        var env = List(container, "env").Cast<Dictionary<object, object>>().ToDictionary(e => (string)e["name"]);
+        Assert.Equal("status.podIP", Map(env["Cluster__AdvertisedIP"], "valueFrom", "fieldRef")["fieldPath"]);
+        Assert.Equal("metadata.name", Map(env["Cluster__SiloName"], "valueFrom", "fieldRef")["fieldPath"]);
+        Assert.Equal("connection-string", Map(env["Store__ConnectionString"], "valueFrom", "secretKeyRef")["key"]);
+
+        var config = Map(docs.Single(d => (string)d["kind"] == "ConfigMap" && ((string)Map(d, "metadata")["name"]).EndsWith("-silo", StringComparison.Ordinal)), "data");
+        Assert.Equal("redis", config["Cluster__Clustering"]);
+        Assert.Equal("rel-influence-redis:6379", config["Cluster__Redis"]);
+        Assert.Equal("*", config["Metrics__Host"]);
+        Assert.True(int.Parse((string)podSpec["terminationGracePeriodSeconds"], System.Globalization.CultureInfo.InvariantCulture) > int.Parse((string)config["Cluster__ShutdownTimeoutSeconds"], System.Globalization.CultureInfo.InvariantCulture));
+
+        // Prometheus finds the pods by annotation; every selector matches the pods' labels.
+        var podMeta = Map(silo, "spec", "template", "metadata");
+        Assert.Equal("true", Map(podMeta, "annotations")["prometheus.io/scrape"]);
+        var podLabels = Map(podMeta, "labels");
+        foreach (var selector in new[] { Map(silo, "spec", "selector", "matchLabels"), Map(One(docs, "PodDisruptionBudget"), "spec", "selector", "matchLabels") }
+                     .Concat(docs.Where(d => (string)d["kind"] == "Service" && !((string)Map(d, "metadata")["name"]).EndsWith("-redis", StringComparison.Ordinal)).Select(d => Map(d, "spec", "selector"))))
+            foreach (var (k, v) in selector)
+                Assert.Equal(v, podLabels[k]);
+        Assert.False(Map(container, "resources", "limits").ContainsKey("nvidia.com/gpu"));
+
+        // The dashboard ships as a ConfigMap Grafana's sidecar picks up.
+        var dashboard = docs.Single(d => (string)d["kind"] == "ConfigMap" && ((string)Map(d, "metadata")["name"]).EndsWith("-dashboard", StringComparison.Ordinal));
+        Assert.Equal("1", Map(dashboard, "metadata", "labels")["grafana_dashboard"]);
+        using var json = JsonDocument.Parse((string)Map(dashboard, "data")["influence.json"]);
+        Assert.True(json.RootElement.GetProperty("panels").GetArrayLength() >= 10);
+    }
+
+    [Fact]
+    public void GPU_values_request_a_GPU_per_silo_on_GPU_nodes_and_the_client_job_targets_the_cluster()
+    {
+        var docs = Template("-f", Path.Combine(Chart, "values-gpu.yaml"), "--set", "client.enabled=true", "--set", "store.connectionString=UseDevelopmentStorage=true",
+            "--set", "metrics.serviceMonitor.enabled=true");
+        var silo = One(docs, "StatefulSet");
+        Assert.Equal("4", silo["spec"] is Dictionary<object, object> spec ? spec["replicas"] : null);
+        var podSpec = Map(silo, "spec", "template", "spec");
+        var container = (Dictionary<object, object>)List(podSpec, "containers")[0];
+        Assert.Equal("1", Map(container, "resources", "limits")["nvidia.com/gpu"]);
+        Assert.Equal("1", Map(container, "resources", "requests")["nvidia.com/gpu"]);
+        Assert.Contains(List(podSpec, "tolerations").Cast<Dictionary<object, object>>(), t => (string)t["key"] == "nvidia.com/gpu");
+        Assert.Equal("true", Map(podSpec, "nodeSelector")["nvidia.com/gpu.present"]);
+        Assert.StartsWith("ghcr.io/influence/influence-cuda:", (string)container["image"], StringComparison.Ordinal);
+
+        Assert.Equal("UseDevelopmentStorage=true", Map(One(docs, "Secret"), "stringData")["connection-string"]);
+        Assert.Equal("metrics", ((Dictionary<object, object>)List(Map(One(docs, "ServiceMonitor"), "spec"), "endpoints")[0])["port"]);
+        var job = One(docs, "Job");
+        var client = (Dictionary<object, object>)List(Map(job, "spec", "template", "spec"), "containers")[0];
+        var args = List(client, "args").Cast<string>().ToList();
+        Assert.Equal("redis://rel-influence-redis:6379", args[args.IndexOf("--cluster") + 1]);
+    }
+
+    [Fact]
+    public void A_grace_period_shorter_than_the_silo_shutdown_is_refused()
+    {
+        var (exit, output) = Helm("template", "rel", Chart, "--set", "silo.terminationGracePeriodSeconds=10", "--set", "silo.shutdownTimeoutSeconds=20");
+        Assert.NotEqual(0, exit);
+        Assert.Contains("silo.terminationGracePeriodSeconds (10) must be longer than silo.shutdownTimeoutSeconds (20)", output, StringComparison.Ordinal);
+        (exit, output) = Helm("template", "rel", Chart, "--set", "redis.bundled=false");
+        Assert.NotEqual(0, exit);
+        Assert.Contains("redis.external.address is required", output, StringComparison.Ordinal);
+    }
+
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+    private static partial Regex DnsName();
+}
