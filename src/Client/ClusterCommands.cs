@@ -52,6 +52,8 @@ public static class ClusterCommands
 
     private static async Task<int> StatusAsync(string cluster, bool all, CancellationToken ct)
     {
+        // Logs and pipes get the whole table rather than columns folded to 80 characters.
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
         await using var connection = await ClusterConnection.OpenAsync(cluster, LocalStoreFolder, verbose: false, ct);
         var management = connection.Client.GetGrain<IManagementGrain>(0);
         var silos = await management.GetDetailedHosts(onlyActive: true).WaitAsync(CallTimeout, ct);

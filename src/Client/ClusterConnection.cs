@@ -52,7 +52,8 @@ public sealed class ClusterConnection : IAsyncDisposable
         try { artifacts = ArtifactStores.Open(ArtifactStoreOptions.Parse(store)); }
         catch (ArtifactStoreException e) { throw new ConnectionException($"--store {store}: {e.Message}", e); }
 
-        var builder = Host.CreateApplicationBuilder();
+        // No appsettings.json from the working folder (a silo's, next to the binaries, would set the client's log levels).
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.SetMinimumLevel(verbose ? LogLevel.Information : LogLevel.Warning);

@@ -19,8 +19,14 @@ public sealed class ComputeOptions
 /// </summary>
 public sealed class ComputeExecutor : IDisposable
 {
-    private readonly BlockingCollection<Action> queue = new();
+    /// <summary>How long a stopping silo waits for work in progress (which checks <see cref="Stopping"/> between retrains).</summary>
+    public static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(15);
+
+    private readonly BlockingCollection<WorkItem> queue = new();
     private readonly List<Thread> threads = [];
+    private readonly CancellationTokenSource stopping = new();
+
+    private sealed record WorkItem(Action Run, Action<Exception> Cancel);
 
     public ComputeExecutor(IOptions<ComputeOptions> options)
     {
@@ -37,26 +43,58 @@ public sealed class ComputeExecutor : IDisposable
 
     public int Queued => queue.Count;
 
+    /// <summary>Cancelled when the silo stops: long work checks it at safe points and gives up.</summary>
+    public CancellationToken Stopping => stopping.Token;
+
     public Task<T> Run<T>(Func<T> work)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        queue.Add(() =>
+        var item = new WorkItem(() =>
         {
             try { tcs.SetResult(work()); }
             catch (Exception e) { tcs.SetException(e); }
-        });
+        }, e => tcs.TrySetException(e));
+        try { queue.Add(item); }
+        catch (InvalidOperationException) { item.Cancel(new OperationCanceledException("the silo is stopping")); }
         return tcs.Task;
     }
 
     private void Loop()
     {
-        foreach (var item in queue.GetConsumingEnumerable()) item();
+        foreach (var item in queue.GetConsumingEnumerable())
+        {
+            if (stopping.IsCancellationRequested) item.Cancel(new OperationCanceledException("the silo is stopping"));
+            else item.Run();
+        }
+    }
+
+    /// <summary>
+    /// Stops taking work, drops what has not started and waits for what has (called by
+    /// <see cref="ComputeDrain"/> when the host stops, before any singleton holding tensors is disposed). libtorch must not be
+    /// inside an operation when the process exits: its static teardown under a running operator
+    /// aborts the process.
+    /// </summary>
+    public void Drain()
+    {
+        if (!stopping.IsCancellationRequested) stopping.Cancel();
+        if (!queue.IsAddingCompleted) queue.CompleteAdding();
+        var deadline = DateTime.UtcNow + DrainTimeout;
+        foreach (var t in threads) t.Join(Max(deadline - DateTime.UtcNow, TimeSpan.Zero));
     }
 
     public void Dispose()
     {
-        queue.CompleteAdding();
-        foreach (var t in threads) t.Join(TimeSpan.FromSeconds(5));
-        queue.Dispose();
+        Drain();
+        if (threads.TrueForAll(t => !t.IsAlive)) queue.Dispose();
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+}
+
+/// <summary>Drains the compute executor when the host stops, before the service container disposes anything that holds tensors.</summary>
+public sealed class ComputeDrain(ComputeExecutor executor) : Microsoft.Extensions.Hosting.IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.Run(executor.Drain, CancellationToken.None);
 }

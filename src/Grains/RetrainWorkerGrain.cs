@@ -73,6 +73,11 @@ public sealed partial class RetrainWorkerGrain(
             reports[a.UnitId] = new RetrainReport { State = RetrainState.Done, UnitId = a.UnitId, Done = items, Total = items, Silo = siloName, Seconds = sw.Elapsed.TotalSeconds };
             LogUnitDone(a.JobId, a.UnitId, items, sw.Elapsed.TotalSeconds, siloName);
         }
+        catch (OperationCanceledException) when (executor.Stopping.IsCancellationRequested)
+        {
+            // The silo is stopping: not a failure of the unit. Idle tells the coordinator to run it elsewhere.
+            reports[a.UnitId] = new RetrainReport { State = RetrainState.Idle, UnitId = a.UnitId, Silo = siloName };
+        }
         catch (Exception e)
         {
             LogUnitFailed(e, a.JobId, a.UnitId);
@@ -97,7 +102,7 @@ public sealed partial class RetrainWorkerGrain(
         InfluenceMetrics.RetrainsInFlight.Add(n);
         try
         {
-            job.RunUnit(unit, context, plan, new Progress(k => progress.AddOrUpdate(a.UnitId, k, (_, v) => v + k)));
+            job.RunUnit(unit, context, plan, new Progress(k => progress.AddOrUpdate(a.UnitId, k, (_, v) => v + k)), executor.Stopping);
             InfluenceMetrics.RetrainsCompleted.Add(n);
         }
         catch

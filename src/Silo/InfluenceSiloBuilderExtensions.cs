@@ -23,6 +23,7 @@ public static class InfluenceSiloBuilderExtensions
         silo.Services.AddSingleton<IOptions<ComputeOptions>>(Options.Create(new ComputeOptions { ConcurrentTasks = compute.ConcurrentTasks, TorchThreads = compute.TorchThreads }));
         silo.Services.AddPlacementDirector<SpreadByIndexPlacement, SpreadByIndexPlacementDirector>();
         silo.Services.AddSingleton<ComputeExecutor>();
+        silo.Services.AddHostedService<ComputeDrain>();
         silo.Services.AddSingleton<ArtifactCache>();
         silo.Services.AddSingleton(store);
         return silo;

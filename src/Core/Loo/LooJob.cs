@@ -120,7 +120,8 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     public bool IsDone(LooUnit unit) => Store.Exists(UnitKey(unit.Id));
 
     /// <summary>Retrains one unit (unless its rows already exist) and writes its rows; returns them.</summary>
-    public IReadOnlyList<UnitRow> RunUnit(LooUnit unit, LooContext context, LooPlan plan, IProgress<int>? progress = null)
+    /// <param name="cancel">Checked between retrains (a stopping silo): the unit then ends without writing anything.</param>
+    public IReadOnlyList<UnitRow> RunUnit(LooUnit unit, LooContext context, LooPlan plan, IProgress<int>? progress = null, CancellationToken cancel = default)
     {
         if (IsDone(unit)) return ReadUnit(unit);
         var rows = new List<UnitRow>();
@@ -129,6 +130,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
         else
             foreach (var item in unit.Items)
             {
+                cancel.ThrowIfCancellationRequested();
                 var sw = Stopwatch.StartNew();
                 var result = RetrainOne(unit.Mode, unit.Kind, item, context, plan);
                 Record(rows, unit, item, context, result.Theta, result.GradientNorm, result.LbfgsIterations + result.NewtonIterations,

@@ -1,0 +1,83 @@
+using Influence.Abstractions;
+
+namespace Influence.Cluster.Tests;
+
+/// <summary>`cluster status`, `job show|cancel`, resuming a cancelled job, and a silo stopped gracefully mid-job.</summary>
+public sealed class ClusterCommandTests
+{
+    private static readonly TimeSpan JobTimeout = TimeSpan.FromMinutes(5);
+
+    private static async Task<(int Exit, string Output)> RunCli(RealCluster cluster, params string[] args)
+    {
+        await using var p = new ChildProcess("cli", "dotnet", [Tools.Bin("influence.dll"), .. args, "--cluster", $"redis://{cluster.Redis.Connection}"], cluster.ClientEnv());
+        int exit = await p.WaitAsync(TimeSpan.FromSeconds(90));
+        return (exit, p.Output());
+    }
+
+    [Fact]
+    public async Task Status_show_cancel_and_resume_through_the_command_line()
+    {
+        await using var cluster = await RealCluster.StartAsync(silos: 1);
+        var outDir = Tools.TempDir("cancel");
+        string jobId;
+        await using (var loo = cluster.StartClient("loo", [.. ReferenceRuns.LooArgs, "--out", outDir]))
+        {
+            jobId = await JobOutputs.JobIdAsync(loo, TimeSpan.FromSeconds(60));
+            var running = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done > 0 || s.IsFinished, JobTimeout);
+            Assert.False(running.IsFinished, $"{running.Phase} {running.Error}");
+
+            var (exit, status) = await RunCli(cluster, "cluster", "status");
+            Assert.True(exit == 0, status);
+            Assert.Contains("1 active silo(s)", status, StringComparison.Ordinal);
+            Assert.Contains(cluster.Silos[0].Name, status, StringComparison.Ordinal);
+            Assert.Contains(jobId, status, StringComparison.Ordinal);
+            Assert.Contains("Retraining", status, StringComparison.Ordinal);
+
+            (exit, var show) = await RunCli(cluster, "job", "show", jobId);
+            Assert.True(exit == 0, show);
+            Assert.Contains($"job:         {jobId} (loo)", show, StringComparison.Ordinal);
+            Assert.Contains("phase:       Retraining", show, StringComparison.Ordinal);
+
+            (exit, var cancel) = await RunCli(cluster, "job", "cancel", jobId);
+            Assert.True(exit == 0, cancel);
+            var cancelled = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.IsFinished, TimeSpan.FromSeconds(60));
+            Assert.Equal(JobPhase.Cancelled, cancelled.Phase);
+            Assert.Equal(4, await loo.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains($"job {jobId} was cancelled (resume with --resume {jobId})", loo.Output(), StringComparison.Ordinal);
+        }
+
+        var (missingExit, missing) = await RunCli(cluster, "job", "show", "no-such-job");
+        Assert.Equal(2, missingExit);
+        Assert.Contains("no job 'no-such-job' in the cluster", missing, StringComparison.Ordinal);
+
+        // Resuming the cancelled job finishes it, every retrain recorded once.
+        await using var resumed = cluster.StartClient("resume", [.. ReferenceRuns.LooArgs, "--out", outDir, "--resume", jobId]);
+        Assert.True(await resumed.WaitAsync(JobTimeout) == 0, resumed.Tail());
+        Assert.Equal(ReferenceRuns.LooRows, JobOutputs.ReadLoo(outDir).Count);
+    }
+
+    [Fact]
+    public async Task A_silo_stopped_gracefully_hands_its_unit_back_and_exits_within_its_shutdown_timeout()
+    {
+        await using var cluster = await RealCluster.StartAsync(silos: 2);
+        var outDir = Tools.TempDir("sigterm");
+        await using var loo = cluster.StartClient("loo", [.. ReferenceRuns.LooArgs, "--out", outDir]);
+        var jobId = await JobOutputs.JobIdAsync(loo, TimeSpan.FromSeconds(60));
+        var status = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done >= s.Total * 0.2 || s.IsFinished, JobTimeout);
+        Assert.False(status.IsFinished, $"{status.Phase} {status.Error}");
+        var leaving = cluster.Silos.First(s => !s.Owns(status.Coordinator));
+        var coordinator = cluster.Silos.Single(s => s.Owns(status.Coordinator));
+
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        leaving.Process.Terminate();
+        Assert.Equal(0, await leaving.Process.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(25), $"took {sw.Elapsed.TotalSeconds:F1} s to stop");
+
+        Assert.True(await loo.WaitAsync(JobTimeout) == 0, $"{loo.Tail()}\n{cluster.Logs()}");
+        Assert.Equal(ReferenceRuns.LooRows, JobOutputs.ReadLoo(outDir).Count);
+        // Its unit was given to the other silo at once (handed back, or found idle), not after the worker deadline.
+        Assert.Contains($"Job {jobId}: unit", coordinator.Process.Output(), StringComparison.Ordinal);
+        Assert.Contains("handed back (", coordinator.Process.Output(), StringComparison.Ordinal);
+        Assert.DoesNotContain("worker silent for", coordinator.Process.Output(), StringComparison.Ordinal);
+    }
+}
