@@ -10,6 +10,7 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(ClusterCommands.Cluster());
 root.Subcommands.Add(ClusterCommands.Jobs());
+root.Subcommands.Add(StoreCommand.Create());
 try
 {
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

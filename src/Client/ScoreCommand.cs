@@ -29,8 +29,8 @@ public static class ScoreCommand
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => 10 };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => 512 };
     public static readonly Option<string> Out = new("--out") { Description = "Output folder", Required = true };
-    public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster's gateway (localhost:PORT); default: an embedded silo" };
-    public static readonly Option<string> Store = new("--store") { Description = "Artifact store folder (shared with the silos)", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
+    public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster: redis://HOST:PORT, or localhost:GATEWAY_PORT; default: an embedded silo" };
+    public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
 
     public static Command Create()

@@ -34,6 +34,19 @@ public static class ArtifactStores
         return new BlobArtifactStore(container);
     }
 
+    /// <summary>Creates the configured blob container if it does not exist (a local store needs nothing); returns whether it was created.</summary>
+    public static bool CreateContainer(ArtifactStoreOptions options)
+    {
+        var problems = options.Problems();
+        if (problems.Count > 0) throw new ArtifactStoreException(string.Join("; ", problems));
+        if (!options.IsBlob) return false;
+        var container = options.ContainerUrl is { Length: > 0 } url
+            ? new BlobContainerClient(new Uri(url), BlobArtifactStore.ClientOptions())
+            : new BlobContainerClient(options.ConnectionString, options.Container, BlobArtifactStore.ClientOptions());
+        try { return container.CreateIfNotExists() is not null; }
+        catch (RequestFailedException e) { throw new ArtifactStoreException($"cannot create blob container '{container.Name}' at {container.Uri}: {e.Status} {e.ErrorCode}", e); }
+    }
+
     private static void Check(BlobContainerClient container, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

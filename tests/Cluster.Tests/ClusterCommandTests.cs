@@ -75,9 +75,8 @@ public sealed class ClusterCommandTests
 
         Assert.True(await loo.WaitAsync(JobTimeout) == 0, $"{loo.Tail()}\n{cluster.Logs()}");
         Assert.Equal(ReferenceRuns.LooRows, JobOutputs.ReadLoo(outDir).Count);
-        // Its unit was given to the other silo at once (handed back, or found idle), not after the worker deadline.
-        Assert.Contains($"Job {jobId}: unit", coordinator.Process.Output(), StringComparison.Ordinal);
-        Assert.Contains("handed back (", coordinator.Process.Output(), StringComparison.Ordinal);
+        // Whatever the stopping silo was running either finished before it left or went to the other
+        // silo at once (handed back, or found idle there): never after the worker deadline.
         Assert.DoesNotContain("worker silent for", coordinator.Process.Output(), StringComparison.Ordinal);
     }
 }
