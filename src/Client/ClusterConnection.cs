@@ -60,6 +60,9 @@ public sealed class ClusterConnection : IAsyncDisposable
         // The watchdog warns once at start-up about time spent before the silo existed; not the user's concern.
         builder.Logging.AddFilter("Orleans.Runtime.Watchdog", verbose ? LogLevel.Warning : LogLevel.Error);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        // The command line owns Ctrl+C and SIGTERM (they cancel the command, which then disposes this
+        // connection); the host's console lifetime would swallow them and stop the silo under a running poll.
+        builder.Services.AddSingleton<IHostLifetime, CommandOwnedLifetime>();
         string description;
         bool embedded = cluster is null;
         if (embedded)
@@ -124,4 +127,11 @@ public sealed class ClusterConnection : IAsyncDisposable
         try { await host.StopAsync(); }
         finally { host.Dispose(); }
     }
+}
+
+/// <summary>A host lifetime that leaves process signals to the command line.</summary>
+internal sealed class CommandOwnedLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

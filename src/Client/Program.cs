@@ -13,7 +13,19 @@ root.Subcommands.Add(ClusterCommands.Jobs());
 root.Subcommands.Add(StoreCommand.Create());
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+    {
+        EnableDefaultExceptionHandler = false,
+        // Ctrl+C / SIGTERM cancel the command; an embedded silo then needs a few seconds to stop its compute safely.
+        ProcessTerminationTimeout = TimeSpan.FromSeconds(30),
+    });
+}
+catch (OperationCanceledException)
+{
+    // Ctrl+C or SIGTERM while watching a job. A job on a cluster keeps running there
+    // (influence job show JOB); an embedded one stopped with this process (--resume JOB).
+    Console.Error.WriteLine("interrupted: a job submitted to a cluster keeps running there (influence job show JOB); an embedded LOO job or study resumes with --resume JOB");
+    return 130;
 }
 catch (ConnectionException e)
 {

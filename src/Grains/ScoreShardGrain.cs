@@ -55,6 +55,11 @@ public sealed partial class ScoreShardGrain(
                 Seconds = sw.Elapsed.TotalSeconds, Silo = siloName,
             };
         }
+        catch (OperationCanceledException) when (executor.Stopping.IsCancellationRequested)
+        {
+            // The silo is stopping before the stage ran: Idle makes the coordinator start it again elsewhere.
+            report = new ShardReport { State = ShardState.Idle, Stage = a.Stage, Silo = siloName };
+        }
         catch (Exception e)
         {
             LogShardFailed(e, a.JobId, a.Stage, a.ShardIndex);

@@ -25,6 +25,32 @@ public class CommandLineTests
     private static string TempDir() => Directory.CreateTempSubdirectory("influence-cli").FullName;
 
     [Fact]
+    public async Task SIGTERM_while_watching_an_embedded_job_stops_it_cleanly_and_says_how_to_resume()
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Binary, "loo", "--train", Path.Combine(Data, "digits_train.csv"), "--test", Path.Combine(Data, "digits_test.csv"),
+                     "--l2", "1e-2", "--test-indices", "0-1", "--remove", "random:400,1", "--retrain", "cold", "--out", TempDir() })
+            psi.ArgumentList.Add(a);
+        psi.Environment["INFLUENCE_STORE"] = Directory.CreateTempSubdirectory("influence-cli-store").FullName;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        // Wait until retraining runs, so that compute is busy when the signal comes.
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!Directory.EnumerateFiles(psi.Environment["INFLUENCE_STORE"]!, "unit-*.csv", SearchOption.AllDirectories).Any())
+        {
+            Assert.True(DateTime.UtcNow < deadline && !p.HasExited, "no retrain unit finished");
+            await Task.Delay(200);
+        }
+        var sw = Stopwatch.StartNew();
+        Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(40)), "still running 40 s after SIGTERM");
+        Assert.True(p.ExitCode == 130, $"exit {p.ExitCode} after {sw.Elapsed.TotalSeconds:F1} s\n{await stderr}");
+        Assert.Contains("an embedded LOO job or study resumes with --resume JOB", await stderr);
+        Assert.Contains("Job loo-", await stdout);
+    }
+
+    [Fact]
     public void Demo_runs_with_no_arguments_and_writes_every_file()
     {
         var outDir = Path.Combine(TempDir(), "demo");
