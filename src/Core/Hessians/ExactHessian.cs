@@ -118,16 +118,4 @@ public static class ExactHessian
         }
         return h.MoveToOuterDisposeScope();
     }
-
-    /// <summary>Hessian-vector product of the objective by double backward: H v without forming H.</summary>
-    public static Tensor VectorProduct(Objective objective, Tensor theta, Tensor v)
-    {
-        using var scope = NewDisposeScope();
-        using var enabled = enable_grad();
-        var t = theta.detach().requires_grad_(true);
-        var f = objective.Value(t);
-        var g = autograd.grad([f], [t], retain_graph: true, create_graph: true)[0];
-        var hv = autograd.grad([g.dot(v)], [t])[0];
-        return hv.detach().MoveToOuterDisposeScope();
-    }
 }

@@ -1,0 +1,91 @@
+using static TorchSharp.torch;
+
+namespace Influence.Core.Hessians;
+
+/// <summary>How one right-hand side's solve ended.</summary>
+/// <param name="RelativeResidual">‖b − A x‖ / ‖b‖ at the end (the recursive residual).</param>
+/// <param name="NegativeCurvature">A search direction had pᵀAp ≤ 0: A is not positive definite there, and the solve stopped.</param>
+public sealed record SolveReport(int Iterations, double RelativeResidual, bool Converged, bool NegativeCurvature);
+
+/// <summary>
+/// Conjugate gradient for A X = B with A symmetric positive definite, given only products A V:
+/// each column of B is solved independently, all columns in lockstep so that one call of
+/// <c>apply</c> (one round of distributed HVPs) serves every unfinished column.
+/// </summary>
+public static class ConjugateGradient
+{
+    /// <param name="apply">A V for V of shape P×K (K = the unfinished columns).</param>
+    /// <param name="b">P×Q right-hand sides.</param>
+    /// <param name="tolerance">Stop a column when ‖r‖ ≤ tolerance·‖b‖.</param>
+    /// <param name="flat">Orthonormal basis of directions to keep the iterates out of (A's null space), or null.</param>
+    public static (Tensor X, SolveReport[] Reports) Solve(Func<Tensor, Tensor> apply, Tensor b, double tolerance, int maxIterations, Tensor? flat = null)
+    {
+        if (b.dim() != 2) throw new ArgumentException("B must be P×Q");
+        if (!(tolerance > 0)) throw new ArgumentOutOfRangeException(nameof(tolerance), "the tolerance must be positive");
+        if (maxIterations < 1) throw new ArgumentOutOfRangeException(nameof(maxIterations), "at least one iteration");
+        int q = (int)b.shape[1];
+        using var scope = NewDisposeScope();
+        Tensor Project(Tensor v) => flat is null ? v : v.sub(flat.matmul(flat.t().matmul(v)));
+
+        var rhs = Project(b);
+        var x = zeros_like(rhs);
+        var r = rhs.clone();
+        var p = r.clone();
+        var rs = r.square().sum(0L, false).to_type(ScalarType.Float64).data<double>().ToArray();
+        var bNorm = rs.Select(Math.Sqrt).ToArray();
+        var iterations = new int[q];
+        var converged = new bool[q];
+        var negative = new bool[q];
+        var active = new List<int>();
+        for (int j = 0; j < q; j++)
+        {
+            if (bNorm[j] == 0) converged[j] = true;
+            else active.Add(j);
+        }
+
+        for (int it = 0; it < maxIterations && active.Count > 0; it++)
+        {
+            using var step = NewDisposeScope();
+            var idx = tensor(active.Select(j => (long)j).ToArray(), device: b.device);
+            var pa = p.index_select(1, idx);
+            var ap = Project(apply(pa));
+            var pap = pa.mul(ap).sum(0L, false).to_type(ScalarType.Float64).data<double>().ToArray();
+            var alpha = new double[active.Count];
+            var keep = new List<int>();
+            for (int k = 0; k < active.Count; k++)
+            {
+                int j = active[k];
+                iterations[j]++;
+                if (!(pap[k] > 0))
+                {
+                    negative[j] = true; // the column keeps the iterate it has
+                    continue;
+                }
+                alpha[k] = rs[j] / pap[k];
+                keep.Add(k);
+            }
+            var alphaT = tensor(alpha, dtype: ScalarType.Float64, device: b.device).to_type(b.dtype);
+            x.index_add_(1, idx, pa.mul(alphaT), 1.0);
+            var ra = r.index_select(1, idx).sub(ap.mul(alphaT));
+            var rsNew = ra.square().sum(0L, false).to_type(ScalarType.Float64).data<double>().ToArray();
+            var beta = new double[active.Count];
+            for (int k = 0; k < active.Count; k++) beta[k] = alpha[k] == 0 ? 0 : rsNew[k] / rs[active[k]];
+            var pNew = ra.add(pa.mul(tensor(beta, dtype: ScalarType.Float64, device: b.device).to_type(b.dtype)));
+            r.index_copy_(1, idx, ra);
+            p.index_copy_(1, idx, pNew);
+
+            var next = new List<int>();
+            foreach (var k in keep)
+            {
+                int j = active[k];
+                rs[j] = rsNew[k];
+                if (Math.Sqrt(rs[j]) <= tolerance * bNorm[j]) converged[j] = true;
+                else next.Add(j);
+            }
+            active = next;
+        }
+
+        var reports = Enumerable.Range(0, q).Select(j => new SolveReport(iterations[j], bNorm[j] == 0 ? 0 : Math.Sqrt(rs[j]) / bNorm[j], converged[j], negative[j])).ToArray();
+        return (x.MoveToOuterDisposeScope(), reports);
+    }
+}
