@@ -1,0 +1,165 @@
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using Influence.Core.Scoring;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Hessians;
+
+/// <summary>Which labels the Fisher's output gradients use.</summary>
+public enum FisherLabels
+{
+    /// <summary>The training labels (the empirical Fisher).</summary>
+    Empirical,
+    /// <summary>Labels drawn from the model's own predictive distribution, seeded (the true Fisher, as Kronfluence does).</summary>
+    Sampled,
+}
+
+/// <summary>
+/// Per-layer Kronecker factors summed over some rows (a shard's share): for a Linear layer with
+/// input a augmented by a 1 (for the bias), ā, and output gradient δ of an example's loss,
+/// A = Σ ā āᵀ and S = Σ δ δᵀ. The coordinator adds the shards' sums and divides by their count.
+/// </summary>
+public sealed record KfacFactorSums(Tensor[] A, Tensor[] S, long Count) : IDisposable
+{
+    public static KfacFactorSums Accumulate(ModelSpec spec, Tensor theta, DataTensors rows, FisherLabels labels, int seed, int batchSize = 512)
+    {
+        var layers = spec.Layers;
+        var a = layers.Select(l => zeros(l.In + 1, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        var s = layers.Select(l => zeros(l.Out, l.Out, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        var generator = new Generator((ulong)seed, theta.device);
+        for (long start = 0; start < rows.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
+            var pieces = PerExampleGradients.Backward(spec, theta, labels == FisherLabels.Empirical ? batch : WithSampledLabels(spec, theta, batch, generator));
+            for (int l = 0; l < layers.Count; l++)
+            {
+                var augmented = Augment(pieces.Inputs[l]).to(ScalarType.Float64);
+                var delta = pieces.OutputGradients[l].to(ScalarType.Float64);
+                a[l].add_(augmented.t().matmul(augmented));
+                s[l].add_(delta.t().matmul(delta));
+            }
+        }
+        return new KfacFactorSums(a, s, rows.Count);
+    }
+
+    /// <summary>[a, 1] per row.</summary>
+    public static Tensor Augment(Tensor inputs) => cat([inputs, ones(inputs.shape[0], 1, dtype: inputs.dtype, device: inputs.device)], 1);
+
+    /// <summary>The batch with labels drawn from the model's predictive distribution (the true Fisher's).</summary>
+    internal static DataTensors WithSampledLabels(ModelSpec spec, Tensor theta, DataTensors batch, Generator generator)
+    {
+        using var noGrad = no_grad();
+        var logits = Network.Logits(spec, theta, batch.X);
+        var y = spec.IsBinary
+            ? bernoulli(logits.squeeze(1).sigmoid(), generator).to(spec.ScalarType)
+            : multinomial(logits.softmax(1), 1, generator: generator).squeeze(1);
+        return new DataTensors(batch.X, y);
+    }
+
+    public KfacFactorSums Add(KfacFactorSums other) =>
+        new(A.Zip(other.A, (x, y) => x.add(y)).ToArray(), S.Zip(other.S, (x, y) => x.add(y)).ToArray(), Count + other.Count);
+
+    public void Dispose()
+    {
+        foreach (var t in A.Concat(S)) t.Dispose();
+    }
+}
+
+/// <summary>
+/// K-FAC and EK-FAC (George et al. 2018; Grosse et al. 2023) for the objective's data term: per
+/// layer, F ≈ S ⊗ A in the row-major vec of the gradient matrix [∇W | ∇b]. Both are diagonal in
+/// the Kronecker eigenbasis Q_S ⊗ Q_A: K-FAC with eigenvalues λ_S λ_A, EK-FAC with the corrected
+/// E[(Q_Sᵀ G Q_A)²] from a second pass over the data. Queries are preconditioned with
+/// (F̂ + (λ + δ) I)⁻¹ per layer: the weight decay λ is added on every parameter of the layer (exact
+/// for decay on all parameters, approximate on unpenalised biases).
+/// </summary>
+public sealed class KroneckerFactors : IDisposable
+{
+    private readonly ModelSpec spec;
+
+    private KroneckerFactors(ModelSpec spec, Tensor[] qa, Tensor[] la, Tensor[] qs, Tensor[] ls)
+    {
+        this.spec = spec;
+        QA = qa; LA = la; QS = qs; LS = ls;
+    }
+
+    public Tensor[] QA { get; }
+    public Tensor[] LA { get; }
+    public Tensor[] QS { get; }
+    public Tensor[] LS { get; }
+    /// <summary>EK-FAC's corrected eigenvalues per layer (Out × (In+1)); null until <see cref="SetCorrections"/>.</summary>
+    public Tensor[]? Corrected { get; private set; }
+
+    /// <summary>Means of the summed factors, eigendecomposed once.</summary>
+    public static KroneckerFactors FromSums(ModelSpec spec, KfacFactorSums sums)
+    {
+        int n = spec.Layers.Count;
+        var qa = new Tensor[n]; var la = new Tensor[n]; var qs = new Tensor[n]; var ls = new Tensor[n];
+        for (int l = 0; l < n; l++)
+        {
+            (la[l], qa[l]) = linalg.eigh(sums.A[l].div(sums.Count));
+            (ls[l], qs[l]) = linalg.eigh(sums.S[l].div(sums.Count));
+        }
+        return new KroneckerFactors(spec, qa, la, qs, ls);
+    }
+
+    /// <summary>Σ over rows of (Q_Sᵀ G_n Q_A)², per layer: a shard's share of EK-FAC's eigenvalue correction.</summary>
+    public Tensor[] CorrectionSums(Tensor theta, DataTensors rows, FisherLabels labels, int seed, int batchSize = 512)
+    {
+        var layers = spec.Layers;
+        var sums = layers.Select(l => zeros(l.Out, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        var generator = new Generator((ulong)seed, theta.device);
+        for (long start = 0; start < rows.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
+            var used = labels == FisherLabels.Empirical ? batch : KfacFactorSums.WithSampledLabels(spec, theta, batch, generator);
+            var pieces = PerExampleGradients.Backward(spec, theta, used);
+            for (int l = 0; l < layers.Count; l++)
+            {
+                // Q_Sᵀ (δ āᵀ) Q_A = (Q_Sᵀ δ)(Q_Aᵀ ā)ᵀ: rotate the two factors, then square the outer products.
+                var d = pieces.OutputGradients[l].to(ScalarType.Float64).matmul(QS[l]);
+                var a = KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64).matmul(QA[l]);
+                sums[l].add_(d.square().t().matmul(a.square()));
+            }
+        }
+        return sums;
+    }
+
+    /// <summary>Sets EK-FAC's eigenvalues from the shards' correction sums over <paramref name="count"/> rows.</summary>
+    public void SetCorrections(Tensor[] sums, long count) => Corrected = sums.Select(s => s.div(count)).ToArray();
+
+    /// <summary>The eigenvalues a method uses for layer l, Out × (In+1).</summary>
+    public Tensor Eigenvalues(int l, bool ekfac) =>
+        ekfac ? Corrected?[l] ?? throw new InvalidOperationException("EK-FAC needs the eigenvalue corrections (a second pass over the data)")
+              : LS[l].unsqueeze(1).mul(LA[l].unsqueeze(0));
+
+    /// <summary>(F̂ + (λ + δ) I)⁻¹ applied to each column of <paramref name="g"/> (P×K), layer by layer.</summary>
+    public Tensor Solve(Tensor g, double damping, bool ekfac)
+    {
+        using var scope = NewDisposeScope();
+        var result = zeros_like(g);
+        long k = g.shape[1];
+        for (int l = 0; l < spec.Layers.Count; l++)
+        {
+            var layer = spec.Layers[l];
+            // K columns of the layer's gradient matrix [∇W | ∇b] (Out × (In+1)).
+            var w = g.narrow(0, layer.WeightOffset, layer.WeightCount).t().reshape(k, layer.Out, layer.In);
+            var b = g.narrow(0, layer.BiasOffset, layer.Out).t().reshape(k, layer.Out, 1);
+            var m = cat([w, b], 2).to(ScalarType.Float64);
+            var rotated = QS[l].t().matmul(m).matmul(QA[l]);
+            var scaled = rotated.div(Eigenvalues(l, ekfac).add(spec.L2 + damping));
+            var back = QS[l].matmul(scaled).matmul(QA[l].t()).to(g.dtype);
+            result.narrow(0, layer.WeightOffset, layer.WeightCount).copy_(back.narrow(2, 0, layer.In).reshape(k, layer.WeightCount).t());
+            result.narrow(0, layer.BiasOffset, layer.Out).copy_(back.narrow(2, layer.In, 1).reshape(k, layer.Out).t());
+        }
+        return result.MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in QA.Concat(LA).Concat(QS).Concat(LS).Concat(Corrected ?? [])) t.Dispose();
+    }
+}
