@@ -104,3 +104,28 @@ public class LissaArnoldiTests
         Assert.Equal(30, result.Products);
     }
 }
+
+/// <summary>The automatic damping against the exact spectrum.</summary>
+public class DampingChoiceTests
+{
+    [Theory]
+    [InlineData("mlp relu all")]
+    [InlineData("mlp tanh weights")]
+    public void Damping_comes_from_the_extreme_eigenvalues_and_says_when_the_Hessian_is_indefinite(string kind)
+    {
+        using var p = Problem.Make(kind, n: 40); // at the (untrained) initialisation: indefinite
+        using var h = ExactHessian.Of(p.Objective, p.Theta);
+        var spectrum = linalg.eigvalsh(h).data<double>().ToArray();
+        double lmin = spectrum.Min(), lmax = spectrum.Max();
+        Assert.True(lmin < 0, $"the fixture should be indefinite: λ_min {lmin}");
+        var op = CurvatureOperator.Of(p.Objective, p.Theta, 0);
+        var report = DampingChoice.Choose(op.Apply, p.Spec.ParameterCount, iterations: (int)p.Spec.ParameterCount, seed: 1, ScalarType.Float64, CPU);
+        double scale = Math.Max(Math.Abs(lmin), Math.Abs(lmax));
+        Assert.True(Math.Abs(report.LargestEigenvalue - lmax) <= 1e-8 * scale, $"λ_max {report.LargestEigenvalue} vs {lmax}");
+        Assert.True(Math.Abs(report.SmallestEigenvalue - lmin) <= 1e-8 * scale, $"λ_min {report.SmallestEigenvalue} vs {lmin}");
+        Assert.Equal(lmin < 0, report.Indefinite);
+        Assert.Equal(Math.Max(0, -lmin) + DampingChoice.RelativeFloor * lmax, report.Damping, 1e-8 * scale);
+        // The damped curvature is positive definite.
+        Assert.True(linalg.eigvalsh(h.add(eye(p.Spec.ParameterCount, dtype: ScalarType.Float64).mul(report.Damping))).min().ToDouble() > 0);
+    }
+}
