@@ -20,6 +20,9 @@ public static class BenchCommand
     private static readonly Option<int> Retrains = new("--retrains") { Description = "Batched warm retrains to time (removals 0..n−1)", DefaultValueFactory = _ => 400 };
     private static readonly Option<int> Threads = new("--threads") { Description = "libtorch threads (0 = default)", DefaultValueFactory = _ => 0 };
 
+    private static readonly Option<string> MethodsHidden = new("--hidden") { Description = "MLP hidden widths", DefaultValueFactory = _ => "8" };
+    private static readonly Option<double> MethodsDamping = new("--damping") { Description = "δ used by every method", DefaultValueFactory = _ => 1e-3 };
+
     public static Command Create()
     {
         var grads = new Command("grads", "Per-example gradients: loop, batched, dot products with 10 queries, and the plain forward+backward floor (MLP 784-256-10, float32)");
@@ -31,10 +34,34 @@ public static class BenchCommand
         loo.Options.Add(Retrains);
         loo.Options.Add(Threads);
         loo.SetAction(parse => RunLoo(parse.GetValue(Retrains), parse.GetValue(Threads)));
+        var methods = new Command("methods", "Every influence estimator on the bundled Iris data (tanh MLP, weight decay on all parameters) against the exact influence with the same damping");
+        methods.Options.Add(MethodsHidden);
+        methods.Options.Add(MethodsDamping);
+        methods.SetAction(parse => RunMethods(parse.GetValue(MethodsHidden)!, parse.GetValue(MethodsDamping)));
         var bench = new Command("bench", "Benchmarks that print their figures");
         bench.Subcommands.Add(grads);
         bench.Subcommands.Add(loo);
+        bench.Subcommands.Add(methods);
         return bench;
+    }
+
+    private static int RunMethods(string hidden, double damping)
+    {
+        var dir = Path.Combine(AppContext.BaseDirectory, "data");
+        var data = TrainTestData.Load(new DatasetSpec(Path.Combine(dir, "iris_train.csv")), new DatasetSpec(Path.Combine(dir, "iris_test.csv")));
+        var widths = hidden.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        var spec = ModelSpec.Mlp(data.Train.FeatureCount, data.ClassCount, widths, Activation.Tanh, 1e-3, DecayOn.All);
+        Console.WriteLine($"Iris, {spec.Describe()}, {spec.ParameterCount} parameters, λ = 1e-3 on all parameters, δ = {damping}, test points 0–4");
+        var rows = Influence.Core.Diagnostics.MethodComparison.Run(data, spec, [0, 1, 2, 3, 4], damping, new Progress<string>(m => Console.WriteLine($"  {m}")));
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
+        var table = new Table().Title("Against the exact influence (per test point, then mean)").AddColumns("method", "settings", "mean Spearman", "min Spearman", "mean Pearson", "seconds", "curvature products", "note");
+        foreach (var r in rows)
+            table.AddRow(r.Method, Markup.Escape(r.Settings), F(r.MeanSpearman), F(r.MinSpearman), F(r.MeanPearson), r.Seconds.ToString("F2", System.Globalization.CultureInfo.InvariantCulture),
+                r.CurvatureProducts.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(r.Note));
+        AnsiConsole.Write(table);
+        return 0;
+
+        static string F(double v) => v.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private static int Run(int batchSize, double seconds, int threads)
