@@ -53,10 +53,6 @@ public interface IScoreShardGrain : IGrainWithStringKey
 public interface ILooJobGrain : IJobGrain
 {
     Task<JobStatus> Start(LooJobRequest request);
-
-    /// <summary>A worker that is shutting down gives its unit back, to be run elsewhere at once.</summary>
-    [AlwaysInterleave, OneWay]
-    Task HandBack(string workerKey, int unitId);
 }
 
 /// <summary>

@@ -19,7 +19,6 @@ public sealed class JobRecord<TRequest> where TRequest : class
     [Id(0)] public TRequest? Request { get; set; }
     [Id(1)] public JobStatus? Final { get; set; }
     [Id(2)] public bool CancelRequested { get; set; }
-    [Id(3)] public DateTime SubmittedUtc { get; set; }
 }
 
 /// <summary>
@@ -82,11 +81,10 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             cancellation = new CancellationTokenSource();
             Tracker = NewTracker();
         }
-        if (record.State.Request is null || !Tracker.Started)
+        if (!Tracker.Started)
         {
             record.State.Request = request;
             record.State.CancelRequested = false;
-            if (record.State.SubmittedUtc == default) record.State.SubmittedUtc = DateTime.UtcNow;
             await record.WriteStateAsync();
             await this.RegisterOrUpdateReminder(JobGrainNames.KeepAliveReminder, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
             await RegisterAsync(JobId, Kind, parent: null);

@@ -35,9 +35,6 @@ public sealed partial class LooJobGrain(
     public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
     private const int MaxAttempts = 3;
 
-    /// <summary>Units handed back by workers of a stopping silo, waiting for the dispatch loop.</summary>
-    private readonly Queue<(string Worker, int Unit)> handedBack = new();
-
     protected override string Kind => "loo";
 
     protected override Func<Task> Prepare(LooJobRequest request)
@@ -46,12 +43,6 @@ public sealed partial class LooJobGrain(
         settings.Validate();
         if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
         return () => RunAsync(request, settings);
-    }
-
-    public Task HandBack(string workerKey, int unitId)
-    {
-        handedBack.Enqueue((workerKey, unitId));
-        return Task.CompletedTask;
     }
 
     protected override async Task CancelChildren()
@@ -181,9 +172,6 @@ public sealed partial class LooJobGrain(
             }
 
             await Task.Delay(PollInterval, Cancellation);
-            while (handedBack.TryDequeue(out var back))
-                if (slots.FirstOrDefault(s => s.Unit?.Id == back.Unit && s.Grain.GetPrimaryKeyString() == back.Worker) is { } returned)
-                    Requeue(returned, "handed back by a stopping silo");
             foreach (var slot in slots.Where(s => s.Unit is not null))
             {
                 var unit = slot.Unit!;
@@ -215,7 +203,7 @@ public sealed partial class LooJobGrain(
                         Requeue(slot, $"failed: {report.Error}");
                         break;
                     case RetrainState.Idle:
-                        Requeue(slot, "worker lost its state (re-activated)");
+                        Requeue(slot, "worker is not running it (re-activated elsewhere, or its silo is stopping)");
                         break;
                 }
                 // A unit finished elsewhere (a requeued duplicate) needs no more waiting.

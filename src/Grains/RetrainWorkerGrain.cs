@@ -19,7 +19,6 @@ public sealed partial class RetrainWorkerGrain(
 {
     private readonly ConcurrentDictionary<int, RetrainReport> reports = new();
     private readonly ConcurrentDictionary<int, int> progress = new();
-    private readonly ConcurrentDictionary<int, string> jobOfUnit = new();
 
     public Task Start(RetrainAssignment a)
     {
@@ -27,7 +26,6 @@ public sealed partial class RetrainWorkerGrain(
             return Task.CompletedTask; // already under way or finished: starting again is a no-op
         reports[a.UnitId] = new RetrainReport { State = RetrainState.Running, UnitId = a.UnitId, Silo = silo.SiloAddress.ToString() };
         progress[a.UnitId] = 0;
-        jobOfUnit[a.UnitId] = a.JobId;
         _ = RunAsync(a);
         return Task.CompletedTask;
     }
@@ -38,21 +36,6 @@ public sealed partial class RetrainWorkerGrain(
         return Task.FromResult(r.State == RetrainState.Running
             ? new RetrainReport { State = r.State, UnitId = unitId, Done = progress.GetValueOrDefault(unitId), Total = r.Total, Silo = r.Silo }
             : r);
-    }
-
-    /// <summary>
-    /// A silo that stops gracefully deactivates its grains: give unfinished units back to their
-    /// coordinators so that they run elsewhere now, not after the worker deadline.
-    /// </summary>
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
-    {
-        var running = reports.Values.Where(r => r.State == RetrainState.Running).Select(r => r.UnitId).ToList();
-        foreach (var unit in running)
-        {
-            if (!jobOfUnit.TryGetValue(unit, out var jobId)) continue;
-            try { await GrainFactory.GetGrain<ILooJobGrain>(jobId).HandBack(this.GetPrimaryKeyString(), unit); }
-            catch (Exception e) when (e is OrleansException or TimeoutException) { /* the deadline catches it */ }
-        }
     }
 
     public Task Release(string jobId)

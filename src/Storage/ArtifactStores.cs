@@ -16,20 +16,7 @@ public static class ArtifactStores
     /// </summary>
     public static IArtifactStore Open(ArtifactStoreOptions options, TimeSpan? checkTimeout = null)
     {
-        var problems = options.Problems();
-        if (problems.Count > 0) throw new ArtifactStoreException(string.Join("; ", problems));
-        if (!options.IsBlob) return new LocalArtifactStore(options.Root);
-
-        BlobContainerClient container;
-        try
-        {
-            container = options.ContainerUrl is { Length: > 0 } url
-                ? new BlobContainerClient(new Uri(url), BlobArtifactStore.ClientOptions())
-                : new BlobContainerClient(options.ConnectionString, options.Container, BlobArtifactStore.ClientOptions());
-        }
-        catch (FormatException e) { throw new ArtifactStoreException($"the blob connection string is malformed: {e.Message}", e); }
-        catch (ArgumentException e) { throw new ArtifactStoreException($"the blob settings are not usable: {e.Message}", e); }
-
+        if (ContainerFor(options) is not { } container) return new LocalArtifactStore(options.Root);
         Check(container, checkTimeout ?? TimeSpan.FromSeconds(15));
         return new BlobArtifactStore(container);
     }
@@ -37,14 +24,25 @@ public static class ArtifactStores
     /// <summary>Creates the configured blob container if it does not exist (a local store needs nothing); returns whether it was created.</summary>
     public static bool CreateContainer(ArtifactStoreOptions options)
     {
-        var problems = options.Problems();
-        if (problems.Count > 0) throw new ArtifactStoreException(string.Join("; ", problems));
-        if (!options.IsBlob) return false;
-        var container = options.ContainerUrl is { Length: > 0 } url
-            ? new BlobContainerClient(new Uri(url), BlobArtifactStore.ClientOptions())
-            : new BlobContainerClient(options.ConnectionString, options.Container, BlobArtifactStore.ClientOptions());
+        if (ContainerFor(options) is not { } container) return false;
         try { return container.CreateIfNotExists() is not null; }
         catch (RequestFailedException e) { throw new ArtifactStoreException($"cannot create blob container '{container.Name}' at {container.Uri}: {e.Status} {e.ErrorCode}", e); }
+    }
+
+    /// <summary>The blob container the settings name (after checking them), or null for a local store.</summary>
+    private static BlobContainerClient? ContainerFor(ArtifactStoreOptions options)
+    {
+        var problems = options.Problems();
+        if (problems.Count > 0) throw new ArtifactStoreException(string.Join("; ", problems));
+        if (!options.IsBlob) return null;
+        try
+        {
+            return options.ContainerUrl is { Length: > 0 } url
+                ? new BlobContainerClient(new Uri(url), BlobArtifactStore.ClientOptions())
+                : new BlobContainerClient(options.ConnectionString, options.Container, BlobArtifactStore.ClientOptions());
+        }
+        catch (FormatException e) { throw new ArtifactStoreException($"the blob connection string is malformed: {e.Message}", e); }
+        catch (ArgumentException e) { throw new ArtifactStoreException($"the blob settings are not usable: {e.Message}", e); }
     }
 
     private static void Check(BlobContainerClient container, TimeSpan timeout)

@@ -16,14 +16,8 @@ public class LissaArnoldiTests
         return (p, theta, ExactHessian.Of(p.Objective, theta));
     }
 
-    private static Func<Tensor, long[], Tensor> BatchProduct(Problem p, Tensor theta, double damping) => (v, rows) =>
-    {
-        // The batch's mean curvature stands in for the data term: Σ_B / |B| + regulariser + δ.
-        var idx = tensor(rows);
-        var batch = new DataTensors(p.Data.X.index_select(0, idx), p.Data.Y.index_select(0, idx));
-        var op = new CurvatureOperator(w => HessianVectorProducts.DataSum(p.Spec, theta, batch, w), rows.Length, p.Objective.RegularizerHessianDiagonal(), damping);
-        return op.Apply(v);
-    };
+    private static Func<Tensor, long[], Tensor> BatchProduct(Problem p, Tensor theta, double damping) =>
+        (v, rows) => CurvatureOperator.OnRows(p.Objective, theta, rows, damping, v);
 
     private static double RelativeError(Tensor a, Tensor e) => a.sub(e).norm().ToDouble() / e.norm().ToDouble();
 

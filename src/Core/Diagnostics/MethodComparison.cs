@@ -61,13 +61,7 @@ public static class MethodComparison
         sw.Restart();
         progress?.Report("lissa");
         double scale = 1.5 * (inverse.MaxEigenvalue + damping) * 2;
-        Tensor BatchProduct(Tensor v, long[] batchRows)
-        {
-            var idx = tensor(batchRows);
-            var batch = new DataTensors(train.X.index_select(0, idx), train.Y.index_select(0, idx));
-            return new CurvatureOperator(w => HessianVectorProducts.DataSum(spec, theta, batch, w), batchRows.Length, objective.RegularizerHessianDiagonal(), damping).Apply(v);
-        }
-        var (lissa, lissaReport) = Lissa.Solve(BatchProduct, inverse.Project(rhs), train.Count, new LissaSettings(damping, scale, Depth: 2000, Repeats: 4, BatchSize: Math.Min(64, (int)train.Count), Seed: 0));
+        var (lissa, lissaReport) = Lissa.Solve((v, batchRows) => CurvatureOperator.OnRows(objective, theta, batchRows, damping, v), inverse.Project(rhs), train.Count, new LissaSettings(damping, scale, Depth: 2000, Repeats: 4, BatchSize: Math.Min(64, (int)train.Count), Seed: 0));
         rows.Add(Row("lissa", $"scale {scale:G3}, depth 2000, 4 repeats, batch {Math.Min(64, train.Count)}", Scores(inverse.Project(lissa)), exact, sw, lissaReport.Products,
             lissaReport.Diverged > 0 ? $"{lissaReport.Diverged} of 4 repeats diverged" : ""));
 

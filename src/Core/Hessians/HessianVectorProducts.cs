@@ -101,6 +101,19 @@ public sealed class CurvatureOperator(Func<Tensor, Tensor> dataSum, long normali
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// (H_B + δI) V with H_B the curvature of the mean loss over the chosen training rows plus the
+    /// regulariser: the stochastic product LiSSA takes a step with.
+    /// </summary>
+    public static Tensor OnRows(Objective objective, Tensor theta, long[] rows, double damping, Tensor v, Curvature curvature = Curvature.Hessian)
+    {
+        using var scope = NewDisposeScope();
+        var idx = tensor(rows, device: theta.device);
+        var batch = new DataTensors(objective.Data.X.index_select(0, idx), objective.Data.Y.index_select(0, idx));
+        var op = new CurvatureOperator(w => HessianVectorProducts.DataSum(objective.Spec, theta, batch, w, curvature), rows.Length, objective.RegularizerHessianDiagonal(), damping);
+        return op.Apply(v).MoveToOuterDisposeScope();
+    }
+
     /// <summary>The operator of a whole objective on one process (no shards).</summary>
     public static CurvatureOperator Of(Objective objective, Tensor theta, double damping, Curvature curvature = Curvature.Hessian) =>
         new(v => HessianVectorProducts.DataSum(objective.Spec, theta, objective.Data, v, curvature), objective.Normalizer, objective.RegularizerHessianDiagonal(), damping);

@@ -24,39 +24,18 @@ public sealed record KfacFactorSums(Tensor[] A, Tensor[] S, long Count) : IDispo
 {
     public static KfacFactorSums Accumulate(ModelSpec spec, Tensor theta, DataTensors rows, FisherLabels labels, int seed, int batchSize = 512)
     {
-        var layers = spec.Layers;
-        var a = layers.Select(l => zeros(l.In + 1, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
-        var s = layers.Select(l => zeros(l.Out, l.Out, dtype: ScalarType.Float64, device: theta.device)).ToArray();
-        var generator = new Generator((ulong)seed, theta.device);
-        for (long start = 0; start < rows.Count; start += batchSize)
+        var a = spec.Layers.Select(l => zeros(l.In + 1, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        var s = spec.Layers.Select(l => zeros(l.Out, l.Out, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        FisherPass.Run(spec, theta, rows, labels, seed, batchSize, (l, augmented, delta) =>
         {
-            using var scope = NewDisposeScope();
-            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
-            var pieces = PerExampleGradients.Backward(spec, theta, labels == FisherLabels.Empirical ? batch : WithSampledLabels(spec, theta, batch, generator));
-            for (int l = 0; l < layers.Count; l++)
-            {
-                var augmented = Augment(pieces.Inputs[l]).to(ScalarType.Float64);
-                var delta = pieces.OutputGradients[l].to(ScalarType.Float64);
-                a[l].add_(augmented.t().matmul(augmented));
-                s[l].add_(delta.t().matmul(delta));
-            }
-        }
+            a[l].add_(augmented.t().matmul(augmented));
+            s[l].add_(delta.t().matmul(delta));
+        });
         return new KfacFactorSums(a, s, rows.Count);
     }
 
     /// <summary>[a, 1] per row.</summary>
     public static Tensor Augment(Tensor inputs) => cat([inputs, ones(inputs.shape[0], 1, dtype: inputs.dtype, device: inputs.device)], 1);
-
-    /// <summary>The batch with labels drawn from the model's predictive distribution (the true Fisher's).</summary>
-    internal static DataTensors WithSampledLabels(ModelSpec spec, Tensor theta, DataTensors batch, Generator generator)
-    {
-        using var noGrad = no_grad();
-        var logits = Network.Logits(spec, theta, batch.X);
-        var y = spec.IsBinary
-            ? bernoulli(logits.squeeze(1).sigmoid(), generator).to(spec.ScalarType)
-            : multinomial(logits.softmax(1), 1, generator: generator).squeeze(1);
-        return new DataTensors(batch.X, y);
-    }
 
     public KfacFactorSums Add(KfacFactorSums other) =>
         new(A.Zip(other.A, (x, y) => x.add(y)).ToArray(), S.Zip(other.S, (x, y) => x.add(y)).ToArray(), Count + other.Count);
@@ -108,23 +87,14 @@ public sealed class KroneckerFactors : IDisposable
     /// <summary>Σ over rows of (Q_Sᵀ G_n Q_A)², per layer: a shard's share of EK-FAC's eigenvalue correction.</summary>
     public Tensor[] CorrectionSums(Tensor theta, DataTensors rows, FisherLabels labels, int seed, int batchSize = 512)
     {
-        var layers = spec.Layers;
-        var sums = layers.Select(l => zeros(l.Out, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
-        var generator = new Generator((ulong)seed, theta.device);
-        for (long start = 0; start < rows.Count; start += batchSize)
+        var sums = spec.Layers.Select(l => zeros(l.Out, l.In + 1, dtype: ScalarType.Float64, device: theta.device)).ToArray();
+        FisherPass.Run(spec, theta, rows, labels, seed, batchSize, (l, augmented, delta) =>
         {
-            using var scope = NewDisposeScope();
-            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
-            var used = labels == FisherLabels.Empirical ? batch : KfacFactorSums.WithSampledLabels(spec, theta, batch, generator);
-            var pieces = PerExampleGradients.Backward(spec, theta, used);
-            for (int l = 0; l < layers.Count; l++)
-            {
-                // Q_Sᵀ (δ āᵀ) Q_A = (Q_Sᵀ δ)(Q_Aᵀ ā)ᵀ: rotate the two factors, then square the outer products.
-                var d = pieces.OutputGradients[l].to(ScalarType.Float64).matmul(QS[l]);
-                var a = KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64).matmul(QA[l]);
-                sums[l].add_(d.square().t().matmul(a.square()));
-            }
-        }
+            // Q_Sᵀ (δ āᵀ) Q_A = (Q_Sᵀ δ)(Q_Aᵀ ā)ᵀ: rotate the two factors, then square the outer products.
+            var d = delta.matmul(QS[l]);
+            var a = augmented.matmul(QA[l]);
+            sums[l].add_(d.square().t().matmul(a.square()));
+        });
         return sums;
     }
 
@@ -161,5 +131,37 @@ public sealed class KroneckerFactors : IDisposable
     public void Dispose()
     {
         foreach (var t in QA.Concat(LA).Concat(QS).Concat(LS).Concat(Corrected ?? [])) t.Dispose();
+    }
+}
+
+/// <summary>
+/// One pass over rows in batches for the Fisher's pieces: per layer, the augmented inputs ā and the
+/// output gradients δ (float64) of each batch, with the training labels or labels sampled from
+/// the model (seeded). Factor sums and EK-FAC corrections are both such passes.
+/// </summary>
+internal static class FisherPass
+{
+    public static void Run(ModelSpec spec, Tensor theta, DataTensors rows, FisherLabels labels, int seed, int batchSize, Action<int, Tensor, Tensor> perLayer)
+    {
+        var generator = new Generator((ulong)seed, theta.device);
+        for (long start = 0; start < rows.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
+            var pieces = PerExampleGradients.Backward(spec, theta, labels == FisherLabels.Empirical ? batch : WithSampledLabels(spec, theta, batch, generator));
+            for (int l = 0; l < spec.Layers.Count; l++)
+                perLayer(l, KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64), pieces.OutputGradients[l].to(ScalarType.Float64));
+        }
+    }
+
+    /// <summary>The batch with labels drawn from the model's predictive distribution (the true Fisher's).</summary>
+    private static DataTensors WithSampledLabels(ModelSpec spec, Tensor theta, DataTensors batch, Generator generator)
+    {
+        using var noGrad = no_grad();
+        var logits = Network.Logits(spec, theta, batch.X);
+        var y = spec.IsBinary
+            ? bernoulli(logits.squeeze(1).sigmoid(), generator).to(spec.ScalarType)
+            : multinomial(logits.softmax(1), 1, generator: generator).squeeze(1);
+        return new DataTensors(batch.X, y);
     }
 }

@@ -30,20 +30,21 @@ public static class GradientSimilarity
     public static Tensor GradDot(ModelSpec spec, Tensor theta, DataTensors train, DataTensors test, int batchSize = 512) =>
         Dots(spec, theta, train, test, batchSize).neg_();
 
-    /// <summary>N×Q −cos(∇L(z_test), ∇L(z)) at θ.</summary>
+    /// <summary>N×Q −cos(∇L(z_test), ∇L(z)) at θ: the norms need the gradients themselves, so each batch is materialised once and serves dots and norms.</summary>
     public static Tensor GradCos(ModelSpec spec, Tensor theta, DataTensors train, DataTensors test, int batchSize = 512)
     {
         using var scope = NewDisposeScope();
-        var dots = Dots(spec, theta, train, test, batchSize);
-        var testNorms = PerExampleGradients.Materialize(spec, theta, test).square().sum(1L, false).sqrt();
-        var trainNorms = zeros(train.Count, dtype: spec.ScalarType, device: theta.device);
+        var testGradients = PerExampleGradients.Materialize(spec, theta, test);
+        var testNorms = testGradients.square().sum(1L, false).sqrt();
+        var result = zeros(train.Count, test.Count, dtype: spec.ScalarType, device: theta.device);
         for (long start = 0; start < train.Count; start += batchSize)
         {
             using var step = NewDisposeScope();
-            var batch = train.Rows(start, Math.Min(batchSize, train.Count - start));
-            trainNorms.narrow(0, start, batch.Count).copy_(PerExampleGradients.Materialize(spec, theta, batch).square().sum(1L, false).sqrt());
+            var g = PerExampleGradients.Materialize(spec, theta, train.Rows(start, Math.Min(batchSize, train.Count - start)));
+            var norms = g.square().sum(1L, false).sqrt();
+            result.narrow(0, start, g.shape[0]).copy_(g.matmul(testGradients.t()).div(norms.unsqueeze(1).mul(testNorms.unsqueeze(0)).clamp_min(1e-300)));
         }
-        return dots.div(trainNorms.unsqueeze(1).mul(testNorms.unsqueeze(0)).clamp_min(1e-300)).neg().MoveToOuterDisposeScope();
+        return result.neg_().MoveToOuterDisposeScope();
     }
 
     /// <summary>N×Q ∇L(z_i)·∇L(test_q) at θ, by the batched dot products (no N×P matrix).</summary>

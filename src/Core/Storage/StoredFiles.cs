@@ -18,9 +18,9 @@ public static class StoredFiles
     {
         if (!IsStored(path)) return path;
         var key = path[Scheme.Length..];
-        if (!store.Exists(key)) throw new FileNotFoundException($"dataset '{key}' is not in the artifact store ({store.Describe(key)})", path);
         var local = Path.Combine(Path.GetTempPath(), $"influence-datasets-{Environment.ProcessId}", key.Replace('/', Path.DirectorySeparatorChar));
-        if (File.Exists(local)) return local;
+        if (File.Exists(local)) return local; // downloaded already: no call to the store
+        if (!store.Exists(key)) throw new FileNotFoundException($"dataset '{key}' is not in the artifact store ({store.Describe(key)})", path);
         Directory.CreateDirectory(Path.GetDirectoryName(local)!);
         var temp = $"{local}.partial-{Guid.NewGuid():N}";
         try
