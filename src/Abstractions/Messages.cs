@@ -42,6 +42,43 @@ public sealed record ScoreJobRequest
     [Id(6)] public int Shards { get; init; } = 4;
     [Id(7)] public int TopK { get; init; } = 10;
     [Id(8)] public int BatchSize { get; init; } = 512;
+    /// <summary>Choose the damping from the curvature's extreme eigenvalues (Damping is then ignored).</summary>
+    [Id(9)] public bool AutoDamping { get; init; }
+    [Id(10)] public MethodSettings MethodSettings { get; init; } = new();
+    [Id(11)] public TrainingSettings Training { get; init; } = new();
+    /// <summary>Memory a shard may use for query vectors; larger query sets are scored in passes.</summary>
+    [Id(12)] public long MemoryBudgetMb { get; init; } = 2048;
+}
+
+/// <summary>The estimators' parameters (see Core's MethodOptions for their meaning and defaults).</summary>
+[GenerateSerializer, Immutable]
+public sealed record MethodSettings
+{
+    /// <summary>"hessian" or "ggn".</summary>
+    [Id(0)] public string Curvature { get; init; } = "hessian";
+    [Id(1)] public double CgTolerance { get; init; } = 1e-6;
+    [Id(2)] public int CgMaxIterations { get; init; } = 200;
+    [Id(3)] public int ArnoldiIterations { get; init; } = 60;
+    [Id(4)] public int ArnoldiTop { get; init; } = 30;
+    [Id(5)] public int LissaDepth { get; init; } = 1000;
+    [Id(6)] public int LissaRepeats { get; init; } = 4;
+    [Id(7)] public int LissaBatch { get; init; } = 64;
+    /// <summary>0 = 3·(λ_max + δ).</summary>
+    [Id(8)] public double LissaScale { get; init; }
+    /// <summary>"sampled" or "empirical".</summary>
+    [Id(9)] public string FisherLabels { get; init; } = "sampled";
+    [Id(10)] public int Seed { get; init; }
+}
+
+/// <summary>How θ̂ is trained: "lbfgs" (full batch, tight optimum) or "sgd"/"adam" (minibatch, with checkpoints for TracIn).</summary>
+[GenerateSerializer, Immutable]
+public sealed record TrainingSettings
+{
+    [Id(0)] public string Optimizer { get; init; } = "lbfgs";
+    [Id(1)] public double LearningRate { get; init; } = 0.05;
+    [Id(2)] public int Epochs { get; init; } = 20;
+    [Id(3)] public int BatchSize { get; init; } = 64;
+    [Id(4)] public int CheckpointEvery { get; init; } = 5;
 }
 
 public enum JobPhase
@@ -89,6 +126,14 @@ public enum ShardStage
     PartialHessian,
     /// <summary>Influence of the shard's rows on every query, self-influence, local top-k.</summary>
     Score,
+    /// <summary>The shard's share of a round of curvature products (cg, arnoldi, lissa).</summary>
+    CurvatureProduct,
+    /// <summary>One LiSSA recursion (the unit index is the repeat).</summary>
+    LissaRepeat,
+    /// <summary>K-FAC factor sums over the shard's rows.</summary>
+    FactorSums,
+    /// <summary>EK-FAC eigenvalue-correction sums over the shard's rows.</summary>
+    CorrectionSums,
 }
 
 /// <summary>A unit of work for a shard grain: one stage over rows [Start, End) of the training set.</summary>
@@ -101,6 +146,8 @@ public sealed class ShardAssignment
     [Id(3)] public int ShardIndex { get; init; }
     [Id(4)] public int Start { get; init; }
     [Id(5)] public int End { get; init; }
+    /// <summary>The round of a repeated stage (curvature products).</summary>
+    [Id(6)] public int Round { get; init; }
 }
 
 public enum ShardState { Idle, Running, Done, Failed }

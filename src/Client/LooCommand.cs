@@ -27,13 +27,7 @@ public static class LooCommand
     }
 
     /// <summary>The options `score` has, shared by every command that runs a score job first.</summary>
-    public static IEnumerable<Option> ScoreOptions() =>
-    [
-        ScoreCommand.Train, ScoreCommand.Test, ScoreCommand.TrainLabels, ScoreCommand.TestLabels, ScoreCommand.PixelScale, ScoreCommand.Model,
-        ScoreCommand.Hidden, ScoreCommand.ActivationOpt, ScoreCommand.L2, ScoreCommand.DecayOn, ScoreCommand.DType, ScoreCommand.Seed,
-        ScoreCommand.Method, ScoreCommand.Damping, ScoreCommand.TestIndices, ScoreCommand.Shards, ScoreCommand.TopK, ScoreCommand.BatchSize,
-        ScoreCommand.Out, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose,
-    ];
+    public static IEnumerable<Option> ScoreOptions() => ScoreCommand.All;
 
     public static string[] ParseModes(string text)
     {

@@ -40,6 +40,8 @@ public static class MislabelCommand
         try
         {
             request = ScoreCommand.BuildRequest(parse);
+            if (!Influence.Core.Jobs.Methods.HasSelfInfluence(request.Method))
+                throw new ArgumentException($"--method {request.Method} gives no self-influence; mislabel ranks by it: use exact, arnoldi, kfac, ekfac, tracin or grad-dot");
             var train = new DatasetSpec(request.Train.Path, request.Train.LabelsPath, request.Train.FeatureScale).Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);

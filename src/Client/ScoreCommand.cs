@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
+using Influence.Core.Jobs;
 using Influence.Core.Storage;
 using Spectre.Console;
 
@@ -22,8 +23,8 @@ public static class ScoreCommand
     public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
     public static readonly Option<string> DType = new("--dtype") { Description = "float64 or float32", DefaultValueFactory = _ => "float64" };
     public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> Method = new("--method") { Description = "Inverse-Hessian method: exact", DefaultValueFactory = _ => "exact" };
-    public static readonly Option<double> Damping = new("--damping") { Description = "δ added to the Hessian's diagonal (reported in summary.json)", DefaultValueFactory = _ => 0.0 };
+    public static readonly Option<string> Method = new("--method") { Description = "exact, cg, lissa, arnoldi, kfac, ekfac, tracin, grad-dot or grad-cos", DefaultValueFactory = _ => "exact" };
+    public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => "0" };
     public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
     public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => 10 };
@@ -32,12 +33,39 @@ public static class ScoreCommand
     public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster: redis://HOST:PORT, or localhost:GATEWAY_PORT; default: an embedded silo" };
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
+    public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => 2048 };
+
+    // Estimator parameters (summary.json reports the ones the method used).
+    public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = "cg, lissa, arnoldi: hessian or ggn (Gauss-Newton)", DefaultValueFactory = _ => "hessian" };
+    public static readonly Option<double> CgTolerance = new("--cg-tolerance") { Description = "cg: stop at ‖r‖ ≤ tolerance·‖b‖", DefaultValueFactory = _ => 1e-6 };
+    public static readonly Option<int> CgMaxIterations = new("--cg-max-iterations") { Description = "cg: iteration cap", DefaultValueFactory = _ => 200 };
+    public static readonly Option<int> ArnoldiIterations = new("--arnoldi-iterations") { Description = "arnoldi: Krylov dimension (also the damping estimate's run length)", DefaultValueFactory = _ => 60 };
+    public static readonly Option<int> ArnoldiTop = new("--arnoldi-top") { Description = "arnoldi: eigenpairs kept", DefaultValueFactory = _ => 30 };
+    public static readonly Option<int> LissaDepth = new("--lissa-depth") { Description = "lissa: recursion depth", DefaultValueFactory = _ => 1000 };
+    public static readonly Option<int> LissaRepeats = new("--lissa-repeats") { Description = "lissa: independent repeats averaged (spread over silos)", DefaultValueFactory = _ => 4 };
+    public static readonly Option<int> LissaBatch = new("--lissa-batch") { Description = "lissa: training rows per curvature product", DefaultValueFactory = _ => 64 };
+    public static readonly Option<double> LissaScale = new("--lissa-scale") { Description = "lissa: scale s > λ_max + δ (0: 3·(λ_max + δ) from Arnoldi)", DefaultValueFactory = _ => 0.0 };
+    public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = "kfac, ekfac: sampled (true Fisher) or empirical", DefaultValueFactory = _ => "sampled" };
+    public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches and the sampled Fisher labels", DefaultValueFactory = _ => 0 };
+    public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => "lbfgs" };
+    public static readonly Option<double> LearningRate = new("--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => 0.05 };
+    public static readonly Option<int> Epochs = new("--epochs") { Description = "sgd/adam epochs", DefaultValueFactory = _ => 20 };
+    public static readonly Option<int> TrainBatch = new("--train-batch") { Description = "sgd/adam minibatch size", DefaultValueFactory = _ => 64 };
+    public static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "sgd/adam: keep θ every N epochs (tracin's checkpoints)", DefaultValueFactory = _ => 5 };
+
+    /// <summary>Every option of a score job, shared by the commands that run one.</summary>
+    public static Option[] All =>
+    [
+        Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
+        TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
+        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
+        CheckpointEvery, Out, Cluster, Store, Verbose,
+    ];
 
     public static Command Create()
     {
-        var command = new Command("score", "Exact influence of every training example on the chosen test points");
-        foreach (var o in new Option[] { Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping, TestIndices, Shards, TopK, BatchSize, Out, Cluster, Store, Verbose })
-            command.Options.Add(o);
+        var command = new Command("score", "Influence of every training example on the chosen test points, by the chosen method");
+        foreach (var o in All) command.Options.Add(o);
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
     }
@@ -47,6 +75,11 @@ public static class ScoreCommand
         var hidden = p.GetValue(Hidden)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{h}' is not a positive width"))
             .ToArray();
+        var dampingText = p.GetValue(Damping)!.Trim();
+        bool auto = dampingText.Equals("auto", StringComparison.OrdinalIgnoreCase);
+        double damping = 0;
+        if (!auto && !(double.TryParse(dampingText, NumberStyles.Float, CultureInfo.InvariantCulture, out damping) && damping >= 0 && double.IsFinite(damping)))
+            throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{dampingText}'");
         double scale = p.GetValue(PixelScale);
         if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");
         return new ScoreJobRequest
@@ -59,7 +92,21 @@ public static class ScoreCommand
                 WeightDecayOn = p.GetValue(DecayOn)!, DType = p.GetValue(DType)!, Seed = p.GetValue(Seed),
             },
             Method = p.GetValue(Method)!,
-            Damping = p.GetValue(Damping),
+            Damping = auto ? 0 : damping,
+            AutoDamping = auto,
+            MemoryBudgetMb = p.GetValue(MemoryBudget),
+            MethodSettings = new MethodSettings
+            {
+                Curvature = p.GetValue(CurvatureOpt)!, CgTolerance = p.GetValue(CgTolerance), CgMaxIterations = p.GetValue(CgMaxIterations),
+                ArnoldiIterations = p.GetValue(ArnoldiIterations), ArnoldiTop = p.GetValue(ArnoldiTop), LissaDepth = p.GetValue(LissaDepth),
+                LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
+                FisherLabels = p.GetValue(FisherLabelsOpt)!, Seed = p.GetValue(MethodSeed),
+            },
+            Training = new TrainingSettings
+            {
+                Optimizer = p.GetValue(OptimizerOpt)!, LearningRate = p.GetValue(LearningRate), Epochs = p.GetValue(Epochs),
+                BatchSize = p.GetValue(TrainBatch), CheckpointEvery = p.GetValue(CheckpointEvery),
+            },
             TestIndices = IndexList.Parse(p.GetValue(TestIndices)!),
             Shards = p.GetValue(Shards),
             TopK = p.GetValue(TopK),
@@ -95,7 +142,8 @@ public static class ScoreCommand
         JobRunner.Export(connection, status.OutputPrefix!, outDir);
         var full = Path.GetFullPath(outDir);
         PrintSummary(full, showTopK);
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {full}: influence.csv, self_influence.csv, topk.csv, summary.json, checkpoint.json");
+        var written = ScoreOutputs.Files.Where(f => File.Exists(Path.Combine(full, f)));
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {full}: {string.Join(", ", written)}");
         return 0;
     }
 
@@ -105,9 +153,12 @@ public static class ScoreCommand
         var root = doc.RootElement;
         var t = root.GetProperty("training");
         var h = root.GetProperty("hessian");
+        var method = root.GetProperty("method");
         Console.WriteLine($"Model: {root.GetProperty("model").GetProperty("description").GetString()}, {root.GetProperty("model").GetProperty("parameters").GetInt64()} parameters");
         Console.WriteLine(FormattableString.Invariant($"Training: objective {t.GetProperty("objective").GetDouble():G10}, |grad F| {t.GetProperty("gradient_norm").GetDouble():E2}, train accuracy {t.GetProperty("train_accuracy").GetDouble():P1}, test accuracy {t.GetProperty("test_accuracy").GetDouble():P1}"));
-        Console.WriteLine(FormattableString.Invariant($"Hessian eigenvalues: [{h.GetProperty("min_eigenvalue").GetDouble():E3}, {h.GetProperty("max_eigenvalue").GetDouble():E3}], damping {h.GetProperty("damping").GetDouble()}"));
+        string Eig(string name) => h.GetProperty(name).ValueKind == JsonValueKind.Number ? h.GetProperty(name).GetDouble().ToString("E3", CultureInfo.InvariantCulture) : "?";
+        Console.WriteLine(FormattableString.Invariant($"Method {root.GetProperty("settings").GetProperty("method").GetString()}: curvature eigenvalues [{Eig("min_eigenvalue")}, {Eig("max_eigenvalue")}], damping {h.GetProperty("damping").GetDouble():G6}"));
+        foreach (var w in method.GetProperty("warnings").EnumerateArray()) Console.WriteLine($"warning: {w.GetString()}");
         if (showTopK <= 0) return;
 
         var rows = File.ReadLines(Path.Combine(outDir, "topk.csv")).Skip(1).Select(l => l.Split(',')).ToList();

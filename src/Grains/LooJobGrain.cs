@@ -230,13 +230,16 @@ public sealed partial class LooJobGrain(
         var hessian = summary.RootElement.GetProperty("hessian");
         var training = summary.RootElement.GetProperty("training");
         var header = new LooReportHeader(JobId, checkpoint.Spec.Describe(), checkpoint.Spec.ParameterCount, plan.TrainCount,
-            job.Settings.Remove, job.Settings.Score.Damping, training.GetProperty("test_accuracy").GetDouble(),
-            hessian.GetProperty("min_eigenvalue").GetDouble(), hessian.GetProperty("max_eigenvalue").GetDouble(), timings);
+            job.Settings.Remove, hessian.GetProperty("damping").GetDouble(), training.GetProperty("test_accuracy").GetDouble(),
+            NumberOrNaN(hessian.GetProperty("min_eigenvalue")), NumberOrNaN(hessian.GetProperty("max_eigenvalue")), timings);
         var files = LooReport.Write(store, job.Prefix, header, results);
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
         store.Write($"{job.Prefix}/outputs.json", s => JsonSerializer.Serialize(s, all));
         return files.Count;
     }
+
+    /// <summary>Methods without an eigenvalue estimate write null.</summary>
+    private static double NumberOrNaN(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
 
     private async Task ReleaseWorkers(int workers)
     {

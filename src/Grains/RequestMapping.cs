@@ -1,5 +1,7 @@
 using Influence.Abstractions;
 using Influence.Core.Data;
+using Influence.Core.Hessians;
+using Influence.Core.Training;
 using Influence.Core.Jobs;
 using Influence.Core.Loo;
 using Influence.Core.Models;
@@ -41,6 +43,50 @@ public static class RequestMapping
         Shards = r.Shards,
         TopK = r.TopK,
         BatchSize = r.BatchSize,
+        AutoDamping = r.AutoDamping,
+        MemoryBudgetMb = r.MemoryBudgetMb,
+        Options = r.MethodSettings.ToOptions(),
+        Training = r.Training.ToChoice(),
+    };
+
+    public static MethodOptions ToOptions(this MethodSettings m) => new()
+    {
+        Curvature = m.Curvature switch
+        {
+            "hessian" => Curvature.Hessian,
+            "ggn" => Curvature.GaussNewton,
+            var c => throw new ArgumentException($"--curvature must be hessian or ggn, not '{c}'"),
+        },
+        Tolerance = m.CgTolerance,
+        MaxIterations = m.CgMaxIterations,
+        Krylov = m.ArnoldiIterations,
+        TopEigen = m.ArnoldiTop,
+        LissaDepth = m.LissaDepth,
+        LissaRepeats = m.LissaRepeats,
+        LissaBatch = m.LissaBatch,
+        LissaScale = m.LissaScale,
+        FisherLabels = m.FisherLabels switch
+        {
+            "sampled" => FisherLabels.Sampled,
+            "empirical" => FisherLabels.Empirical,
+            var f => throw new ArgumentException($"--fisher-labels must be sampled or empirical, not '{f}'"),
+        },
+        Seed = m.Seed,
+    };
+
+    public static TrainingChoice ToChoice(this TrainingSettings t) => new()
+    {
+        Optimizer = t.Optimizer switch
+        {
+            "lbfgs" => null,
+            "sgd" => Optimizer.Sgd,
+            "adam" => Optimizer.Adam,
+            var o => throw new ArgumentException($"--optimizer must be lbfgs, sgd or adam, not '{o}'"),
+        },
+        LearningRate = t.LearningRate,
+        Epochs = t.Epochs,
+        BatchSize = t.BatchSize,
+        CheckpointEvery = t.CheckpointEvery,
     };
 
     public static LooSettings ToSettings(this LooJobRequest r) => new()

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Threading.Channels;
 using Influence.Abstractions;
 using Influence.Core.Jobs;
 using Influence.Core.Scoring;
@@ -8,9 +9,10 @@ using Microsoft.Extensions.Logging;
 namespace Influence.Grains;
 
 /// <summary>
-/// Coordinates a score job: trains (or loads) the model, has shard grains compute partial
-/// Hessians, factorises, has shards score their rows, merges the top-k lists and writes the
-/// outputs. The job runs in the background; every step is idempotent over the artifact store.
+/// Coordinates a score job: trains (or loads) the model, runs the method's preparation
+/// (<see cref="ScorePipeline"/>: partial Hessians, rounds of curvature products, LiSSA repeats or
+/// Kronecker factors on shard grains, combined here), has shards score their rows, merges the
+/// top-k lists and writes the outputs. The job runs in the background; every step is idempotent over the artifact store.
 /// </summary>
 public sealed partial class ScoreJobGrain(
     [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<ScoreJobRequest>> record,
@@ -20,9 +22,12 @@ public sealed partial class ScoreJobGrain(
     ILogger<ScoreJobGrain> logger) : JobGrain<ScoreJobRequest>(record, logger), IScoreJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan ProductPollInterval = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
 
     protected override string Kind => "score";
+
+    private ComputeExecutor Executor => executor;
 
     protected override Func<Task> Prepare(ScoreJobRequest request)
     {
@@ -49,23 +54,21 @@ public sealed partial class ScoreJobGrain(
         LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
 
         var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
-        var hessianReports = await RunShards(request, ShardStage.PartialHessian, ranges, JobPhase.Hessian);
-        timings["hessian"] = Lap(phase);
+        var stages = new GrainStages(this, request, job, ranges);
+        var report = await ScorePipeline.PrepareAsync(job, checkpoint, data, stages, new MessageProgress(m => Set(JobPhase.Factorizing, 0, 0, m)));
+        timings["prepare"] = Lap(phase);
+        foreach (var w in report.Warnings) LogMethodWarning(JobId, settings.Method, w);
 
-        Set(JobPhase.Factorizing, 0, 1, $"factorising the {checkpoint.Spec.ParameterCount}×{checkpoint.Spec.ParameterCount} Hessian");
-        var factorization = await executor.Run(() => job.Factorize(checkpoint, data, hessianReports.Select(r => r.OutputKey!).ToList()));
-        timings["factorize"] = Lap(phase);
-
-        var scoreReports = await RunShards(request, ShardStage.Score, ranges, JobPhase.Scoring);
+        var scoreReports = await RunShards(request, ShardStage.Score, 0, ranges, JobPhase.Scoring);
         timings["score"] = Lap(phase);
 
         Set(JobPhase.Writing, 0, 1, "writing outputs");
         var merged = TopKLists.Merge(scoreReports.Select(ToTopK).ToList(), settings.TopK);
-        var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", hessianReports[k].Seconds, scoreReports[k].Seconds)).ToList();
+        var runs = ranges.Select((r, k) => new ShardRun(k, r.Start, r.End, scoreReports[k].Silo ?? "?", stages.PrepareSeconds[k], scoreReports[k].Seconds)).ToList();
         timings["total_before_write"] = Tracker.ElapsedSeconds;
         await executor.Run(() =>
         {
-            ScoreOutputs.Write(job, data, checkpoint, factorization, runs, merged, timings);
+            ScoreOutputs.Write(job, data, checkpoint, report, runs, merged, timings);
             job.DeleteWork();
             return 0;
         });
@@ -74,6 +77,51 @@ public sealed partial class ScoreJobGrain(
         LogCompleted(JobId, Tracker.ElapsedSeconds);
     }
 
+    /// <summary>
+    /// The pipeline's stages on this cluster: shard stages on shard grains, coordinator steps on
+    /// the compute executor, and iterative solvers on a thread of their own whose every product is
+    /// a round of shard work driven from the grain's turn (a solver waiting on a compute thread
+    /// would starve the shards of a one-thread silo).
+    /// </summary>
+    private sealed class GrainStages(ScoreJobGrain grain, ScoreJobRequest request, ScoreJob job, IReadOnlyList<(int Start, int End)> ranges) : IScoreStages
+    {
+        public double[] PrepareSeconds { get; } = new double[ranges.Count];
+
+        public async Task RunShards(ShardWork work, int round, IReadOnlyList<(int Start, int End)> units)
+        {
+            var reports = await grain.RunShards(request, Enum.Parse<ShardStage>(work.ToString()), round, units, JobPhase.Hessian);
+            if (work != ShardWork.LissaRepeat)
+                for (int k = 0; k < reports.Length; k++) PrepareSeconds[k] += reports[k].Seconds;
+        }
+
+        public Task<T> Compute<T>(Func<T> step) => grain.Executor.Run(step);
+
+        public async Task<T> Solve<T>(Func<Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>, T> solver)
+        {
+            var rounds = Channel.CreateUnbounded<(int Round, TaskCompletionSource Done)>();
+            var products = ScorePipeline.Products(job, ranges.Count, r =>
+            {
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                rounds.Writer.TryWrite((r, done));
+                done.Task.GetAwaiter().GetResult(); // blocks the solver's own thread only
+            });
+            var solving = Task.Factory.StartNew(() =>
+            {
+                try { return solver(products); }
+                finally { rounds.Writer.TryComplete(); }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            await foreach (var (round, done) in rounds.Reader.ReadAllAsync())
+            {
+                try
+                {
+                    await RunShards(ShardWork.CurvatureProduct, round, ranges);
+                    done.SetResult();
+                }
+                catch (Exception e) { done.SetException(e); }
+            }
+            return await solving;
+        }
+    }
     private static double Lap(Stopwatch sw)
     {
         var s = sw.Elapsed.TotalSeconds;
@@ -89,22 +137,25 @@ public sealed partial class ScoreJobGrain(
     /// Starts one stage on every shard grain and polls until all are done. A shard that reports
     /// Idle lost its activation (its silo went away) and is started again; the work is idempotent.
     /// </summary>
-    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, ShardStage stage, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
+    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, ShardStage stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
     {
         var assignments = ranges.Select((r, k) => new ShardAssignment
         {
-            JobId = JobId, Request = request, Stage = stage, ShardIndex = k, Start = r.Start, End = r.End,
+            JobId = JobId, Request = request, Stage = stage, Round = round, ShardIndex = k, Start = r.Start, End = r.End,
         }).ToArray();
-        var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{a.ShardIndex}")).ToArray();
+        var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{round}/{a.ShardIndex}")).ToArray();
         long total = ranges.Sum(r => (long)(r.End - r.Start));
-        Set(phase, 0, total, $"{stage} on {grains.Length} shards");
+        string what = stage == ShardStage.CurvatureProduct ? $"curvature products, round {round + 1}" : stage.ToString();
+        Set(phase, 0, total, $"{what} on {grains.Length} shards");
         await Task.WhenAll(grains.Select((g, k) => g.Start(assignments[k])));
 
+        // Product rounds take milliseconds to seconds and there may be hundreds: poll them closely.
+        var interval = stage == ShardStage.CurvatureProduct ? ProductPollInterval : PollInterval;
         var results = new ShardReport?[grains.Length];
         var progress = new long[grains.Length];
         while (results.Any(r => r is null))
         {
-            await Task.Delay(PollInterval, Cancellation);
+            await Task.Delay(interval, Cancellation);
             for (int k = 0; k < grains.Length; k++)
             {
                 if (results[k] is not null) continue;
@@ -123,7 +174,7 @@ public sealed partial class ScoreJobGrain(
                     case ShardState.Idle: await grains[k].Start(assignments[k]).WaitAsync(CallTimeout); break;
                 }
             }
-            Set(phase, progress.Sum(), total, $"{stage}: {results.Count(r => r is not null)}/{grains.Length} shards done");
+            Set(phase, progress.Sum(), total, $"{what}: {results.Count(r => r is not null)}/{grains.Length} shards done");
         }
         return results!;
     }
@@ -138,6 +189,9 @@ public sealed partial class ScoreJobGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: completed in {Seconds:F1} s")]
     private partial void LogCompleted(string jobId, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Method}: {Warning}")]
+    private partial void LogMethodWarning(string jobId, string method, string warning);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: shard {Shard} unreachable ({Reason}); will retry")]
     private partial void LogShardUnreachable(string jobId, int shard, string reason);

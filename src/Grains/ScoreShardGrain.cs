@@ -45,7 +45,7 @@ public sealed partial class ScoreShardGrain(
         try
         {
             var (key, top) = await executor.Run(() => Work(a));
-            InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", a.Stage == ShardStage.Score ? "score" : "hessian"));
+            InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", StageLabel(a.Stage)));
             LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
             report = new ShardReport
             {
@@ -67,26 +67,37 @@ public sealed partial class ScoreShardGrain(
         }
     }
 
-    private (string Key, TopKLists? Top) Work(ShardAssignment a)
+    private static string StageLabel(ShardStage stage) => stage switch
+    {
+        ShardStage.Score => "score",
+        ShardStage.PartialHessian => "hessian",
+        ShardStage.CurvatureProduct => "hvp",
+        ShardStage.LissaRepeat => "lissa",
+        ShardStage.FactorSums => "kfac_factors",
+        ShardStage.CorrectionSums => "ekfac_corrections",
+        _ => stage.ToString().ToLowerInvariant(),
+    };
+
+    private (string? Key, TopKLists? Top) Work(ShardAssignment a)
     {
         var job = new ScoreJob(store, a.JobId, a.Request.ToSettings());
         var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
-        if (a.Stage == ShardStage.PartialHessian)
+        if (a.Stage != ShardStage.Score)
         {
-            var key = job.PartialHessian(checkpoint, train, a.ShardIndex, a.Start, a.End);
+            long products = job.RunShardWork(Enum.Parse<ShardWork>(a.Stage.ToString()), checkpoint, train, a.Round, a.ShardIndex, a.Start, a.End);
+            if (products > 0) InfluenceMetrics.CurvatureProducts.Add(products);
             Interlocked.Exchange(ref done, a.End - a.Start);
-            return (key, null);
+            return (a.Stage == ShardStage.PartialHessian ? job.PartialHessianKey(a.ShardIndex) : null, null);
         }
-        var inverse = cache.GetOrAdd(job.InverseKey, job.LoadInverse);
-        var queries = cache.GetOrAdd(job.QueriesKey, job.LoadQueries);
+        var plan = cache.GetOrAdd(job.TermsKey, () => job.LoadPlan(checkpoint));
         var progress = new Progress(n =>
         {
             Interlocked.Add(ref done, n);
             InfluenceMetrics.ExamplesScored.Add(n);
-            InfluenceMetrics.GradientsComputed.Add(n);
+            InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
         });
-        var top = job.ScoreShard(checkpoint, train, inverse, queries, a.ShardIndex, a.Start, a.End, progress);
+        var top = job.ScoreShard(checkpoint, train, plan, a.ShardIndex, a.Start, a.End, progress);
         return (job.ScoreBlockKey(a.ShardIndex), top);
     }
 

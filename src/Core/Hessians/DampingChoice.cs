@@ -32,7 +32,9 @@ public static class DampingChoice
         using var shifted = Arnoldi.Run(v => v.mul(shift).sub(apply(v)), parameterCount, iterations, keep: 1, seed + 1, dtype, device, flat);
         double smallest = shift - shifted.Eigenvalues[0].ToDouble();
         double largest = Math.Max(dominant, smallest);
-        double damping = Math.Max(0, -smallest) + RelativeFloor * Math.Abs(largest);
-        return new DampingReport(largest, smallest, damping, top.Products + shifted.Products);
+        return new DampingReport(largest, smallest, FromEigenvalues(smallest, largest), top.Products + shifted.Products);
     }
+
+    /// <summary>max(0, −λ_min) + <see cref="RelativeFloor"/>·|λ_max|.</summary>
+    public static double FromEigenvalues(double smallest, double largest) => Math.Max(0, -smallest) + RelativeFloor * Math.Abs(largest);
 }

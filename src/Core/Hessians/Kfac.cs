@@ -128,6 +128,76 @@ public sealed class KroneckerFactors : IDisposable
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// gᵀ(F̂ + (λ + δ)I)⁻¹g for each example of a batch, from its layer pieces: in the eigenbasis the
+    /// layer gradient δāᵀ rotates to (Q_Sᵀδ)(Q_Aᵀā)ᵀ, so the form is Σ_ij (Q_Sᵀδ)_i² (Q_Aᵀā)_j² / (Λ_ij + λ + δ).
+    /// </summary>
+    public Tensor QuadraticForms(PerExampleGradients.Pieces pieces, double damping, bool ekfac)
+    {
+        using var scope = NewDisposeScope();
+        Tensor? total = null;
+        for (int l = 0; l < spec.Layers.Count; l++)
+        {
+            var d = pieces.OutputGradients[l].to(ScalarType.Float64).matmul(QS[l]).square();                          // B × Out
+            var a = KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64).matmul(QA[l]).square();             // B × (In+1)
+            var inverse = Eigenvalues(l, ekfac).add(spec.L2 + damping).reciprocal();                                     // Out × (In+1)
+            var term = d.matmul(inverse).mul(a).sum(1L, false);
+            total = total is null ? term : total.add(term);
+        }
+        return total!.MoveToOuterDisposeScope();
+    }
+
+    public void Save(Stream stream)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write("influence-kronecker-factors-v1");
+        w.Write(spec.Layers.Count);
+        w.Write(Corrected is not null);
+        for (int l = 0; l < spec.Layers.Count; l++)
+        {
+            TensorIO.Write(w, QA[l]); TensorIO.Write(w, LA[l]);
+            TensorIO.Write(w, QS[l]); TensorIO.Write(w, LS[l]);
+            if (Corrected is not null) TensorIO.Write(w, Corrected[l]);
+        }
+    }
+
+    public static KroneckerFactors Load(ModelSpec spec, Stream stream, Device device)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        var magic = r.ReadString();
+        if (magic != "influence-kronecker-factors-v1") throw new InvalidDataException($"not a Kronecker-factor artifact ('{magic}')");
+        int n = r.ReadInt32();
+        if (n != spec.Layers.Count) throw new InvalidDataException($"the factors have {n} layers, the model {spec.Layers.Count}");
+        bool corrected = r.ReadBoolean();
+        var qa = new Tensor[n]; var la = new Tensor[n]; var qs = new Tensor[n]; var ls = new Tensor[n];
+        var c = corrected ? new Tensor[n] : null;
+        for (int l = 0; l < n; l++)
+        {
+            qa[l] = TensorIO.Read(r, device); la[l] = TensorIO.Read(r, device);
+            qs[l] = TensorIO.Read(r, device); ls[l] = TensorIO.Read(r, device);
+            if (c is not null) c[l] = TensorIO.Read(r, device);
+        }
+        return new KroneckerFactors(spec, qa, la, qs, ls) { Corrected = c };
+    }
+
+    /// <summary>Writes a shard's sums (factor sums, or correction sums) as a count and a list of tensors.</summary>
+    public static void WriteSums(Stream stream, long count, IReadOnlyList<Tensor> tensors)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write(count);
+        w.Write(tensors.Count);
+        foreach (var t in tensors) TensorIO.Write(w, t);
+    }
+
+    public static (long Count, Tensor[] Tensors) ReadSums(Stream stream, Device device)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        long count = r.ReadInt64();
+        var tensors = new Tensor[r.ReadInt32()];
+        for (int i = 0; i < tensors.Length; i++) tensors[i] = TensorIO.Read(r, device);
+        return (count, tensors);
+    }
+
     public void Dispose()
     {
         foreach (var t in QA.Concat(LA).Concat(QS).Concat(LS).Concat(Corrected ?? [])) t.Dispose();

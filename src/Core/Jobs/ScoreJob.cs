@@ -6,6 +6,7 @@ using Influence.Core.Objectives;
 using Influence.Core.Scoring;
 using Influence.Core.Storage;
 using Influence.Core.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Influence.Core.Jobs;
@@ -16,7 +17,7 @@ namespace Influence.Core.Jobs;
 /// <see cref="Prepare"/>, <see cref="Factorize"/> and <see cref="WriteOutputs"/>; shard grains run
 /// <see cref="PartialHessian"/> and <see cref="ScoreShard"/>. Tests run them in sequence in one process.
 /// </summary>
-public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings settings)
+public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSettings settings)
 {
     public IArtifactStore Store { get; } = store;
     public string JobId { get; } = jobId;
@@ -24,7 +25,12 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
     public string Prefix => $"jobs/{JobId}";
     public string CheckpointKey => $"{Prefix}/checkpoint.json";
     public string InverseKey => $"{Prefix}/work/inverse.bin";
-    public string QueriesKey => $"{Prefix}/work/queries.bin";
+    /// <summary>The score terms every shard scores against (θ, queries, weight each).</summary>
+    public string TermsKey => $"{Prefix}/work/terms.bin";
+    /// <summary>The method's report (damping used, solver residuals, warnings), written with the terms.</summary>
+    public string MethodReportKey => $"{Prefix}/work/method.json";
+    /// <summary>Minibatch training's checkpoints (TracIn's).</summary>
+    public string TrajectoryKey => $"{Prefix}/work/trajectory.bin";
     public string PartialHessianKey(int shard) => $"{Prefix}/work/hessian-{shard:D4}.bin";
     public string ScoreBlockKey(int shard) => $"{Prefix}/work/scores-{shard:D4}.bin";
 
@@ -53,10 +59,27 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
         using var tensors = DataTensors.From(data.Train, spec, device);
         var objective = new Objective(spec, tensors, data.Train.Count, device);
         using var init = Network.Initialize(spec, device);
-        var result = FullBatchTrainer.Train(objective, init, progress: progress);
-        var checkpoint = new Checkpoint(spec, Checkpoint.ToArray(result.Theta), result.Objective, result.GradientNorm,
-            result.LbfgsIterations, result.NewtonIterations, result.Seconds);
-        result.Theta.Dispose();
+        Checkpoint checkpoint;
+        if (Settings.Training.Optimizer is null)
+        {
+            var result = FullBatchTrainer.Train(objective, init, progress: progress);
+            checkpoint = new Checkpoint(spec, Checkpoint.ToArray(result.Theta), result.Objective, result.GradientNorm,
+                result.LbfgsIterations, result.NewtonIterations, result.Seconds);
+            result.Theta.Dispose();
+        }
+        else
+        {
+            var sw = Stopwatch.StartNew();
+            progress?.Report($"training with {Settings.Training.Describe()}");
+            var (theta, trajectory) = MinibatchTrainer.Train(objective, init, Settings.Training.ToMinibatch(Settings.Seed));
+            // TracIn's checkpoints go first: a checkpoint.json without them would be taken as finished training.
+            Store.Write(TrajectoryKey, s => ScorePlan.WriteTerms(s, trajectory.Select(c => new ScoreTerm(c.Theta, c.Theta.unsqueeze(0), c.LearningRate)).ToList()));
+            var (value, gradient) = objective.ValueAndGradient(theta);
+            checkpoint = new Checkpoint(spec, Checkpoint.ToArray(theta), value, gradient.norm().ToDouble(), 0, 0, sw.Elapsed.TotalSeconds);
+            foreach (var c in trajectory) c.Theta.Dispose();
+            theta.Dispose();
+            gradient.Dispose();
+        }
         Store.Write(CheckpointKey, checkpoint.Save);
         return checkpoint;
     }
@@ -74,15 +97,13 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
         return key;
     }
 
-    public sealed record FactorizationResult(double MinEigenvalue, double MaxEigenvalue, InverseKind Kind, int DroppedEigenvalues, double Seconds);
-
     /// <summary>
     /// Coordinator step: adds the shards' partial sums, divides by N, adds the regulariser,
     /// factorises H + δI once and preconditions the queries: H⁻¹∇L(test_q) for each test index.
     /// </summary>
-    public FactorizationResult Factorize(Checkpoint checkpoint, TrainTestData data, IReadOnlyList<string> partialKeys)
+    public MethodReport Factorize(Checkpoint checkpoint, TrainTestData data, IReadOnlyList<string> partialKeys)
     {
-        var sw = Stopwatch.StartNew();
+        if (Preconditioned) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
@@ -97,44 +118,57 @@ public sealed class ScoreJob(IArtifactStore store, string jobId, ScoreSettings s
         var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
         var h = ExactHessian.Assemble(sum!, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
-        using var inverse = HessianInverse.Factorize(h, Settings.Damping, flat);
+        double damping = Settings.Damping;
+        HessianInverse inverse;
+        if (Settings.AutoDamping)
+        {
+            using var undamped = HessianInverse.Factorize(h, 0, flat);
+            damping = DampingChoice.FromEigenvalues(undamped.MinEigenvalue, undamped.MaxEigenvalue);
+            inverse = damping == 0 ? HessianInverse.Factorize(h, 0, flat) : HessianInverse.Factorize(h, damping, flat);
+        }
+        else inverse = HessianInverse.Factorize(h, damping, flat);
+        using var _ = inverse;
         Store.Write(InverseKey, inverse.Save);
 
         var theta = checkpoint.Theta(device);
-        using var test = DataTensors.From(data.Test.Select(Settings.TestIndices), spec, device);
-        var grads = ShardScorer.Gradients(spec, theta, test).to(ScalarType.Float64);
-        var queries = inverse.Solve(grads.t()).t().contiguous();
-        Store.Write(QueriesKey, s => TensorIO.Write(s, queries));
-        return new FactorizationResult(inverse.MinEigenvalue, inverse.MaxEigenvalue, inverse.Kind, inverse.DroppedEigenvalues, sw.Elapsed.TotalSeconds);
+        var grads = TestGradients(checkpoint, data, theta).to(ScalarType.Float64);
+        var queries = inverse.Solve(grads).t().contiguous();
+        // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
+        double min = inverse.MinEigenvalue - damping, max = inverse.MaxEigenvalue - damping;
+        var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
+        report.Details["factorization"] = inverse.Kind.ToString().ToLowerInvariant();
+        report.Details["dropped_eigenvalues"] = inverse.DroppedEigenvalues;
+        report.Details["damping_rule"] = Settings.AutoDamping ? $"max(0, -lambda_min) + {DampingChoice.RelativeFloor} * lambda_max" : "given";
+        report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
+        if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
+        return FinishPreconditioning(theta, queries, report);
     }
 
     public HessianInverse LoadInverse() { using var s = Store.OpenRead(InverseKey); return HessianInverse.Load(s, Compute.Devices.Default); }
 
-    public Tensor LoadQueries() { using var s = Store.OpenRead(QueriesKey); using var r = new BinaryReader(s); return TensorIO.Read(r, Compute.Devices.Default); }
-
     /// <summary>
-    /// Shard step 2: influence of rows [start, end) on every query and their self-influence,
-    /// written as a block (Q×n influence, then n self-influence, float64); returns the local top-k.
+    /// Shard step 2: influence of rows [start, end) on every query and their self-influence (NaN
+    /// where the method has none), written as a block (Q×n influence, then n self-influence,
+    /// float64); returns the local top-k.
     /// </summary>
-    public TopKLists ScoreShard(Checkpoint checkpoint, Dataset train, HessianInverse inverse, Tensor queries, int shard, int start, int end, IProgress<long>? progress = null)
+    public TopKLists ScoreShard(Checkpoint checkpoint, Dataset train, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress = null)
     {
         var key = ScoreBlockKey(shard);
         if (Store.Exists(key))
         {
-            var existing = ReadBlock(shard, end - start, queries.shape[0]);
+            var existing = ReadBlock(shard, end - start, plan.QueryCount);
             return TopKLists.FromBlock(existing.Influence, existing.QueryCount, existing.Count, start, Settings.TopK);
         }
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
-        using var theta = checkpoint.Theta(device);
-        var scores = ShardScorer.Score(checkpoint.Spec, theta, rows, start, queries, inverse, Settings.TopK, Settings.BatchSize, progress);
+        var scores = ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
         Store.Write(key, s =>
         {
             using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
             w.Write(scores.QueryCount);
             w.Write(scores.Count);
             foreach (var v in scores.Influence) w.Write(v);
-            foreach (var v in scores.SelfInfluence!) w.Write(v);
+            for (int i = 0; i < scores.Count; i++) w.Write(scores.SelfInfluence?[i] ?? double.NaN);
         });
         return scores.TopK;
     }

@@ -12,7 +12,8 @@ using static TorchSharp.torch;
 namespace Influence.Core.Jobs;
 
 /// <summary>Where a shard ran and how long it took, for the summary.</summary>
-public sealed record ShardRun(int Index, int Start, int End, string Silo, double HessianSeconds, double ScoreSeconds);
+/// <param name="PrepareSeconds">The shard's stages before scoring (partial Hessian, curvature products, factor sums), summed.</param>
+public sealed record ShardRun(int Index, int Start, int End, string Silo, double PrepareSeconds, double ScoreSeconds);
 
 /// <summary>Writes a finished score job's files into the store: influence.csv, self_influence.csv, topk.csv, summary.json.</summary>
 public static class ScoreOutputs
@@ -21,7 +22,7 @@ public static class ScoreOutputs
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
-    public static void Write(ScoreJob job, TrainTestData data, Checkpoint checkpoint, ScoreJob.FactorizationResult factorization,
+    public static void Write(ScoreJob job, TrainTestData data, Checkpoint checkpoint, MethodReport method,
         IReadOnlyList<ShardRun> shards, TopKLists topK, IReadOnlyDictionary<string, double> timings)
     {
         var s = job.Settings;
@@ -41,7 +42,7 @@ public static class ScoreOutputs
                         w.Write($"{s.TestIndices[k]},{shards[b].Start + j},{F(block.Influence[(long)k * block.Count + j])}\n");
                 }
         });
-        job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
+        if (Methods.HasSelfInfluence(s.Method)) job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             w.WriteLine("train_index,self_influence");
@@ -81,7 +82,10 @@ public static class ScoreOutputs
                 ["dtype"] = spec.Precision.ToString().ToLowerInvariant(),
                 ["seed"] = s.Seed,
                 ["method"] = s.Method,
-                ["damping"] = s.Damping,
+                ["damping"] = s.AutoDamping ? "auto" : s.Damping,
+                ["options"] = MethodOptionsJson(s),
+                ["training"] = s.Training.Describe(),
+                ["memory_budget_mb"] = s.MemoryBudgetMb,
                 ["test_indices"] = new JsonArray(s.TestIndices.Select(i => (JsonNode)i).ToArray()),
                 ["shards"] = shards.Count,
                 ["top_k"] = s.TopK,
@@ -111,19 +115,20 @@ public static class ScoreOutputs
             },
             ["hessian"] = new JsonObject
             {
-                ["min_eigenvalue"] = factorization.MinEigenvalue - s.Damping,
-                ["max_eigenvalue"] = factorization.MaxEigenvalue - s.Damping,
-                ["damping"] = s.Damping,
-                ["positive_definite"] = factorization.MinEigenvalue > 0,
-                ["factorization"] = factorization.Kind.ToString().ToLowerInvariant(),
-                ["dropped_eigenvalues"] = factorization.DroppedEigenvalues,
-                ["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H",
+                ["min_eigenvalue"] = method.SmallestEigenvalue,
+                ["max_eigenvalue"] = method.LargestEigenvalue,
+                ["damping"] = method.Damping,
+                ["damping_given"] = s.AutoDamping ? "auto" : s.Damping.ToString("R", CultureInfo.InvariantCulture),
+                ["positive_definite"] = method.SmallestEigenvalue is double min ? min + method.Damping > 0 : null,
+                ["eigenvalues_of"] = s.Method == Methods.Exact ? method.Details["eigenvalues_of"]?.DeepClone() : $"estimated by {s.Method} (see method.details)",
             },
+            ["method"] = method.ToJson(),
+            ["self_influence"] = Methods.HasSelfInfluence(s.Method) ? "self_influence.csv" : $"not computed: {s.Method} would need one solve per training example",
             ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
             {
                 ["index"] = sh.Index, ["start"] = sh.Start, ["end"] = sh.End, ["silo"] = sh.Silo,
-                ["hessian_seconds"] = sh.HessianSeconds, ["score_seconds"] = sh.ScoreSeconds,
+                ["prepare_seconds"] = sh.PrepareSeconds, ["score_seconds"] = sh.ScoreSeconds,
             }).ToArray()),
         };
         job.Store.Write($"{job.Prefix}/summary.json", stream =>
@@ -131,6 +136,21 @@ public static class ScoreOutputs
             using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
             summary.WriteTo(w);
         });
+    }
+
+    /// <summary>The parameters the chosen method reads (the others are left out).</summary>
+    private static JsonObject MethodOptionsJson(ScoreSettings s)
+    {
+        var o = s.Options;
+        var json = new JsonObject();
+        if (Methods.UsesProducts(s.Method) || s.AutoDamping && s.Method != Methods.Exact) json["curvature"] = o.Curvature.ToString().ToLowerInvariant();
+        if (s.Method == Methods.Cg) { json["cg_tolerance"] = o.Tolerance; json["cg_max_iterations"] = o.MaxIterations; }
+        if (s.Method == Methods.Arnoldi || Methods.UsesProducts(s.Method) && s.AutoDamping) json["arnoldi_iterations"] = o.Krylov;
+        if (s.Method == Methods.Arnoldi) json["arnoldi_top"] = o.TopEigen;
+        if (s.Method == Methods.Lissa) { json["lissa_depth"] = o.LissaDepth; json["lissa_repeats"] = o.LissaRepeats; json["lissa_batch"] = o.LissaBatch; json["lissa_scale"] = o.LissaScale == 0 ? "auto" : o.LissaScale; }
+        if (s.Method is Methods.Kfac or Methods.Ekfac) json["fisher_labels"] = o.FisherLabels.ToString().ToLowerInvariant();
+        if (s.Method is not (Methods.Exact or Methods.TracIn or Methods.GradDot or Methods.GradCos)) json["method_seed"] = o.Seed;
+        return json;
     }
 
     /// <summary>Accuracy and mean loss of the checkpoint on a dataset.</summary>

@@ -18,6 +18,12 @@ public sealed record ScoreSettings
     public int Seed { get; init; }
     public string Method { get; init; } = "exact";
     public double Damping { get; init; }
+    /// <summary>Choose δ from the curvature's extreme eigenvalues (<see cref="Hessians.DampingChoice"/>) instead of <see cref="Damping"/>.</summary>
+    public bool AutoDamping { get; init; }
+    public MethodOptions Options { get; init; } = new();
+    public TrainingChoice Training { get; init; } = new();
+    /// <summary>Memory a shard may use for query vectors and their intermediates; larger query sets are scored in passes.</summary>
+    public long MemoryBudgetMb { get; init; } = 2048;
     public required int[] TestIndices { get; init; }
     public int Shards { get; init; } = 4;
     public int TopK { get; init; } = 10;
@@ -28,7 +34,12 @@ public sealed record ScoreSettings
     {
         if (ModelKind is not ("logreg" or "mlp")) throw new ArgumentException($"--model must be logreg or mlp, not '{ModelKind}'");
         if (ModelKind == "mlp" && Hidden.Length == 0) throw new ArgumentException("--model mlp needs --hidden, e.g. --hidden 8,8");
-        if (Method != "exact") throw new ArgumentException($"--method '{Method}' is not available; this version has: exact");
+        Options.Validate(Method);
+        if (Methods.NeedsCheckpoints(Method) && Training.Optimizer is null)
+            throw new ArgumentException($"--method {Method} sums over training checkpoints: train with --optimizer sgd or adam (full-batch L-BFGS keeps none)");
+        if (Training.Optimizer is not null && (!(Training.LearningRate > 0) || Training.Epochs < 1 || Training.BatchSize < 1 || Training.CheckpointEvery < 1))
+            throw new ArgumentException("--lr must be positive and --epochs, --train-batch and --checkpoint-every ≥ 1");
+        if (MemoryBudgetMb < 16) throw new ArgumentException($"--memory-budget-mb must be ≥ 16, not {MemoryBudgetMb}");
         if (!(L2 >= 0)) throw new ArgumentException($"--l2 must be ≥ 0, not {L2}");
         if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new ArgumentException($"--damping must be a finite number ≥ 0, not {Damping}");
         if (TestIndices.Length == 0) throw new ArgumentException("--test-indices selects no test point");

@@ -31,8 +31,13 @@ public static class PerExampleGradients
     public static void Materialize(ModelSpec spec, Tensor theta, DataTensors batch, Tensor into)
     {
         using var scope = NewDisposeScope();
-        var pieces = Backward(spec, theta, batch);
-        long b = batch.Count;
+        Materialize(spec, Backward(spec, theta, batch), into);
+    }
+
+    /// <summary>Writes the B×P per-example gradients of one batch's pieces into <paramref name="into"/>.</summary>
+    public static void Materialize(ModelSpec spec, Pieces pieces, Tensor into)
+    {
+        long b = pieces.Inputs[0].shape[0];
         var layers = spec.Layers;
         for (int l = 0; l < layers.Count; l++)
         {
@@ -83,10 +88,17 @@ public static class PerExampleGradients
     public static Tensor DotWithQueries(ModelSpec spec, Tensor theta, DataTensors batch, Queries queries)
     {
         using var scope = NewDisposeScope();
-        var pieces = Backward(spec, theta, batch);
+        return DotWithQueries(spec, Backward(spec, theta, batch), queries).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>B×Q matrix of g_iᵀ q_k from one batch's pieces.</summary>
+    public static Tensor DotWithQueries(ModelSpec spec, Pieces pieces, Queries queries)
+    {
+        using var scope = NewDisposeScope();
         var layers = spec.Layers;
-        long b = batch.Count, q = queries.Count;
-        var result = zeros(b, q, dtype: spec.ScalarType, device: theta.device);
+        long b = pieces.Inputs[0].shape[0], q = queries.Count;
+        var device = pieces.Inputs[0].device;
+        var result = zeros(b, q, dtype: spec.ScalarType, device: device);
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
@@ -107,6 +119,19 @@ public static class PerExampleGradients
             result.add_(delta.matmul(queries.Biases[l].t()));
         }
         return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>‖g_i‖² of each example from the pieces: per layer ‖δ āᵀ‖² = ‖δ‖²(‖a‖² + 1) (bias included).</summary>
+    public static Tensor SquaredNorms(Pieces pieces)
+    {
+        using var scope = NewDisposeScope();
+        Tensor? total = null;
+        for (int l = 0; l < pieces.Inputs.Count; l++)
+        {
+            var term = pieces.OutputGradients[l].square().sum(1L, false).mul(pieces.Inputs[l].square().sum(1L, false).add(1));
+            total = total is null ? term : total.add(term);
+        }
+        return total!.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,58 +1,94 @@
 using Influence.Core.Hessians;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Influence.Core.Scoring;
 
 /// <summary>What one shard of the training set contributes to a score job.</summary>
-/// <param name="Influence">Q×n row-major: I(z_{first+j}, test_q) = −∇L_testᵀ H⁻¹ ∇L(z).</param>
-/// <param name="SelfInfluence">n values ∇L(z)ᵀ H⁻¹ ∇L(z), or null when not asked for.</param>
-public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, long GradientsComputed);
+/// <param name="Influence">Q×n row-major: I(z_{first+j}, test_q) = −∇L_testᵀ H⁻¹ ∇L(z) (or the method's stand-in).</param>
+/// <param name="SelfInfluence">n values ∇L(z)ᵀ H⁻¹ ∇L(z), or null when the method has none.</param>
+/// <param name="Passes">Passes over the rows, one per group of queries that fits the memory budget.</param>
+public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, long GradientsComputed, int Passes = 1);
 
-/// <summary>Scores a contiguous range of training examples against preconditioned queries.</summary>
+/// <summary>Scores a contiguous range of training examples against a method's <see cref="ScorePlan"/>.</summary>
 public static class ShardScorer
 {
-    /// <param name="preconditionedQueries">Q×P: H⁻¹ ∇L(test_q) for each query.</param>
-    /// <param name="inverse">The factorised Hessian, for self-influence; null skips it.</param>
+    /// <summary>Exact influence: one term at θ̂ with preconditioned queries (Q×P), self-influence from the factorisation (or none).</summary>
     public static ShardScores Score(ModelSpec spec, Tensor theta, DataTensors rows, int firstIndex, Tensor preconditionedQueries,
         HessianInverse? inverse, int topK, int batchSize = 512, IProgress<long>? progress = null)
     {
+        // The plan borrows theta, the queries and the inverse: it is not disposed here.
+        var plan = new ScorePlan([new ScoreTerm(theta, preconditionedQueries, 1.0)], inverse is null ? null : new SelfInfluence.Exact(inverse), cosine: false);
+        return Score(spec, plan, rows, firstIndex, topK, batchSize, long.MaxValue, progress);
+    }
+
+    /// <summary>
+    /// Influence of every row on every query of the plan, Σ_terms weight·(−g(θ_t)ᵀq_t), and self-influence,
+    /// from one backward pass per batch and term. Queries are taken in groups whose per-layer copies
+    /// and B×Q intermediates fit <paramref name="memoryBudgetBytes"/>; each group is one pass over the rows.
+    /// </summary>
+    public static ShardScores Score(ModelSpec spec, ScorePlan plan, DataTensors rows, int firstIndex, int topK, int batchSize,
+        long memoryBudgetBytes, IProgress<long>? progress = null)
+    {
         int n = (int)rows.Count;
-        int q = (int)preconditionedQueries.shape[0];
+        int q = (int)plan.QueryCount;
+        int group = QueriesPerPass(spec, plan.Terms.Count, Math.Min(batchSize, n), memoryBudgetBytes);
         var influence = new double[(long)q * n];
-        var self = inverse is null ? null : new double[n];
-        using var queries = new PerExampleGradients.Queries(spec, preconditionedQueries.to(spec.ScalarType));
-        Tensor? buffer = inverse is null ? null : empty(Math.Min(batchSize, n), spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
-        try
+        var self = plan.Self is null ? null : new double[n];
+        int passes = 0;
+        long gradients = 0;
+        for (int q0 = 0; q0 < q; q0 += group, passes++)
         {
-            for (int start = 0; start < n; start += batchSize)
+            int qn = Math.Min(group, q - q0);
+            var queries = plan.Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType))).ToArray();
+            try
             {
-                using var scope = NewDisposeScope();
-                int len = Math.Min(batchSize, n - start);
-                using var batch = rows.Rows(start, len);
-                // n×Q dot products, negated: I = −qᵀg.
-                var dots = PerExampleGradients.DotWithQueries(spec, theta, batch, queries).to(ScalarType.Float64).cpu();
-                var block = dots.t().contiguous().neg().data<double>().ToArray(); // Q × len
-                for (int k = 0; k < q; k++)
-                    Array.Copy(block, (long)k * len, influence, (long)k * n + start, len);
-                if (inverse is not null)
+                bool first = q0 == 0;
+                for (int start = 0; start < n; start += batchSize)
                 {
-                    var g = buffer!.narrow(0, 0, len);
-                    PerExampleGradients.Materialize(spec, theta, batch, g);
-                    var s = inverse.QuadraticForms(g).to(ScalarType.Float64).cpu().data<double>().ToArray();
-                    Array.Copy(s, 0, self!, start, len);
+                    using var scope = NewDisposeScope();
+                    int len = Math.Min(batchSize, n - start);
+                    using var batch = rows.Rows(start, len);
+                    var dots = zeros(len, qn, dtype: ScalarType.Float64, device: rows.X.device);
+                    var selfSum = zeros(len, dtype: ScalarType.Float64, device: rows.X.device);
+                    for (int t = 0; t < plan.Terms.Count; t++)
+                    {
+                        var term = plan.Terms[t];
+                        var pieces = PerExampleGradients.Backward(spec, term.Theta, batch);
+                        gradients += len;
+                        var d = PerExampleGradients.DotWithQueries(spec, pieces, queries[t]).to(ScalarType.Float64);
+                        if (plan.Cosine) d = d.div(PerExampleGradients.SquaredNorms(pieces).to(ScalarType.Float64).sqrt().clamp_min(1e-300).unsqueeze(1));
+                        dots.add_(d.mul(term.Weight));
+                        if (first && plan.Self is not null) selfSum.add_(plan.Self.Of(spec, term, pieces).to(ScalarType.Float64));
+                    }
+                    // Influence is −qᵀg: negated once here.
+                    var block = dots.t().contiguous().neg().cpu().data<double>().ToArray(); // qn × len
+                    for (int k = 0; k < qn; k++)
+                        Array.Copy(block, (long)k * len, influence, (long)(q0 + k) * n + start, len);
+                    if (first && self is not null) Array.Copy(selfSum.cpu().data<double>().ToArray(), 0, self, start, len);
+                    if (first) progress?.Report(len);
                 }
-                progress?.Report(len);
+            }
+            finally
+            {
+                foreach (var x in queries) x.Dispose();
             }
         }
-        finally
-        {
-            buffer?.Dispose();
-        }
         var top = TopKLists.FromBlock(influence, q, n, firstIndex, topK);
-        return new ShardScores(firstIndex, n, q, influence, self, top, n);
+        return new ShardScores(firstIndex, n, q, influence, self, top, gradients, passes);
+    }
+
+    /// <summary>
+    /// Queries per pass: each costs its per-layer copy (P values per term) and its share of the
+    /// B×Q×min(In, Out) intermediates of the dot products.
+    /// </summary>
+    public static int QueriesPerPass(ModelSpec spec, int terms, int batchSize, long memoryBudgetBytes)
+    {
+        long element = spec.Precision == Precision.Float64 ? 8 : 4;
+        long widest = spec.Layers.Max(l => (long)Math.Min(l.In, l.Out));
+        long perQuery = element * (spec.ParameterCount * terms + (long)batchSize * widest) + 8L * batchSize * 2;
+        return (int)Math.Clamp(memoryBudgetBytes / Math.Max(1, perQuery), 1, int.MaxValue);
     }
 
     /// <summary>Per-example gradients of the given rows (Q×P), e.g. of the test points.</summary>

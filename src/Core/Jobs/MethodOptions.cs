@@ -1,0 +1,78 @@
+using Influence.Core.Hessians;
+using Influence.Core.Training;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>The influence estimators a score job can use.</summary>
+public static class Methods
+{
+    public const string Exact = "exact", Cg = "cg", Lissa = "lissa", Arnoldi = "arnoldi", Kfac = "kfac", Ekfac = "ekfac",
+        TracIn = "tracin", GradDot = "grad-dot", GradCos = "grad-cos";
+
+    public static readonly string[] All = [Exact, Cg, Lissa, Arnoldi, Kfac, Ekfac, TracIn, GradDot, GradCos];
+
+    /// <summary>Methods whose inverse comes from distributed curvature products.</summary>
+    public static bool UsesProducts(string method) => method is Cg or Lissa or Arnoldi;
+
+    /// <summary>Methods that need the training run's checkpoints.</summary>
+    public static bool NeedsCheckpoints(string method) => method == TracIn;
+
+    /// <summary>Whether a method gives a self-influence for every training example cheaply (CG and LiSSA would need one solve per example).</summary>
+    public static bool HasSelfInfluence(string method) => method is not (Cg or Lissa or GradCos);
+}
+
+/// <summary>
+/// Parameters of the inverse-curvature estimators (every one is reported in summary.json).
+/// Defaults follow the papers' usual choices scaled to this machine.
+/// </summary>
+public sealed record MethodOptions
+{
+    /// <summary>Hessian or generalised Gauss-Newton for the iterative methods (cg, lissa, arnoldi).</summary>
+    public Curvature Curvature { get; init; } = Curvature.Hessian;
+    /// <summary>CG: stop a column at ‖r‖ ≤ tolerance·‖b‖.</summary>
+    public double Tolerance { get; init; } = 1e-6;
+    /// <summary>CG: iteration cap (one round of distributed products each).</summary>
+    public int MaxIterations { get; init; } = 200;
+    /// <summary>Arnoldi: Krylov dimension n (one distributed product per step); also the length of the damping choice's runs.</summary>
+    public int Krylov { get; init; } = 60;
+    /// <summary>Arnoldi: eigenpairs kept (k ≤ n).</summary>
+    public int TopEigen { get; init; } = 30;
+    /// <summary>LiSSA: recursion depth, repeats (one shard task each), rows per product, scale (0 = 3·(λ_max + δ) from Arnoldi).</summary>
+    public int LissaDepth { get; init; } = 1000;
+    public int LissaRepeats { get; init; } = 4;
+    public int LissaBatch { get; init; } = 64;
+    public double LissaScale { get; init; }
+    /// <summary>K-FAC / EK-FAC: labels of the Fisher's output gradients.</summary>
+    public FisherLabels FisherLabels { get; init; } = FisherLabels.Sampled;
+    /// <summary>Seed of Arnoldi's start vector, LiSSA's batches and the sampled Fisher labels.</summary>
+    public int Seed { get; init; }
+
+    public void Validate(string method)
+    {
+        if (!Methods.All.Contains(method)) throw new ArgumentException($"--method must be one of {string.Join(", ", Methods.All)}, not '{method}'");
+        if (!(Tolerance > 0 && Tolerance < 1)) throw new ArgumentException($"--cg-tolerance must be in (0, 1), not {Tolerance}");
+        if (MaxIterations < 1) throw new ArgumentException($"--cg-max-iterations must be ≥ 1, not {MaxIterations}");
+        if (Krylov < 2) throw new ArgumentException($"--arnoldi-iterations must be ≥ 2, not {Krylov}");
+        if (TopEigen < 1 || TopEigen > Krylov) throw new ArgumentException($"--arnoldi-top must be in 1..{Krylov} (the Krylov dimension), not {TopEigen}");
+        if (LissaDepth < 1 || LissaRepeats < 1 || LissaBatch < 1) throw new ArgumentException("--lissa-depth, --lissa-repeats and --lissa-batch must be ≥ 1");
+        if (!(LissaScale >= 0) || double.IsInfinity(LissaScale)) throw new ArgumentException($"--lissa-scale must be a finite number ≥ 0 (0 = automatic), not {LissaScale}");
+    }
+}
+
+/// <summary>How the score job trains θ̂: full batch to a tight optimum (influence functions' assumption), or minibatch SGD/Adam with checkpoints (TracIn's).</summary>
+public sealed record TrainingChoice
+{
+    /// <summary>null: full-batch L-BFGS (+ Newton where P allows).</summary>
+    public Optimizer? Optimizer { get; init; }
+    public double LearningRate { get; init; } = 0.05;
+    public int Epochs { get; init; } = 20;
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Keep θ every this many epochs (and the last).</summary>
+    public int CheckpointEvery { get; init; } = 5;
+
+    public MinibatchOptions ToMinibatch(int seed) => new(Optimizer ?? Training.Optimizer.Sgd, LearningRate, Epochs, BatchSize, seed, CheckpointEvery);
+
+    public string Describe() => Optimizer is null
+        ? "full-batch L-BFGS to a tight optimum"
+        : $"{Optimizer.ToString()!.ToLowerInvariant()}, lr {LearningRate}, {Epochs} epochs, batch {BatchSize}, checkpoint every {CheckpointEvery}";
+}

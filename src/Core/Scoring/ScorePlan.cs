@@ -1,0 +1,122 @@
+using Influence.Core.Hessians;
+using Influence.Core.Models;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Scoring;
+
+/// <summary>
+/// One term of a score: weight · ∇L(z; θ)ᵀ q for each query q (rows of <see cref="Queries"/>, Q×P).
+/// Influence methods have one term at θ̂ with the preconditioned queries; TracIn has one per checkpoint.
+/// </summary>
+public sealed record ScoreTerm(Tensor Theta, Tensor Queries, double Weight) : IDisposable
+{
+    public void Dispose()
+    {
+        Theta.Dispose();
+        Queries.Dispose();
+    }
+}
+
+/// <summary>Each method's self-influence s(z) of a batch, from the same backward pass that gives its dot products.</summary>
+public abstract class SelfInfluence : IDisposable
+{
+    /// <summary>B values to add for one term.</summary>
+    public abstract Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces);
+
+    public virtual void Dispose() { }
+
+    /// <summary>gᵀ(H + δI)⁺g with the exact factorisation (the gradients are materialised: P is small).</summary>
+    public sealed class Exact(HessianInverse inverse) : SelfInfluence
+    {
+        public override Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces)
+        {
+            using var scope = NewDisposeScope();
+            var g = empty(pieces.Inputs[0].shape[0], spec.ParameterCount, dtype: spec.ScalarType, device: term.Theta.device);
+            PerExampleGradients.Materialize(spec, pieces, g);
+            return inverse.QuadraticForms(g).MoveToOuterDisposeScope();
+        }
+
+        public override void Dispose() => inverse.Dispose();
+    }
+
+    /// <summary>Σ_i (u_iᵀg)² / d_i over kept eigenpairs (Arnoldi): dot products with the eigenvectors, no B×P matrix.</summary>
+    public sealed class LowRank(ModelSpec spec, Tensor vectors, Tensor denominators) : SelfInfluence
+    {
+        private readonly PerExampleGradients.Queries basis = new(spec, vectors.t().contiguous());
+
+        public override Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces)
+        {
+            using var scope = NewDisposeScope();
+            var dots = PerExampleGradients.DotWithQueries(spec, pieces, basis).to(ScalarType.Float64);
+            return dots.square().div(denominators.unsqueeze(0)).sum(1L, false).MoveToOuterDisposeScope();
+        }
+
+        public override void Dispose()
+        {
+            basis.Dispose();
+            vectors.Dispose();
+            denominators.Dispose();
+        }
+    }
+
+    /// <summary>gᵀ(F̂ + (λ + δ)I)⁻¹g per layer in the Kronecker eigenbasis (K-FAC / EK-FAC), from the pieces.</summary>
+    public sealed class Kronecker(KroneckerFactors factors, double damping, bool ekfac) : SelfInfluence
+    {
+        public override Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces) => factors.QuadraticForms(pieces, damping, ekfac);
+
+        public override void Dispose() => factors.Dispose();
+    }
+
+    /// <summary>weight · ‖g‖² (TracIn: Σ_t η_t ‖∇L(z; θ_t)‖²; grad-dot: ‖∇L(z)‖²).</summary>
+    public sealed class SquaredNorm : SelfInfluence
+    {
+        public override Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces) =>
+            PerExampleGradients.SquaredNorms(pieces).mul(term.Weight);
+    }
+}
+
+/// <summary>What a shard needs to score its rows with a method: the terms, how to get self-influence, and whether scores are cosines.</summary>
+public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? self, bool cosine) : IDisposable
+{
+    public IReadOnlyList<ScoreTerm> Terms { get; } = terms;
+    public SelfInfluence? Self { get; } = self;
+    /// <summary>Divide each training example's dot products by its gradient norm (grad-cos; the queries are unit vectors already).</summary>
+    public bool Cosine { get; } = cosine;
+    public long QueryCount => Terms[0].Queries.shape[0];
+
+    public void Dispose()
+    {
+        foreach (var t in Terms) t.Dispose();
+        Self?.Dispose();
+    }
+
+    /// <summary>Writes the terms (θ, queries, weight each).</summary>
+    public static void WriteTerms(Stream stream, IReadOnlyList<ScoreTerm> terms)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write("influence-score-terms-v1");
+        w.Write(terms.Count);
+        foreach (var t in terms)
+        {
+            w.Write(t.Weight);
+            TensorIO.Write(w, t.Theta);
+            TensorIO.Write(w, t.Queries);
+        }
+    }
+
+    public static List<ScoreTerm> ReadTerms(Stream stream, Device device)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        var magic = r.ReadString();
+        if (magic != "influence-score-terms-v1") throw new InvalidDataException($"not a score-terms artifact ('{magic}')");
+        int n = r.ReadInt32();
+        var terms = new List<ScoreTerm>(n);
+        for (int i = 0; i < n; i++)
+        {
+            double weight = r.ReadDouble();
+            var theta = TensorIO.Read(r, device);
+            terms.Add(new ScoreTerm(theta, TensorIO.Read(r, device), weight));
+        }
+        return terms;
+    }
+}

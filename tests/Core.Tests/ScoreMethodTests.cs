@@ -1,0 +1,249 @@
+using System.Globalization;
+using Influence.Core.Data;
+using Influence.Core.Hessians;
+using Influence.Core.Jobs;
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using Influence.Core.Scoring;
+using Influence.Core.Storage;
+using Influence.Core.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Tests;
+
+/// <summary>
+/// Every method as a score job (its shard stages, its coordinator steps, the score stage and the
+/// outputs) on one process, against the exact influence or the method's own definition computed directly.
+/// </summary>
+public class ScoreMethodTests
+{
+    private static readonly int[] TestRows = [0, 7, 19, 30];
+
+    private sealed record Outcome(double[,] Influence, double[]? Self, MethodReport Report, string Dir);
+
+    private static ScoreSettings Settings(string method, Func<ScoreSettings, ScoreSettings>? configure = null, string model = "mlp")
+    {
+        var s = new ScoreSettings
+        {
+            Train = new DatasetSpec(TestData.DataFile("iris_train.csv")),
+            Test = new DatasetSpec(TestData.DataFile("iris_test.csv")),
+            ModelKind = model,
+            Hidden = model == "mlp" ? [6] : [],
+            Activation = Activation.Tanh,
+            L2 = 1e-2,
+            DecayOn = DecayOn.All,
+            Method = method,
+            TestIndices = TestRows,
+            Shards = 3,
+        };
+        return configure is null ? s : configure(s);
+    }
+
+    private static Outcome Run(ScoreSettings settings)
+    {
+        var dir = Directory.CreateTempSubdirectory("influence-methods-").FullName;
+        var store = new LocalArtifactStore(dir);
+        var job = new ScoreJob(store, "job", settings);
+        var result = InProcessStages.Run(job);
+        var rows = File.ReadLines(Path.Combine(dir, "jobs/job/influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        int n = rows.Count / settings.TestIndices.Length;
+        var influence = new double[settings.TestIndices.Length, n];
+        foreach (var r in rows)
+            influence[Array.IndexOf(settings.TestIndices, int.Parse(r[0], CultureInfo.InvariantCulture)), int.Parse(r[1], CultureInfo.InvariantCulture)] = double.Parse(r[2], CultureInfo.InvariantCulture);
+        var selfFile = Path.Combine(dir, "jobs/job/self_influence.csv");
+        var self = File.Exists(selfFile) ? File.ReadLines(selfFile).Skip(1).Select(l => double.Parse(l.Split(',')[1], CultureInfo.InvariantCulture)).ToArray() : null;
+        return new Outcome(influence, self, result.Report, dir);
+    }
+
+    private static double MaxRelativeError(double[,] a, double[,] b)
+    {
+        double scale = 0, err = 0;
+        foreach (var v in b) scale = Math.Max(scale, Math.Abs(v));
+        for (int i = 0; i < a.GetLength(0); i++)
+            for (int j = 0; j < a.GetLength(1); j++) err = Math.Max(err, Math.Abs(a[i, j] - b[i, j]));
+        return err / scale;
+    }
+
+    private static double MaxRelativeError(double[] a, double[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max() / b.Max(Math.Abs);
+
+    [Fact]
+    public void Cg_and_full_Arnoldi_reproduce_the_exact_influence_and_Arnoldi_its_self_influence()
+    {
+        var exact = Run(Settings(Methods.Exact, s => s with { Damping = 1e-3 }));
+        var cg = Run(Settings(Methods.Cg, s => s with { Damping = 1e-3, Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }));
+        Assert.True(MaxRelativeError(cg.Influence, exact.Influence) < 1e-6, $"cg vs exact: {MaxRelativeError(cg.Influence, exact.Influence):E2}");
+        Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
+        Assert.Null(cg.Self); // CG would need one solve per training example
+        Assert.Empty(cg.Report.Warnings);
+
+        // P = 4·6 + 6 + 6·3 + 3 = 51: a Krylov space of all of it is the exact inverse.
+        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = 1e-3, Options = new MethodOptions { Krylov = 51, TopEigen = 51 } }));
+        Assert.True(MaxRelativeError(arnoldi.Influence, exact.Influence) < 1e-6, $"arnoldi vs exact: {MaxRelativeError(arnoldi.Influence, exact.Influence):E2}");
+        Assert.True(MaxRelativeError(arnoldi.Self!, exact.Self!) < 1e-6, $"arnoldi self vs exact: {MaxRelativeError(arnoldi.Self!, exact.Self!):E2}");
+
+        // Truncated, it still ranks like the exact answer but is no longer equal to it.
+        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = 1e-3, Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }));
+        Assert.True(MaxRelativeError(top10.Influence, exact.Influence) > 1e-3);
+    }
+
+    [Fact]
+    public void Full_batch_LiSSA_converges_to_the_exact_influence_and_an_auto_scale_is_reported()
+    {
+        var exact = Run(Settings(Methods.Exact, s => s with { Damping = 0.05 }));
+        var lissa = Run(Settings(Methods.Lissa, s => s with
+        {
+            Damping = 0.05,
+            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 3000, LissaRepeats = 2, Krylov = 20 },
+        }));
+        Assert.True(MaxRelativeError(lissa.Influence, exact.Influence) < 1e-4, $"lissa vs exact: {MaxRelativeError(lissa.Influence, exact.Influence):E2}");
+        Assert.Equal(0, lissa.Report.Details["diverged"]!.GetValue<int>());
+        // The automatic scale is 3(λ_max + δ), from Arnoldi over the distributed products.
+        Assert.Equal(3 * (exact.Report.LargestEigenvalue!.Value + 0.05), lissa.Report.Details["scale"]!.GetValue<double>(), 1e-6);
+    }
+
+    [Fact]
+    public void LiSSA_with_a_scale_below_the_largest_eigenvalue_fails_with_a_clear_error()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => Run(Settings(Methods.Lissa, s => s with
+        {
+            Damping = 0.05,
+            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 2000, LissaRepeats = 2, LissaScale = 0.01 },
+        })));
+        Assert.Contains("all 2 LiSSA repeats diverged", e.Message);
+    }
+
+    [Fact]
+    public void Kfac_and_Ekfac_jobs_equal_the_direct_computation_for_one_and_several_shards()
+    {
+        foreach (var method in new[] { Methods.Kfac, Methods.Ekfac })
+        {
+            var opts = new MethodOptions { FisherLabels = FisherLabels.Empirical };
+            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts }));
+            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts }));
+            Assert.True(MaxRelativeError(four.Influence, one.Influence) < 1e-10, $"{method}: 4 shards vs 1");
+            Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
+
+            // Direct: factors over all rows, (F̂ + (λ + δ)I)⁻¹ on the test gradients, dotted with every training gradient.
+            var data = TestData.Iris();
+            var checkpoint = LoadCheckpoint(four.Dir);
+            var spec = checkpoint.Spec;
+            using var scope = NewDisposeScope();
+            var theta = checkpoint.Theta(CPU);
+            var train = DataTensors.From(data.Train, spec, CPU);
+            var test = DataTensors.From(data.Test.Select(TestRows), spec, CPU);
+            using var sums = KfacFactorSums.Accumulate(spec, theta, train, FisherLabels.Empirical, 0);
+            using var factors = KroneckerFactors.FromSums(spec, sums);
+            bool ekfac = method == Methods.Ekfac;
+            if (ekfac) factors.SetCorrections(factors.CorrectionSums(theta, train, FisherLabels.Empirical, 0), train.Count);
+            var g = PerExampleGradients.Materialize(spec, theta, train);
+            var pre = factors.Solve(PerExampleGradients.Materialize(spec, theta, test).t(), 1e-3, ekfac);
+            var expected = g.matmul(pre).neg().t().to(ScalarType.Float64).data<double>().ToArray();
+            var direct = new double[TestRows.Length, train.Count];
+            Buffer.BlockCopy(expected, 0, direct, 0, expected.Length * sizeof(double));
+            Assert.True(MaxRelativeError(four.Influence, direct) < 1e-9, $"{method} vs direct: {MaxRelativeError(four.Influence, direct):E2}");
+            var selfExpected = g.mul(factors.Solve(g.t(), 1e-3, ekfac).t()).sum(1L, false).to(ScalarType.Float64).data<double>().ToArray();
+            Assert.True(MaxRelativeError(four.Self!, selfExpected) < 1e-9, $"{method} self vs gᵀ(F̂ + (λ+δ)I)⁻¹g");
+        }
+    }
+
+    [Fact]
+    public void TracIn_grad_dot_and_grad_cos_jobs_equal_their_definitions()
+    {
+        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 6, BatchSize = 16, CheckpointEvery = 2 };
+        var tracin = Run(Settings(Methods.TracIn, s => s with { Training = training }));
+        var dot = Run(Settings(Methods.GradDot, s => s with { Training = training }));
+        var cos = Run(Settings(Methods.GradCos, s => s with { Training = training }));
+
+        var data = TestData.Iris();
+        var checkpoint = LoadCheckpoint(tracin.Dir);
+        var spec = checkpoint.Spec;
+        using var scope = NewDisposeScope();
+        var train = DataTensors.From(data.Train, spec, CPU);
+        var test = DataTensors.From(data.Test.Select(TestRows), spec, CPU);
+        // The same seeded SGD run, repeated here.
+        var objective = new Objective(spec, train, train.Count, CPU);
+        var (theta, checkpoints) = MinibatchTrainer.Train(objective, Network.Initialize(spec, CPU), training.ToMinibatch(spec.Seed));
+        Assert.Equal(3, checkpoints.Count);
+        Assert.Equal(3, tracin.Report.Details["checkpoints"]!.GetValue<int>());
+        Compare(tracin, GradientSimilarity.TracIn(spec, checkpoints, train, test), "tracin");
+        Compare(dot, GradientSimilarity.GradDot(spec, theta, train, test), "grad-dot");
+        Compare(cos, GradientSimilarity.GradCos(spec, theta, train, test), "grad-cos");
+
+        // Self-influence: TracIn's Σ_t η_t‖∇L(z; θ_t)‖², grad-dot's ‖∇L(z)‖²; grad-cos has none.
+        var selfTracIn = checkpoints.Select(c => PerExampleGradients.Materialize(spec, c.Theta, train).square().sum(1L, false).mul(c.LearningRate)).Aggregate((a, b) => a.add(b));
+        Assert.True(MaxRelativeError(tracin.Self!, selfTracIn.to(ScalarType.Float64).data<double>().ToArray()) < 1e-10);
+        var selfDot = PerExampleGradients.Materialize(spec, theta, train).square().sum(1L, false);
+        Assert.True(MaxRelativeError(dot.Self!, selfDot.to(ScalarType.Float64).data<double>().ToArray()) < 1e-10);
+        Assert.Null(cos.Self);
+    }
+
+    private static void Compare(Outcome outcome, Tensor nByQ, string method)
+    {
+        var values = nByQ.t().contiguous().to(ScalarType.Float64).data<double>().ToArray();
+        var expected = new double[outcome.Influence.GetLength(0), outcome.Influence.GetLength(1)];
+        Buffer.BlockCopy(values, 0, expected, 0, values.Length * sizeof(double));
+        Assert.True(MaxRelativeError(outcome.Influence, expected) < 1e-10, $"{method}: {MaxRelativeError(outcome.Influence, expected):E2}");
+    }
+
+    [Fact]
+    public void TracIn_without_checkpoints_is_refused_before_any_work()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Settings(Methods.TracIn).Validate());
+        Assert.Contains("--optimizer sgd or adam", e.Message);
+        Assert.Contains("--method must be one of", Assert.Throws<ArgumentException>(() => Settings("newton").Validate()).Message);
+    }
+
+    [Fact]
+    public void Auto_damping_finds_an_indefinite_Hessian_away_from_the_optimum_and_cg_then_converges()
+    {
+        // Two epochs of SGD leave θ far from a minimum: the tanh MLP's Hessian is indefinite there.
+        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 2, BatchSize = 16, CheckpointEvery = 1 };
+        var settings = Settings(Methods.Cg, s => s with { Training = training, AutoDamping = true, L2 = 0, Options = new MethodOptions { Krylov = 51, Tolerance = 1e-8, MaxIterations = 400 } });
+        var cg = Run(settings);
+
+        var data = TestData.Iris();
+        var checkpoint = LoadCheckpoint(cg.Dir);
+        using var scope = NewDisposeScope();
+        var train = DataTensors.From(data.Train, checkpoint.Spec, CPU);
+        var h = ExactHessian.Of(new Objective(checkpoint.Spec, train, train.Count, CPU), checkpoint.Theta(CPU));
+        var eigen = linalg.eigvalsh(h).data<double>().ToArray();
+        Assert.True(eigen.Min() < 0, "the test needs an indefinite Hessian");
+        Assert.Equal(eigen.Min(), cg.Report.SmallestEigenvalue!.Value, 1e-6);
+        Assert.Equal(eigen.Max(), cg.Report.LargestEigenvalue!.Value, 1e-6);
+        Assert.Contains(cg.Report.Warnings, w => w.Contains("indefinite at θ̂"));
+        Assert.Equal(-eigen.Min() + DampingChoice.RelativeFloor * eigen.Max(), cg.Report.Damping, 1e-6);
+        Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
+
+        // The same without damping: CG meets the negative curvature and says so.
+        var undamped = Run(settings with { AutoDamping = false });
+        Assert.Contains(undamped.Report.Warnings, w => w.Contains("negative curvature"));
+    }
+
+    [Fact]
+    public void Queries_scored_in_passes_under_a_small_memory_budget_give_the_same_scores()
+    {
+        var data = TestData.Iris();
+        var spec = ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 1e-2, DecayOn.All);
+        using var scope = NewDisposeScope();
+        var theta = Network.Initialize(spec, CPU);
+        var train = DataTensors.From(data.Train, spec, CPU);
+        var queries = randn(9, spec.ParameterCount, dtype: ScalarType.Float64);
+        var plan = new ScorePlan([new ScoreTerm(theta, queries, 1.0)], new SelfInfluence.SquaredNorm(), cosine: false);
+        var whole = ShardScorer.Score(spec, plan, train, 0, 5, 32, long.MaxValue);
+        int perPass = ShardScorer.QueriesPerPass(spec, 1, 32, 6_000);
+        var passes = ShardScorer.Score(spec, plan, train, 0, 5, 32, 6_000);
+        Assert.Equal(1, whole.Passes);
+        Assert.InRange(perPass, 1, 4);
+        Assert.Equal((9 + perPass - 1) / perPass, passes.Passes);
+        // Equal up to GEMM rounding (the blocks have other shapes).
+        Assert.True(MaxRelativeError(passes.Influence, whole.Influence) < 1e-12);
+        Assert.Equal(whole.SelfInfluence, passes.SelfInfluence);
+    }
+
+    private static Checkpoint LoadCheckpoint(string dir)
+    {
+        using var s = File.OpenRead(Path.Combine(dir, "jobs/job/checkpoint.json"));
+        return Checkpoint.Load(s);
+    }
+}
