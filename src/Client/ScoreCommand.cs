@@ -82,7 +82,7 @@ public static class ScoreCommand
             throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{dampingText}'");
         double scale = p.GetValue(PixelScale);
         if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");
-        return new ScoreJobRequest
+        var request = new ScoreJobRequest
         {
             Train = Source(p.GetValue(Train)!, p.GetValue(TrainLabels), scale),
             Test = Source(p.GetValue(Test)!, p.GetValue(TestLabels), scale),
@@ -112,6 +112,9 @@ public static class ScoreCommand
             TopK = p.GetValue(TopK),
             BatchSize = p.GetValue(BatchSize),
         };
+        // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
+        Influence.Grains.RequestMapping.ToSettings(request).Validate();
+        return request;
     }
 
     private static DataSource Source(string path, string? labels, double scale)

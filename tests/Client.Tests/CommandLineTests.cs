@@ -116,8 +116,16 @@ public class CommandLineTests
         Assert.Contains("/no/such.csv: file not found", stderr);
 
         (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "magic", "--out", TempDir());
-        Assert.Equal(1, exit);
-        Assert.Contains("--method 'magic' is not available", stderr);
+        Assert.Equal(2, exit);
+        Assert.Contains("--method must be one of exact, cg, lissa, arnoldi, kfac, ekfac, tracin, grad-dot, grad-cos, not 'magic'", stderr);
+
+        (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "tracin", "--out", TempDir());
+        Assert.Equal(2, exit);
+        Assert.Contains("--method tracin sums over training checkpoints: train with --optimizer sgd or adam", stderr);
+
+        (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--damping", "lots", "--out", TempDir());
+        Assert.Equal(2, exit);
+        Assert.Contains("--damping must be a number ≥ 0 or auto, not 'lots'", stderr);
     }
 
     [Fact]
