@@ -48,6 +48,8 @@ public sealed record ScoreJobRequest
     [Id(11)] public TrainingSettings Training { get; init; } = new();
     /// <summary>Memory a shard may use for query vectors; larger query sets are scored in passes.</summary>
     [Id(12)] public long MemoryBudgetMb { get; init; } = 2048;
+    /// <summary>A trained model (checkpoint.json of an earlier job) to score instead of training one; null trains.</summary>
+    [Id(13)] public string? Checkpoint { get; init; }
 }
 
 /// <summary>The estimators' parameters (see Core's MethodOptions for their meaning and defaults).</summary>

@@ -14,7 +14,7 @@ public sealed class DataUpload(IArtifactStore store)
 {
     private readonly Dictionary<string, string> uploaded = new(StringComparer.Ordinal);
 
-    public ScoreJobRequest Apply(ScoreJobRequest r) => r with { Train = Apply(r.Train), Test = Apply(r.Test) };
+    public ScoreJobRequest Apply(ScoreJobRequest r) => r with { Train = Apply(r.Train), Test = Apply(r.Test), Checkpoint = r.Checkpoint is null ? null : Put(r.Checkpoint) };
 
     public LooJobRequest Apply(LooJobRequest r) => r with { Score = Apply(r.Score), Remove = ApplyToRemoval(r.Remove) };
 

@@ -33,6 +33,7 @@ public static class ScoreCommand
     public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster: redis://HOST:PORT, or localhost:GATEWAY_PORT; default: an embedded silo" };
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
+    public static readonly Option<string?> CheckpointOpt = new("--checkpoint") { Description = "Score this trained model (checkpoint.json of an earlier score or loo run) instead of training one" };
     public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => 2048 };
 
     // Estimator parameters (summary.json reports the ones the method used).
@@ -59,7 +60,7 @@ public static class ScoreCommand
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
-        CheckpointEvery, Out, Cluster, Store, Verbose,
+        CheckpointEvery, CheckpointOpt, Out, Cluster, Store, Verbose,
     ];
 
     public static Command Create()
@@ -95,6 +96,7 @@ public static class ScoreCommand
             Damping = auto ? 0 : damping,
             AutoDamping = auto,
             MemoryBudgetMb = p.GetValue(MemoryBudget),
+            Checkpoint = p.GetValue(CheckpointOpt) is string c ? (File.Exists(c) ? Path.GetFullPath(c) : throw new ArgumentException($"--checkpoint {c}: file not found")) : null,
             MethodSettings = new MethodSettings
             {
                 Curvature = p.GetValue(CurvatureOpt)!, CgTolerance = p.GetValue(CgTolerance), CgMaxIterations = p.GetValue(CgMaxIterations),

@@ -44,6 +44,7 @@ public static class RequestMapping
         TopK = r.TopK,
         BatchSize = r.BatchSize,
         AutoDamping = r.AutoDamping,
+        InitialCheckpoint = r.Checkpoint,
         MemoryBudgetMb = r.MemoryBudgetMb,
         Options = r.MethodSettings.ToOptions(),
         Training = r.Training.ToChoice(),

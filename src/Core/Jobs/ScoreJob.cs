@@ -55,6 +55,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             return Checkpoint.Load(s);
         }
         var spec = Settings.BuildSpec(data);
+        if (Settings.InitialCheckpoint is not null) return AdoptCheckpoint(spec);
         var device = Compute.Devices.Default;
         using var tensors = DataTensors.From(data.Train, spec, device);
         var objective = new Objective(spec, tensors, data.Train.Count, device);
@@ -80,6 +81,22 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             theta.Dispose();
             gradient.Dispose();
         }
+        Store.Write(CheckpointKey, checkpoint.Save);
+        return checkpoint;
+    }
+
+    /// <summary>Takes a trained model from an earlier job, after checking it is the model the settings describe.</summary>
+    private Checkpoint AdoptCheckpoint(ModelSpec spec)
+    {
+        var path = StoredFiles.LocalPath(Store, Settings.InitialCheckpoint!);
+        if (!File.Exists(path)) throw new FileNotFoundException($"--checkpoint {Settings.InitialCheckpoint}: file not found");
+        Checkpoint checkpoint;
+        try { using var s = File.OpenRead(path); checkpoint = Checkpoint.Load(s); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--checkpoint {Settings.InitialCheckpoint}: not a checkpoint.json ({e.Message})"); }
+        if (checkpoint.Spec.Describe() != spec.Describe() || checkpoint.Parameters.Length != spec.ParameterCount)
+            throw new ArgumentException($"--checkpoint {Settings.InitialCheckpoint} holds {checkpoint.Spec.Describe()}, but the options describe {spec.Describe()}");
+        if (Methods.NeedsCheckpoints(Settings.Method))
+            throw new ArgumentException($"--method {Settings.Method} needs the training run's checkpoints, which --checkpoint does not carry: let the job train with --optimizer sgd or adam");
         Store.Write(CheckpointKey, checkpoint.Save);
         return checkpoint;
     }

@@ -24,6 +24,8 @@ public sealed record ScoreSettings
     public TrainingChoice Training { get; init; } = new();
     /// <summary>Memory a shard may use for query vectors and their intermediates; larger query sets are scored in passes.</summary>
     public long MemoryBudgetMb { get; init; } = 2048;
+    /// <summary>A checkpoint.json (path or store:KEY) to score instead of training; its model must match the settings.</summary>
+    public string? InitialCheckpoint { get; init; }
     public required int[] TestIndices { get; init; }
     public int Shards { get; init; } = 4;
     public int TopK { get; init; } = 10;
