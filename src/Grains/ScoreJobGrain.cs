@@ -85,6 +85,8 @@ public sealed partial class ScoreJobGrain(
     /// </summary>
     private sealed class GrainStages(ScoreJobGrain grain, ScoreJobRequest request, ScoreJob job, IReadOnlyList<(int Start, int End)> ranges) : IScoreStages
     {
+        private const int SolverStackBytes = 64 << 20;
+
         public double[] PrepareSeconds { get; } = new double[ranges.Count];
 
         public async Task RunShards(ShardWork work, int round, IReadOnlyList<(int Start, int End)> units)
@@ -105,11 +107,17 @@ public sealed partial class ScoreJobGrain(
                 rounds.Writer.TryWrite((r, done));
                 done.Task.GetAwaiter().GetResult(); // blocks the solver's own thread only
             });
-            var solving = Task.Factory.StartNew(() =>
+            var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            // A thread of its own, with a main thread's stack: libtorch's kernels run on it (the
+            // 1.5 MB default of secondary threads is not what native BLAS code is built for).
+            var thread = new Thread(() =>
             {
-                try { return solver(products); }
+                try { result.SetResult(solver(products)); }
+                catch (Exception e) { result.SetException(e); }
                 finally { rounds.Writer.TryComplete(); }
-            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            }, SolverStackBytes) { IsBackground = true, Name = $"solver {job.JobId}" };
+            thread.Start();
+            var solving = result.Task;
             await foreach (var (round, done) in rounds.Reader.ReadAllAsync())
             {
                 try

@@ -84,6 +84,31 @@ public class CommandLineTests
     }
 
     [Fact]
+    public void Compare_methods_scores_a_loo_runs_model_against_its_retrains_and_the_exact_influence()
+    {
+        var dir = TempDir();
+        var looDir = Path.Combine(dir, "loo");
+        var (exit, stdout, stderr) = Run("loo", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--model", "logreg", "--l2", "0.01", "--remove", "random:40,1", "--retrain", "warm", "--test-indices", "0,7,19", "--out", looDir);
+        Assert.True(exit == 0, stdout + stderr);
+        var cmpDir = Path.Combine(dir, "cmp");
+        (exit, stdout, stderr) = Run("compare-methods", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--model", "logreg", "--l2", "0.01", "--loo", looDir, "--methods", "cg,grad-dot", "--cg-tolerance", "1e-10", "--out", cmpDir);
+        Assert.True(exit == 0, stdout + stderr);
+        // Quoted fields (settings, note) may hold commas.
+        var rows = File.ReadAllLines(Path.Combine(cmpDir, "compare.csv")).Skip(1)
+            .Select(l => System.Text.RegularExpressions.Regex.Matches(l, "(\"[^\"]*\"|[^,]*)(,|$)").Select(m => m.Groups[1].Value).ToArray()).ToDictionary(r => r[0]);
+        Assert.Equal(["exact", "cg", "grad-dot"], rows.Keys);
+        double Get(string method, int column) => double.Parse(rows[method][column], CultureInfo.InvariantCulture);
+        // exact Spearman in column 2, LOO Spearman in column 5.
+        Assert.True(Get("cg", 2) > 0.9999, $"cg vs exact {Get("cg", 2)}");
+        Assert.True(Get("exact", 5) > 0.95, $"exact vs warm LOO {Get("exact", 5)}"); // convex model: the influence function predicts LOO well
+        Assert.True(Get("grad-dot", 2) < Get("cg", 2));
+        // The model is the LOO run's: the same θ̂ byte for byte.
+        Assert.Equal(File.ReadAllText(Path.Combine(looDir, "checkpoint.json")), File.ReadAllText(Path.Combine(cmpDir, "cg", "checkpoint.json")));
+    }
+
+    [Fact]
     public void Bad_csv_exits_non_zero_naming_file_row_and_column()
     {
         var dir = TempDir();

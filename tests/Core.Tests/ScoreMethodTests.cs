@@ -1,5 +1,6 @@
 using System.Globalization;
 using Influence.Core.Data;
+using Influence.Core.Diagnostics;
 using Influence.Core.Hessians;
 using Influence.Core.Jobs;
 using Influence.Core.Models;
@@ -245,5 +246,38 @@ public class ScoreMethodTests
     {
         using var s = File.OpenRead(Path.Combine(dir, "jobs/job/checkpoint.json"));
         return Checkpoint.Load(s);
+    }
+}
+
+public class ScoreComparisonTests
+{
+    [Fact]
+    public void Loo_agreement_uses_the_predicted_change_minus_I_over_N()
+    {
+        // loo_delta = −I/N exactly for test 3 and = +I/N (the wrong sign) for test 5.
+        var influence = new Dictionary<int, double[]> { [3] = [4, -2, 1, 0], [5] = [1, 2, 3, 4] };
+        var path = Path.GetTempFileName();
+        File.WriteAllLines(path, ["test_index,train_index,predicted_delta,loo_delta,mode",
+            "3,0,0,-1,warm", "3,1,0,0.5,warm", "3,2,0,-0.25,warm", "3,3,0,9,cold",
+            "5,0,0,0.25,warm", "5,1,0,0.5,warm", "5,2,0,0.75,warm"]);
+        var loo = LooTruth.Read(path);
+        Assert.Equal([3, 5], loo.TestIndices);
+        Assert.Equal(3, loo.ByTest[3].Train.Length); // the cold row is another mode
+        var a = ScoreComparison.AgainstLoo(influence, loo, trainCount: 4);
+        Assert.Equal(2, a.TestPoints);
+        Assert.Equal(0, a.MeanSpearman, 12); // +1 and −1
+        Assert.Equal(-1, a.MinSpearman, 12);
+        Assert.Equal(1, ScoreComparison.AgainstLoo(new Dictionary<int, double[]> { [3] = influence[3] }, loo, 4).MeanSpearman, 12);
+    }
+
+    [Fact]
+    public void A_bad_loo_file_names_file_line_and_problem()
+    {
+        var path = Path.GetTempFileName();
+        File.WriteAllLines(path, ["test_index,train_index,predicted_delta,loo_delta", "0,1,0.5,0.25", "0,x,0.5,0.25"]);
+        var e = Assert.Throws<DataFormatException>(() => LooTruth.Read(path));
+        Assert.Contains($"{path}, line 3: '0,x,0.5,0.25' is not test_index,train_index,predicted_delta,loo_delta", e.Message);
+        File.WriteAllLines(path, ["index,label"]);
+        Assert.Contains("line 1: expected the header", Assert.Throws<DataFormatException>(() => LooTruth.Read(path)).Message);
     }
 }

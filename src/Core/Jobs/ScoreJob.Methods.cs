@@ -95,12 +95,16 @@ public sealed partial class ScoreJob
     public Tensor SumProductParts(int round, int shards)
     {
         Tensor? sum = null;
+        // An explicit Scalar held for the whole loop: TorchSharp's implicit ones are not kept alive
+        // through the native call, and a garbage collection on another thread can free them mid-call
+        // (seen here as a corrupt alpha in add_ under the solver thread's allocations).
+        using var one = 1.0.ToScalar();
         for (int k = 0; k < shards; k++)
         {
             using var s = Store.OpenRead(ProductPartKey(round, k));
             using var r = new BinaryReader(s);
             var part = TensorIO.Read(r, Device);
-            if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
+            if (sum is null) sum = part; else { sum.add_(part, one); part.Dispose(); }
         }
         Store.DeletePrefix($"{Prefix}/work/hvp/{round:D5}/");
         return sum!;

@@ -178,7 +178,11 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         }
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
+        var sw = Stopwatch.StartNew();
         var scores = ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
+        double seconds = sw.Elapsed.TotalSeconds;
+        double floor;
+        using (var theta = checkpoint.Theta(device)) floor = ShardScorer.ForwardBackwardSeconds(checkpoint.Spec, theta, rows, Settings.BatchSize);
         Store.Write(key, s =>
         {
             using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -186,11 +190,16 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             w.Write(scores.Count);
             foreach (var v in scores.Influence) w.Write(v);
             for (int i = 0; i < scores.Count; i++) w.Write(scores.SelfInfluence?[i] ?? double.NaN);
+            w.Write(seconds);
+            w.Write(floor);
+            w.Write(scores.Passes);
         });
         return scores.TopK;
     }
 
-    public sealed record Block(int QueryCount, int Count, double[] Influence, double[] SelfInfluence);
+    /// <param name="Seconds">The scoring's wall time on its silo.</param>
+    /// <param name="ForwardBackwardSeconds">One plain batched forward+backward over the same rows, timed after it on the same silo.</param>
+    public sealed record Block(int QueryCount, int Count, double[] Influence, double[] SelfInfluence, double Seconds, double ForwardBackwardSeconds, int Passes);
 
     public Block ReadBlock(int shard, int expectedCount, long expectedQueries)
     {
@@ -203,7 +212,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         for (long i = 0; i < inf.LongLength; i++) inf[i] = r.ReadDouble();
         var self = new double[n];
         for (int i = 0; i < n; i++) self[i] = r.ReadDouble();
-        return new Block(q, n, inf, self);
+        return new Block(q, n, inf, self, r.ReadDouble(), r.ReadDouble(), r.ReadInt32());
     }
 
     /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>

@@ -124,6 +124,7 @@ public static class ScoreOutputs
             },
             ["method"] = method.ToJson(),
             ["self_influence"] = Methods.HasSelfInfluence(s.Method) ? "self_influence.csv" : $"not computed: {s.Method} would need one solve per training example",
+            ["scoring"] = Throughput(blocks, q),
             ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
             {
@@ -136,6 +137,26 @@ public static class ScoreOutputs
             using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
             summary.WriteTo(w);
         });
+    }
+
+    /// <summary>
+    /// Training examples scored per second against all the queries (summed over shards as if they
+    /// ran one after another), and the same for one plain batched forward+backward over the same rows.
+    /// </summary>
+    private static JsonObject Throughput(IReadOnlyList<ScoreJob.Block> blocks, int queries)
+    {
+        long n = blocks.Sum(b => (long)b.Count);
+        double seconds = blocks.Sum(b => b.Seconds), floor = blocks.Sum(b => b.ForwardBackwardSeconds);
+        return new JsonObject
+        {
+            ["queries"] = queries,
+            ["examples"] = n,
+            ["seconds"] = seconds,
+            ["examples_per_second"] = MethodReport.Number(n / seconds),
+            ["forward_backward_examples_per_second"] = MethodReport.Number(n / floor),
+            ["ratio_to_forward_backward"] = MethodReport.Number(floor / seconds),
+            ["query_passes"] = blocks.Max(b => b.Passes),
+        };
     }
 
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>

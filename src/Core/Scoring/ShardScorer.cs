@@ -91,6 +91,25 @@ public static class ShardScorer
         return (int)Math.Clamp(memoryBudgetBytes / Math.Max(1, perQuery), 1, int.MaxValue);
     }
 
+    /// <summary>
+    /// Seconds of one plain batched forward+backward (the mean loss's gradient in θ) over the rows
+    /// in the same batches: the floor a scorer's throughput is compared with, measured where it ran.
+    /// </summary>
+    public static double ForwardBackwardSeconds(ModelSpec spec, Tensor theta, DataTensors rows, int batchSize)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var enabled = enable_grad();
+        for (long start = 0; start < rows.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = rows.Rows(start, Math.Min(batchSize, rows.Count - start));
+            var t = theta.detach().requires_grad_(true);
+            var loss = Objective.PerExampleLoss(spec, t, batch).mean();
+            autograd.grad([loss], [t])[0].Dispose();
+        }
+        return sw.Elapsed.TotalSeconds;
+    }
+
     /// <summary>Per-example gradients of the given rows (Q×P), e.g. of the test points.</summary>
     public static Tensor Gradients(ModelSpec spec, Tensor theta, DataTensors rows) =>
         PerExampleGradients.Materialize(spec, theta, rows);
