@@ -94,20 +94,27 @@ public sealed partial class ScoreJob
     /// <summary>Adds the shards' partial products of a round, then deletes the round's artifacts (they are as large as V).</summary>
     public Tensor SumProductParts(int round, int shards)
     {
+        var sum = SumStored(Enumerable.Range(0, shards).Select(k => ProductPartKey(round, k)));
+        Store.DeletePrefix($"{Prefix}/work/hvp/{round:D5}/");
+        return sum;
+    }
+
+    /// <summary>The sum of tensors stored under the keys (shards' partial sums).</summary>
+    private Tensor SumStored(IEnumerable<string> keys)
+    {
         Tensor? sum = null;
         // An explicit Scalar held for the whole loop: TorchSharp's implicit ones are not kept alive
         // through the native call, and a garbage collection on another thread can free them mid-call
         // (seen here as a corrupt alpha in add_ under the solver thread's allocations).
         using var one = 1.0.ToScalar();
-        for (int k = 0; k < shards; k++)
+        foreach (var key in keys)
         {
-            using var s = Store.OpenRead(ProductPartKey(round, k));
+            using var s = Store.OpenRead(key);
             using var r = new BinaryReader(s);
             var part = TensorIO.Read(r, Device);
             if (sum is null) sum = part; else { sum.add_(part, one); part.Dispose(); }
         }
-        Store.DeletePrefix($"{Prefix}/work/hvp/{round:D5}/");
-        return sum!;
+        return sum ?? throw new InvalidOperationException("no partial sums to add");
     }
 
     /// <summary>
@@ -374,6 +381,18 @@ public sealed partial class ScoreJob
 
     // ---- TracIn, grad-dot, grad-cos ----
 
+    /// <summary>TracIn's checkpoints: their count, then the learning rate and θ of each.</summary>
+    private static void WriteTrajectory(Stream stream, IReadOnlyList<Training.TrainingCheckpoint> trajectory)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write(trajectory.Count);
+        foreach (var c in trajectory)
+        {
+            w.Write(c.LearningRate);
+            TensorIO.Write(w, c.Theta);
+        }
+    }
+
     /// <summary>Coordinator step for the Hessian-free methods: the query gradients at θ̂, or at each TracIn checkpoint.</summary>
     public MethodReport GradientTerms(Checkpoint checkpoint, TrainTestData data)
     {
@@ -383,10 +402,14 @@ public sealed partial class ScoreJob
         var terms = new List<ScoreTerm>();
         if (Method == Methods.TracIn)
         {
-            List<ScoreTerm> trajectory;
-            using (var s = Store.OpenRead(TrajectoryKey)) trajectory = ScorePlan.ReadTerms(s, Device);
-            foreach (var c in trajectory)
-                terms.Add(new ScoreTerm(c.Theta, TestGradients(checkpoint, data, c.Theta).t().contiguous(), c.Weight));
+            using var s = Store.OpenRead(TrajectoryKey);
+            using var r = new BinaryReader(s);
+            for (int c = r.ReadInt32(); c > 0; c--)
+            {
+                double learningRate = r.ReadDouble();
+                var theta = TensorIO.Read(r, Device);
+                terms.Add(new ScoreTerm(theta, TestGradients(checkpoint, data, theta).t().contiguous(), learningRate));
+            }
             report.Details["checkpoints"] = terms.Count;
             report.Details["learning_rates"] = new JsonArray(terms.Select(t => (JsonNode)t.Weight).ToArray());
             report.Details["optimizer"] = Settings.Training.Describe();

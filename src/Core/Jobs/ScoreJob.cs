@@ -74,7 +74,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             progress?.Report($"training with {Settings.Training.Describe()}");
             var (theta, trajectory) = MinibatchTrainer.Train(objective, init, Settings.Training.ToMinibatch(Settings.Seed));
             // TracIn's checkpoints go first: a checkpoint.json without them would be taken as finished training.
-            Store.Write(TrajectoryKey, s => ScorePlan.WriteTerms(s, trajectory.Select(c => new ScoreTerm(c.Theta, c.Theta.unsqueeze(0), c.LearningRate)).ToList()));
+            Store.Write(TrajectoryKey, s => WriteTrajectory(s, trajectory));
             var (value, gradient) = objective.ValueAndGradient(theta);
             checkpoint = new Checkpoint(spec, Checkpoint.ToArray(theta), value, gradient.norm().ToDouble(), 0, 0, sw.Elapsed.TotalSeconds);
             foreach (var c in trajectory) c.Theta.Dispose();
@@ -124,26 +124,22 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
-        Tensor? sum = null;
-        foreach (var key in partialKeys)
-        {
-            using var s = Store.OpenRead(key);
-            using var r = new BinaryReader(s);
-            var part = TensorIO.Read(r, device);
-            if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
-        }
+        var sum = SumStored(partialKeys);
         var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
-        var h = ExactHessian.Assemble(sum!, data.Train.Count, mask);
+        var h = ExactHessian.Assemble(sum, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
-        double damping = Settings.Damping;
-        HessianInverse inverse;
+        double damping = Settings.AutoDamping ? 0 : Settings.Damping;
+        var inverse = HessianInverse.Factorize(h, damping, flat);
         if (Settings.AutoDamping)
         {
-            using var undamped = HessianInverse.Factorize(h, 0, flat);
-            damping = DampingChoice.FromEigenvalues(undamped.MinEigenvalue, undamped.MaxEigenvalue);
-            inverse = damping == 0 ? HessianInverse.Factorize(h, 0, flat) : HessianInverse.Factorize(h, damping, flat);
+            // The undamped spectrum picks δ; refactorise only when δ is not 0.
+            damping = DampingChoice.FromEigenvalues(inverse.MinEigenvalue, inverse.MaxEigenvalue);
+            if (damping != 0)
+            {
+                inverse.Dispose();
+                inverse = HessianInverse.Factorize(h, damping, flat);
+            }
         }
-        else inverse = HessianInverse.Factorize(h, damping, flat);
         using var _ = inverse;
         Store.Write(InverseKey, inverse.Save);
 
@@ -182,7 +178,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var scores = ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
         double seconds = sw.Elapsed.TotalSeconds;
         double floor;
-        using (var theta = checkpoint.Theta(device)) floor = ShardScorer.ForwardBackwardSeconds(checkpoint.Spec, theta, rows, Settings.BatchSize);
+        using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);
         Store.Write(key, s =>
         {
             using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -198,7 +194,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     }
 
     /// <param name="Seconds">The scoring's wall time on its silo.</param>
-    /// <param name="ForwardBackwardSeconds">One plain batched forward+backward over the same rows, timed after it on the same silo.</param>
+    /// <param name="ForwardBackwardSeconds">A plain batched forward+backward over the same rows at the rate timed on one of its batches, after it on the same silo.</param>
     public sealed record Block(int QueryCount, int Count, double[] Influence, double[] SelfInfluence, double Seconds, double ForwardBackwardSeconds, int Passes);
 
     public Block ReadBlock(int shard, int expectedCount, long expectedQueries)

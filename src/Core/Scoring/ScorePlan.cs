@@ -25,18 +25,32 @@ public abstract class SelfInfluence : IDisposable
 
     public virtual void Dispose() { }
 
-    /// <summary>gᵀ(H + δI)⁺g with the exact factorisation (the gradients are materialised: P is small).</summary>
-    public sealed class Exact(HessianInverse inverse) : SelfInfluence
+    /// <summary>
+    /// gᵀ(H + δI)⁺g with the exact factorisation. The gradients are materialised (P is small) into
+    /// one B×P buffer kept across batches: fresh B×P allocations are several times slower.
+    /// </summary>
+    public sealed class Exact(HessianInverse inverse, bool ownsInverse = true) : SelfInfluence
     {
+        private Tensor? buffer;
+
         public override Tensor Of(ModelSpec spec, ScoreTerm term, PerExampleGradients.Pieces pieces)
         {
-            using var scope = NewDisposeScope();
-            var g = empty(pieces.Inputs[0].shape[0], spec.ParameterCount, dtype: spec.ScalarType, device: term.Theta.device);
+            long b = pieces.Inputs[0].shape[0];
+            if (buffer is null || buffer.shape[0] < b)
+            {
+                buffer?.Dispose();
+                buffer = empty(b, spec.ParameterCount, dtype: spec.ScalarType, device: term.Theta.device).DetachFromDisposeScope();
+            }
+            var g = buffer.narrow(0, 0, b);
             PerExampleGradients.Materialize(spec, pieces, g);
-            return inverse.QuadraticForms(g).MoveToOuterDisposeScope();
+            return inverse.QuadraticForms(g);
         }
 
-        public override void Dispose() => inverse.Dispose();
+        public override void Dispose()
+        {
+            buffer?.Dispose();
+            if (ownsInverse) inverse.Dispose();
+        }
     }
 
     /// <summary>Σ_i (u_iᵀg)² / d_i over kept eigenpairs (Arnoldi): dot products with the eigenvectors, no B×P matrix.</summary>
