@@ -11,6 +11,9 @@ RUN dotnet publish src/Silo -c Release -p:TorchBackend=$TORCH_BACKEND -o /app/si
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 COPY --from=build /app /app
+# TorchSharp's objects must outlive their native calls: see src/Core/Compute/NativeLifetimeGuard.cs
+# (the processes would otherwise re-execute themselves with these at startup).
+ENV DOTNET_JITMinOpts=1 DOTNET_TieredCompilation=0
 WORKDIR /app
 EXPOSE 11111 30000 9400
 ENTRYPOINT ["dotnet", "/app/silo/influence-silo.dll"]

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Influence.Client;
 
+Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
 var root = new RootCommand("Influence: which training examples are responsible for a model's predictions, checked against leave-one-out retraining.");
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(LooCommand.Create());

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 
 // A silo process. Settings come from appsettings.json, environment variables (Cluster__Redis=...)
 // and flags (--Cluster:Redis=localhost:6379); see README "Running a cluster".
+Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Logging.ClearProviders();
 builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });

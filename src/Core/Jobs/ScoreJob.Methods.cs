@@ -104,8 +104,7 @@ public sealed partial class ScoreJob
     {
         Tensor? sum = null;
         // An explicit Scalar held for the whole loop: TorchSharp's implicit ones are not kept alive
-        // through the native call, and a garbage collection on another thread can free them mid-call
-        // (seen here as a corrupt alpha in add_ under the solver thread's allocations).
+        // through the native call (NativeLifetimeGuard closes that window process-wide).
         using var one = 1.0.ToScalar();
         foreach (var key in keys)
         {
