@@ -169,8 +169,8 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var key = ScoreBlockKey(shard);
         if (Store.Exists(key))
         {
-            var existing = ReadBlock(shard, end - start, plan.QueryCount);
-            return TopKLists.FromBlock(existing.Influence, existing.QueryCount, existing.Count, start, Settings.TopK);
+            using var existing = OpenBlock(shard, end - start, plan.QueryCount);
+            return TopKLists.FromBlock(existing.ReadAllInfluence(), existing.QueryCount, existing.Count, start, Settings.TopK);
         }
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
@@ -195,22 +195,13 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
 
     /// <param name="Seconds">The scoring's wall time on its silo.</param>
     /// <param name="ForwardBackwardSeconds">A plain batched forward+backward over the same rows at the rate timed on one of its batches, after it on the same silo.</param>
-    public sealed record Block(int QueryCount, int Count, double[] Influence, double[] SelfInfluence, double Seconds, double ForwardBackwardSeconds, int Passes);
+    public sealed record BlockTimings(double Seconds, double ForwardBackwardSeconds, int Passes);
 
-    public Block ReadBlock(int shard, int expectedCount, long expectedQueries)
-    {
-        using var s = Store.OpenRead(ScoreBlockKey(shard));
-        using var r = new BinaryReader(s);
-        int q = r.ReadInt32(), n = r.ReadInt32();
-        if (n != expectedCount || q != expectedQueries)
-            throw new InvalidDataException($"score block of shard {shard} holds {q}×{n}, expected {expectedQueries}×{expectedCount}");
-        var inf = new double[(long)q * n];
-        for (long i = 0; i < inf.LongLength; i++) inf[i] = r.ReadDouble();
-        var self = new double[n];
-        for (int i = 0; i < n; i++) self[i] = r.ReadDouble();
-        return new Block(q, n, inf, self, r.ReadDouble(), r.ReadDouble(), r.ReadInt32());
-    }
+    /// <summary>Opens a shard's score block for reading in its stored order (influence query by query, self-influence, timings).</summary>
+    public ScoreBlockReader OpenBlock(int shard, int expectedCount, long expectedQueries) =>
+        new(Store.OpenRead(ScoreBlockKey(shard)), $"score block of shard {shard}", expectedCount, expectedQueries);
 
+    /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
     /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
     public void DeleteWork() => Store.DeletePrefix($"{Prefix}/work");
 }

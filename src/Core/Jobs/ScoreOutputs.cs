@@ -27,27 +27,41 @@ public static class ScoreOutputs
     {
         var s = job.Settings;
         int q = s.TestIndices.Length;
-        var blocks = shards.Select(sh => job.ReadBlock(sh.Index, sh.End - sh.Start, q)).ToArray();
-
-        // influence.csv: every (test, train) pair, ordered by test point, then training row.
-        job.Store.Write($"{job.Prefix}/influence.csv", stream =>
+        var readers = new List<ScoreBlockReader>();
+        double[] self;
+        ScoreJob.BlockTimings[] timingsOfShards;
+        try
         {
-            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
-            w.WriteLine("test_index,train_index,influence");
-            for (int k = 0; k < q; k++)
-                for (int b = 0; b < shards.Count; b++)
-                {
-                    var block = blocks[b];
-                    for (int j = 0; j < block.Count; j++)
-                        w.Write($"{s.TestIndices[k]},{shards[b].Start + j},{F(block.Influence[(long)k * block.Count + j])}\n");
-                }
-        });
+            foreach (var sh in shards) readers.Add(job.OpenBlock(sh.Index, sh.End - sh.Start, q));
+            // influence.csv: every (test, train) pair, ordered by test point, then training row,
+            // streamed from the shards' blocks one row of each at a time.
+            job.Store.Write($"{job.Prefix}/influence.csv", stream =>
+            {
+                using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
+                w.WriteLine("test_index,train_index,influence");
+                var row = new double[shards.Max(sh => sh.End - sh.Start)];
+                for (int k = 0; k < q; k++)
+                    for (int b = 0; b < shards.Count; b++)
+                    {
+                        readers[b].ReadInfluenceRow(row);
+                        for (int j = 0; j < readers[b].Count; j++)
+                            w.Write($"{s.TestIndices[k]},{shards[b].Start + j},{F(row[j])}\n");
+                    }
+            });
+            self = readers.SelectMany(r => r.ReadSelfInfluence()).ToArray();
+            timingsOfShards = readers.Select(r => r.ReadTimings()).ToArray();
+        }
+        finally
+        {
+            foreach (var r in readers) r.Dispose();
+        }
         if (Methods.HasSelfInfluence(s.Method)) job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             w.WriteLine("train_index,self_influence");
-            for (int b = 0; b < shards.Count; b++)
-                for (int j = 0; j < blocks[b].Count; j++) w.Write($"{shards[b].Start + j},{F(blocks[b].SelfInfluence[j])}\n");
+            int i = 0;
+            foreach (var sh in shards)
+                for (int j = sh.Start; j < sh.End; j++) w.Write($"{j},{F(self[i++])}\n");
         });
         long n = data.Train.Count;
         job.Store.Write($"{job.Prefix}/topk.csv", stream =>
@@ -124,7 +138,7 @@ public static class ScoreOutputs
             },
             ["method"] = method.ToJson(),
             ["self_influence"] = Methods.HasSelfInfluence(s.Method) ? "self_influence.csv" : $"not computed: {s.Method} would need one solve per training example",
-            ["scoring"] = Throughput(blocks, q),
+            ["scoring"] = Throughput(shards, timingsOfShards, q),
             ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
             {
@@ -143,9 +157,9 @@ public static class ScoreOutputs
     /// Training examples scored per second against all the queries (summed over shards as if they
     /// ran one after another), and the same for one plain batched forward+backward over the same rows.
     /// </summary>
-    private static JsonObject Throughput(IReadOnlyList<ScoreJob.Block> blocks, int queries)
+    private static JsonObject Throughput(IReadOnlyList<ShardRun> shards, IReadOnlyList<ScoreJob.BlockTimings> blocks, int queries)
     {
-        long n = blocks.Sum(b => (long)b.Count);
+        long n = shards.Sum(sh => (long)(sh.End - sh.Start));
         double seconds = blocks.Sum(b => b.Seconds), floor = blocks.Sum(b => b.ForwardBackwardSeconds);
         return new JsonObject
         {
