@@ -48,11 +48,10 @@ public static class BenchCommand
     private static int RunMethods(string hidden, double damping)
     {
         var dir = Path.Combine(AppContext.BaseDirectory, "data");
-        var data = TrainTestData.Load(new DatasetSpec(Path.Combine(dir, "iris_train.csv")), new DatasetSpec(Path.Combine(dir, "iris_test.csv")));
-        var widths = hidden.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
-        var spec = ModelSpec.Mlp(data.Train.FeatureCount, data.ClassCount, widths, Activation.Tanh, 1e-3, DecayOn.All);
-        Console.WriteLine($"Iris, {spec.Describe()}, {spec.ParameterCount} parameters, λ = 1e-3 on all parameters, δ = {damping}, test points 0–4");
-        var rows = Influence.Core.Diagnostics.MethodComparison.Run(data, spec, [0, 1, 2, 3, 4], damping, new Progress<string>(m => Console.WriteLine($"  {m}")));
+        var settings = Influence.Core.Diagnostics.MethodComparison.IrisSettings(Path.Combine(dir, "iris_train.csv"), Path.Combine(dir, "iris_test.csv"),
+            hidden.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray(), damping);
+        Console.WriteLine($"Iris, tanh MLP {hidden}, λ = {settings.L2} on all parameters, δ = {damping}, test points 0–4, one process");
+        var rows = Influence.Core.Diagnostics.MethodComparison.Run(settings, Influence.Core.Diagnostics.MethodComparison.IrisTracInTraining, new Progress<string>(m => Console.WriteLine($"  {m}")));
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
         var table = new Table().Title("Against the exact influence (per test point, then mean)").AddColumns("method", "settings", "mean Spearman", "min Spearman", "mean Pearson", "seconds", "curvature products", "note");
         foreach (var r in rows)

@@ -99,10 +99,9 @@ public static class CompareMethodsCommand
             if (baseRequest.Checkpoint is null && method != Methods.TracIn)
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
             scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
-            var m = root.GetProperty("method");
-            var warnings = m.GetProperty("warnings").EnumerateArray().Select(w => w.GetString()!).ToList();
-            rows.Add(new Row(method, Describe(method, root), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
-                status.ElapsedSeconds, peak, warnings.Count, method == Methods.TracIn ? "its own SGD run's checkpoints" : string.Join("; ", warnings)));
+            var report = MethodReport.FromJson(System.Text.Json.Nodes.JsonNode.Parse(root.GetProperty("method").GetRawText())!.AsObject());
+            rows.Add(new Row(method, report.Describe(method), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
+                status.ElapsedSeconds, peak, report.Warnings.Count, method == Methods.TracIn ? "its own SGD run's checkpoints" : string.Join("; ", report.Warnings)));
         }
         if (scores.TryGetValue(Methods.Exact, out var reference))
             for (int i = 0; i < rows.Count; i++)
@@ -119,24 +118,6 @@ public static class CompareMethodsCommand
     {
         var settings = Influence.Grains.RequestMapping.ToSettings(request);
         return settings.BuildSpec(Influence.Core.Data.TrainTestData.Load(settings.Train, settings.Test)).ParameterCount;
-    }
-
-    private static string Describe(string method, JsonElement root)
-    {
-        var m = root.GetProperty("method");
-        var d = m.GetProperty("details");
-        string damping = $"δ = {m.GetProperty("damping").GetDouble():G3}";
-        string Get(string name) => d.TryGetProperty(name, out var v) ? v.ToString() : "?";
-        return method switch
-        {
-            Methods.Exact => damping,
-            Methods.Cg => $"{damping}, {Get("converged")} converged, {Get("products")} products",
-            Methods.Arnoldi => $"{damping}, n = {Get("krylov_dimension")}, top {Get("kept")}",
-            Methods.Lissa => $"{damping}, scale {double.Parse(Get("scale"), CultureInfo.InvariantCulture):G3}, depth {Get("depth")} × {Get("repeats")}, {Get("diverged")} diverged",
-            Methods.Kfac or Methods.Ekfac => $"{damping}, {Get("fisher_labels")} Fisher",
-            Methods.TracIn => $"{Get("checkpoints")} checkpoints",
-            _ => "at θ̂",
-        };
     }
 
     private static string F(double v) => double.IsNaN(v) ? "–" : v.ToString("0.000", CultureInfo.InvariantCulture);

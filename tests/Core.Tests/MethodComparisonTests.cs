@@ -1,5 +1,4 @@
 using Influence.Core.Diagnostics;
-using Influence.Core.Models;
 
 namespace Influence.Core.Tests;
 
@@ -9,9 +8,8 @@ public class MethodComparisonTests
     [Fact]
     public void Converging_solvers_reproduce_the_exact_influence_and_every_method_is_reported()
     {
-        var data = TestData.Iris();
-        var spec = ModelSpec.Mlp(data.Train.FeatureCount, data.ClassCount, [8], Activation.Tanh, 1e-3, DecayOn.All);
-        var rows = MethodComparison.Run(data, spec, [0, 1, 2, 3, 4], damping: 1e-3).ToDictionary(r => r.Method);
+        var settings = MethodComparison.IrisSettings(TestData.DataFile("iris_train.csv"), TestData.DataFile("iris_test.csv"), [8], damping: 1e-3);
+        var rows = MethodComparison.Run(settings, MethodComparison.IrisTracInTraining).ToDictionary(r => r.Method);
         Assert.Equal(["exact", "cg", "arnoldi", "lissa", "kfac", "ekfac", "tracin", "grad-dot", "grad-cos"], rows.Keys);
         Assert.Equal(1.0, rows["exact"].MinSpearman, 12);
         Assert.True(rows["cg"].MinSpearman >= 0.9999 && rows["cg"].MeanPearson >= 0.9999, rows["cg"].ToString());

@@ -12,14 +12,16 @@ namespace Influence.Core.Compute;
 /// handle is read, so a garbage collection started by another thread can run its finalizer while
 /// libtorch still uses it: "Expected false to be true" in <c>Scalar::toDouble</c>, or a segfault.
 /// It only shows where other threads allocate during native calls (silos, the solver thread);
-/// <c>NativeLifetimeStressTests</c> reproduces it in seconds.
+/// <c>TorchThreadingTests.Implicit_scalars_survive_collections_started_by_another_thread</c> reproduces it in seconds without this setting.
 /// </para>
 /// <para>
 /// Unoptimised (MinOpts) JIT code reports every argument and local live to the end of its method,
 /// which closes the window for all of TorchSharp at once. It is a runtime setting read at startup,
 /// so a process that lacks it re-executes itself (same PID, arguments and streams) with
 /// <c>DOTNET_JITMinOpts=1</c> and <c>DOTNET_TieredCompilation=0</c> (the framework keeps its
-/// precompiled, optimised code). Measured cost: Core tests 57 s → 74 s; cluster tests unchanged.
+/// precompiled, optimised code). The cost is unoptimised managed code; libtorch's kernels, where
+/// the time goes, are unchanged. Special cases (explicit Scalars at single call sites) would not
+/// cover TorchSharp's own implicit ones.
 /// </para>
 /// </summary>
 public static class NativeLifetimeGuard

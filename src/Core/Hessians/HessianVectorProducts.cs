@@ -96,11 +96,8 @@ public sealed class CurvatureOperator(Func<Tensor, Tensor> dataSum, long normali
     {
         Products += v.shape[1];
         using var scope = NewDisposeScope();
-        // Scalars held until the end (see ScoreJob.SumProductParts).
-        using var n = ((double)Normalizer).ToScalar();
-        using var delta = Damping.ToScalar();
-        var result = dataSum(v).div(n).add(v.mul(regularizerDiagonal.unsqueeze(1)));
-        if (Damping != 0) result.add_(v.mul(delta));
+        var result = dataSum(v).div((double)Normalizer).add(v.mul(regularizerDiagonal.unsqueeze(1)));
+        if (Damping != 0) result.add_(v.mul(Damping));
         return result.MoveToOuterDisposeScope();
     }
 

@@ -33,9 +33,11 @@ public sealed class MethodReport(double damping)
         ToJson().WriteTo(w);
     }
 
-    public static MethodReport Load(Stream stream)
+    public static MethodReport Load(Stream stream) => FromJson(JsonNode.Parse(stream)!.AsObject());
+
+    /// <summary>The report from <see cref="ToJson"/> (also summary.json's "method").</summary>
+    public static MethodReport FromJson(JsonObject root)
     {
-        var root = JsonNode.Parse(stream)!.AsObject();
         var report = new MethodReport(root["damping"]!.GetValue<double>())
         {
             LargestEigenvalue = root["largest_eigenvalue"]?.GetValue<double>(),
@@ -44,6 +46,23 @@ public sealed class MethodReport(double damping)
         };
         report.Warnings.AddRange(root["warnings"]!.AsArray().Select(w => w!.GetValue<string>()));
         return report;
+    }
+
+    /// <summary>The method's settings and outcome in one line, for comparison tables.</summary>
+    public string Describe(string method)
+    {
+        string damping = $"δ = {Damping:G3}";
+        string Get(string name) => Details[name]?.ToJsonString() ?? "?";
+        return method switch
+        {
+            Methods.Exact => damping,
+            Methods.Cg => $"{damping}, {Get("converged")} converged, {Get("products")} products",
+            Methods.Arnoldi => $"{damping}, n = {Get("krylov_dimension")}, top {Get("kept")}",
+            Methods.Lissa => $"{damping}, scale {Details["scale"]?.GetValue<double>():G3}, depth {Get("depth")} × {Get("repeats")}, {Get("diverged")} diverged",
+            Methods.Kfac or Methods.Ekfac => $"{damping}, {Details["fisher_labels"]?.GetValue<string>()} Fisher",
+            Methods.TracIn => $"{Get("checkpoints")} checkpoints",
+            _ => "at θ̂",
+        };
     }
 
     /// <summary>A finite double for JSON (NaN and ±∞ are not JSON numbers).</summary>

@@ -14,6 +14,7 @@ public sealed class ScoreBlockReader : IDisposable
     private readonly BinaryReader reader;
     private readonly string name;
     private int rowsRead;
+    private bool selfInfluenceRead;
 
     public int QueryCount { get; }
     public int Count { get; }
@@ -51,17 +52,17 @@ public sealed class ScoreBlockReader : IDisposable
     /// <summary>The self-influence of every row (NaN where the method has none); after the influence rows.</summary>
     public double[] ReadSelfInfluence()
     {
-        if (rowsRead != QueryCount) throw new InvalidOperationException($"{name}: {QueryCount - rowsRead} influence rows are still unread");
+        if (rowsRead != QueryCount || selfInfluenceRead) throw new InvalidOperationException($"{name}: {QueryCount - rowsRead} influence rows are still unread, or the self-influence was read");
         var self = new double[Count];
         ReadDoubles(self);
-        rowsRead++; // past the self-influence
+        selfInfluenceRead = true;
         return self;
     }
 
     /// <summary>The shard's timings; after the self-influence.</summary>
     public ScoreJob.BlockTimings ReadTimings()
     {
-        if (rowsRead != QueryCount + 1) throw new InvalidOperationException($"{name}: read the influence and self-influence first");
+        if (!selfInfluenceRead) throw new InvalidOperationException($"{name}: read the influence and self-influence first");
         return new ScoreJob.BlockTimings(reader.ReadDouble(), reader.ReadDouble(), reader.ReadInt32());
     }
 

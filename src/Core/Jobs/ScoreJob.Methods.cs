@@ -28,11 +28,17 @@ public sealed partial class ScoreJob
     private static Device Device => Compute.Devices.Default;
     private string Method => Settings.Method;
 
-    /// <summary>P×Q gradients of the chosen test points' losses at θ.</summary>
-    public Tensor TestGradients(Checkpoint checkpoint, TrainTestData data, Tensor theta)
+    /// <summary>Q×P gradients of the chosen test points' losses at θ (the queries' layout in the score terms).</summary>
+    private Tensor QueryGradients(Checkpoint checkpoint, TrainTestData data, Tensor theta)
     {
         using var test = DataTensors.From(data.Test.Select(Settings.TestIndices), checkpoint.Spec, Device);
-        using var g = ShardScorer.Gradients(checkpoint.Spec, theta, test);
+        return ShardScorer.Gradients(checkpoint.Spec, theta, test);
+    }
+
+    /// <summary>P×Q gradients of the chosen test points' losses at θ (right-hand sides of the solvers).</summary>
+    public Tensor TestGradients(Checkpoint checkpoint, TrainTestData data, Tensor theta)
+    {
+        using var g = QueryGradients(checkpoint, data, theta);
         return g.t().contiguous();
     }
 
@@ -103,15 +109,12 @@ public sealed partial class ScoreJob
     private Tensor SumStored(IEnumerable<string> keys)
     {
         Tensor? sum = null;
-        // An explicit Scalar held for the whole loop: TorchSharp's implicit ones are not kept alive
-        // through the native call (NativeLifetimeGuard closes that window process-wide).
-        using var one = 1.0.ToScalar();
         foreach (var key in keys)
         {
             using var s = Store.OpenRead(key);
             using var r = new BinaryReader(s);
             var part = TensorIO.Read(r, Device);
-            if (sum is null) sum = part; else { sum.add_(part, one); part.Dispose(); }
+            if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
         }
         return sum ?? throw new InvalidOperationException("no partial sums to add");
     }
@@ -407,7 +410,7 @@ public sealed partial class ScoreJob
             {
                 double learningRate = r.ReadDouble();
                 var theta = TensorIO.Read(r, Device);
-                terms.Add(new ScoreTerm(theta, TestGradients(checkpoint, data, theta).t().contiguous(), learningRate));
+                terms.Add(new ScoreTerm(theta, QueryGradients(checkpoint, data, theta), learningRate));
             }
             report.Details["checkpoints"] = terms.Count;
             report.Details["learning_rates"] = new JsonArray(terms.Select(t => (JsonNode)t.Weight).ToArray());
@@ -416,9 +419,9 @@ public sealed partial class ScoreJob
         else
         {
             var theta = checkpoint.Theta(Device);
-            var g = TestGradients(checkpoint, data, theta).t();
+            var g = QueryGradients(checkpoint, data, theta);
             if (Method == Methods.GradCos) g = g.div(g.norm(1, keepdim: true).clamp_min(1e-300));
-            terms.Add(new ScoreTerm(theta, g.contiguous(), 1.0));
+            terms.Add(new ScoreTerm(theta, g, 1.0));
         }
         report.Details["hessian"] = "none (gradient similarity)";
         return FinishTerms(terms, report);

@@ -70,7 +70,8 @@ public sealed class LocalArtifactStore : IArtifactStore
 
     public string Describe(string key) => PathOf(key);
 
-    private string PathOf(string key)
+    /// <summary>The file that holds a key.</summary>
+    public string PathOf(string key)
     {
         if (key.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(key)) throw new ArgumentException($"bad artifact key '{key}'");
         return Path.Combine(Root, key.Replace('/', Path.DirectorySeparatorChar));
