@@ -113,7 +113,7 @@ public class DampingChoiceTests
         double lmin = spectrum.Min(), lmax = spectrum.Max();
         Assert.True(lmin < 0, $"the fixture should be indefinite: λ_min {lmin}");
         var op = CurvatureOperator.Of(p.Objective, p.Theta, 0);
-        var report = DampingChoice.Choose(op.Apply, p.Spec.ParameterCount, iterations: (int)p.Spec.ParameterCount, seed: 1, ScalarType.Float64, CPU);
+        var report = DampingChoice.Choose(op.Apply, p.Spec.ParameterCount, iterations: (int)p.Spec.ParameterCount, seed: 1, ScalarType.Float64, CPU, convex: false);
         double scale = Math.Max(Math.Abs(lmin), Math.Abs(lmax));
         Assert.True(Math.Abs(report.LargestEigenvalue - lmax) <= 1e-8 * scale, $"λ_max {report.LargestEigenvalue} vs {lmax}");
         Assert.True(Math.Abs(report.SmallestEigenvalue - lmin) <= 1e-8 * scale, $"λ_min {report.SmallestEigenvalue} vs {lmin}");
@@ -121,5 +121,34 @@ public class DampingChoiceTests
         Assert.Equal(Math.Max(0, -lmin) + DampingChoice.RelativeFloor * lmax, report.Damping, 1e-8 * scale);
         // The damped curvature is positive definite.
         Assert.True(linalg.eigvalsh(h.add(eye(p.Spec.ParameterCount, dtype: ScalarType.Float64).mul(report.Damping))).min().ToDouble() > 0);
+    }
+
+    [Fact]
+    public void A_convex_model_with_a_positive_definite_Hessian_gets_no_damping()
+    {
+        using var p = Problem.Make("binary logreg", n: 40);
+        using var h = ExactHessian.Of(p.Objective, p.Theta);
+        var spectrum = linalg.eigvalsh(h).data<double>().ToArray();
+        double lmin = spectrum.Min(), lmax = spectrum.Max();
+        Assert.True(lmin > DampingChoice.SingularRatio * lmax, $"the fixture should be positive definite: λ_min {lmin}");
+        var op = CurvatureOperator.Of(p.Objective, p.Theta, 0);
+        int k = (int)p.Spec.ParameterCount;
+
+        var convex = DampingChoice.Choose(op.Apply, p.Spec.ParameterCount, k, seed: 1, ScalarType.Float64, CPU, convex: true);
+        Assert.Equal(0, convex.Damping);
+        Assert.StartsWith("0: H is positive definite", convex.Rule);
+        // Not known to be convex: a positive Krylov estimate of λ_min is not trusted and the floor applies.
+        var unknown = DampingChoice.Choose(op.Apply, p.Spec.ParameterCount, k, seed: 1, ScalarType.Float64, CPU, convex: false);
+        Assert.Equal(DampingChoice.RelativeFloor * lmax, unknown.Damping, 1e-8 * lmax);
+    }
+
+    [Theory]
+    [InlineData(1.0, 10.0, true, 0.0)]            // positive definite, trusted: none
+    [InlineData(1e-9, 10.0, true, 0.01)]          // trusted but near singular: the floor
+    [InlineData(1.0, 10.0, false, 0.01)]          // an untrusted estimate: the floor
+    [InlineData(-2.0, 10.0, true, 2.01)]          // indefinite: the shift plus the floor
+    public void The_rule_damps_only_what_is_not_known_to_be_positive_definite(double smallest, double largest, bool trusted, double expected)
+    {
+        Assert.Equal(expected, DampingChoice.Decide(smallest, largest, trusted).Damping, 12);
     }
 }

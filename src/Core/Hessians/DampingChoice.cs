@@ -6,8 +6,9 @@ namespace Influence.Core.Hessians;
 /// <summary>The extreme eigenvalues found and the damping chosen from them.</summary>
 /// <param name="LargestEigenvalue">λ_max of the curvature (Arnoldi on H).</param>
 /// <param name="SmallestEigenvalue">λ_min (Arnoldi on λ_max·I − H, whose dominant eigenvalue is λ_max − λ_min).</param>
-/// <param name="Damping">max(0, −λ_min) + <see cref="DampingChoice.RelativeFloor"/>·λ_max: enough to make H + δI positive definite with a margin.</param>
-public sealed record DampingReport(double LargestEigenvalue, double SmallestEigenvalue, double Damping, long Products)
+/// <param name="Damping">What <see cref="DampingChoice.Decide"/> chose from them.</param>
+/// <param name="Rule">How: the formula, or why no damping was needed.</param>
+public sealed record DampingReport(double LargestEigenvalue, double SmallestEigenvalue, double Damping, string Rule, long Products)
 {
     public bool Indefinite => SmallestEigenvalue < 0;
 }
@@ -22,8 +23,30 @@ public static class DampingChoice
     /// <summary>The damping's margin above zero curvature, relative to λ_max.</summary>
     public const double RelativeFloor = 1e-3;
 
+    /// <summary>
+    /// A positive definite curvature whose λ_min is trusted gets no damping while its condition
+    /// number stays below 1/this: damping then only biases the answer (on Fashion-MNIST logistic
+    /// regression, δ = 1e-3·λ_max lowered exact-vs-LOO agreement from 0.982 to 0.645).
+    /// </summary>
+    public const double SingularRatio = 1e-6;
+
+    /// <summary>
+    /// δ from the extreme eigenvalues. When λ_min is trusted — <paramref name="smallestTrusted"/>:
+    /// it comes from an eigendecomposition, or the objective is convex so no negative curvature
+    /// can hide from a Krylov estimate — and H is positive definite and not near singular, δ = 0.
+    /// Otherwise δ = max(0, −λ_min) + <see cref="RelativeFloor"/>·|λ_max|: positive definite with
+    /// a margin that covers an estimate of λ_min that is too high.
+    /// </summary>
+    public static (double Damping, string Rule) Decide(double smallest, double largest, bool smallestTrusted)
+    {
+        if (smallestTrusted && smallest > SingularRatio * Math.Abs(largest))
+            return (0, $"0: H is positive definite (lambda_min {smallest:E3} > {SingularRatio} * lambda_max)");
+        return (Math.Max(0, -smallest) + RelativeFloor * Math.Abs(largest), $"max(0, -lambda_min) + {RelativeFloor} * lambda_max");
+    }
+
     /// <param name="apply">H V (no damping) for V of shape P×1.</param>
-    public static DampingReport Choose(Func<Tensor, Tensor> apply, long parameterCount, int iterations, int seed, ScalarType dtype, Device device, Tensor? flat = null)
+    /// <param name="convex">The objective is convex (a linear model), so H ⪰ 0 and a positive estimate of λ_min is trusted.</param>
+    public static DampingReport Choose(Func<Tensor, Tensor> apply, long parameterCount, int iterations, int seed, ScalarType dtype, Device device, bool convex, Tensor? flat = null)
     {
         using var top = Arnoldi.Run(apply, parameterCount, iterations, keep: 1, seed, dtype, device, flat);
         double dominant = top.Eigenvalues[0].ToDouble();
@@ -32,9 +55,7 @@ public static class DampingChoice
         using var shifted = Arnoldi.Run(v => v.mul(shift).sub(apply(v)), parameterCount, iterations, keep: 1, seed + 1, dtype, device, flat);
         double smallest = shift - shifted.Eigenvalues[0].ToDouble();
         double largest = Math.Max(dominant, smallest);
-        return new DampingReport(largest, smallest, FromEigenvalues(smallest, largest), top.Products + shifted.Products);
+        var (damping, rule) = Decide(smallest, largest, convex);
+        return new DampingReport(largest, smallest, damping, rule, top.Products + shifted.Products);
     }
-
-    /// <summary>max(0, −λ_min) + <see cref="RelativeFloor"/>·|λ_max|.</summary>
-    public static double FromEigenvalues(double smallest, double largest) => Math.Max(0, -smallest) + RelativeFloor * Math.Abs(largest);
 }

@@ -144,12 +144,12 @@ public sealed partial class ScoreJob
         if (Settings.AutoDamping || (Method == Methods.Lissa && options.LissaScale == 0))
         {
             progress?.Report($"estimating the curvature's extreme eigenvalues ({options.Krylov}-step Arnoldi, twice)");
-            var spectrum = DampingChoice.Choose(plain.Apply, spec.ParameterCount, options.Krylov, options.Seed, dtype, Device, flat);
+            var spectrum = DampingChoice.Choose(plain.Apply, spec.ParameterCount, options.Krylov, options.Seed, dtype, Device, convex: spec.IsLogisticRegression, flat);
             report.LargestEigenvalue = spectrum.LargestEigenvalue;
             report.SmallestEigenvalue = spectrum.SmallestEigenvalue;
             report.Details["spectrum_products"] = spectrum.Products;
             if (Settings.AutoDamping) report.Damping = spectrum.Damping;
-            report.Details["damping_rule"] = Settings.AutoDamping ? $"max(0, -lambda_min) + {DampingChoice.RelativeFloor} * lambda_max" : "given";
+            report.Details["damping_rule"] = Settings.AutoDamping ? spectrum.Rule : "given";
             if (spectrum.Indefinite)
                 report.Warnings.Add($"the curvature is indefinite at θ̂ (λ_min ≈ {spectrum.SmallestEigenvalue:E3}); " +
                     (report.Damping > -spectrum.SmallestEigenvalue ? $"δ = {report.Damping:E3} makes H + δI positive definite" : $"δ = {report.Damping:E3} does not make H + δI positive definite: use --damping auto or a larger δ"));

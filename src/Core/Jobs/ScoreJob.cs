@@ -129,11 +129,12 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var h = ExactHessian.Assemble(sum, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
         double damping = Settings.AutoDamping ? 0 : Settings.Damping;
+        string dampingRule = "given";
         var inverse = HessianInverse.Factorize(h, damping, flat);
         if (Settings.AutoDamping)
         {
             // The undamped spectrum picks δ; refactorise only when δ is not 0.
-            damping = DampingChoice.FromEigenvalues(inverse.MinEigenvalue, inverse.MaxEigenvalue);
+            (damping, dampingRule) = DampingChoice.Decide(inverse.MinEigenvalue, inverse.MaxEigenvalue, smallestTrusted: true);
             if (damping != 0)
             {
                 inverse.Dispose();
@@ -151,7 +152,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
         report.Details["factorization"] = inverse.Kind.ToString().ToLowerInvariant();
         report.Details["dropped_eigenvalues"] = inverse.DroppedEigenvalues;
-        report.Details["damping_rule"] = Settings.AutoDamping ? $"max(0, -lambda_min) + {DampingChoice.RelativeFloor} * lambda_max" : "given";
+        report.Details["damping_rule"] = dampingRule;
         report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
         if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
         return FinishPreconditioning(theta, queries, report);
