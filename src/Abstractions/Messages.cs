@@ -15,7 +15,7 @@ public sealed record DataSource
 [GenerateSerializer, Immutable]
 public sealed class ModelSettings
 {
-    /// <summary>"logreg" or "mlp".</summary>
+    /// <summary>"logreg", "mlp" or "cnn".</summary>
     [Id(0)] public string Kind { get; init; } = "logreg";
     [Id(1)] public int[] Hidden { get; init; } = [];
     /// <summary>"tanh" or "relu".</summary>
@@ -26,6 +26,10 @@ public sealed class ModelSettings
     /// <summary>"float64" or "float32".</summary>
     [Id(5)] public string DType { get; init; } = "float64";
     [Id(6)] public int Seed { get; init; }
+    /// <summary>CNN: the convolutions, "CHANNELS:KERNEL[:POOL],…"; null for LeNet's.</summary>
+    [Id(7)] public string? Convolutions { get; init; }
+    /// <summary>CNN: "CxHxW"; null for one channel, square.</summary>
+    [Id(8)] public string? Image { get; init; }
 }
 
 /// <summary>Everything a score job needs; the job id is the coordinator grain's key.</summary>

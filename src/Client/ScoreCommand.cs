@@ -16,8 +16,10 @@ public static class ScoreCommand
     public static readonly Option<string?> TrainLabels = new("--train-labels") { Description = "IDX labels file for --train (default: MNIST naming)" };
     public static readonly Option<string?> TestLabels = new("--test-labels") { Description = "IDX labels file for --test" };
     public static readonly Option<double> PixelScale = new("--pixel-scale") { Description = "Divide every feature by this (255 for raw pixels)", DefaultValueFactory = _ => 1.0 };
-    public static readonly Option<string> Model = new("--model") { Description = "logreg or mlp", DefaultValueFactory = _ => "logreg" };
-    public static readonly Option<string> Hidden = new("--hidden") { Description = "MLP hidden widths, e.g. 8,8", DefaultValueFactory = _ => "" };
+    public static readonly Option<string> Model = new("--model") { Description = "logreg, mlp or cnn", DefaultValueFactory = _ => "logreg" };
+    public static readonly Option<string> Hidden = new("--hidden") { Description = "MLP (and CNN after its convolutions) hidden widths, e.g. 8,8", DefaultValueFactory = _ => "" };
+    public static readonly Option<string?> Conv = new("--conv") { Description = $"cnn: convolutions CHANNELS:KERNEL[:POOL],… (stride 1, no padding, then the activation, then max-pooling; default {Core.Models.ConvLayer.LeNet})" };
+    public static readonly Option<string?> Image = new("--image") { Description = "cnn: each row's image shape CxHxW (default 1 channel, square)" };
     public static readonly Option<string> ActivationOpt = new("--activation") { Description = "tanh or relu", DefaultValueFactory = _ => "tanh" };
     public static readonly Option<double> L2 = new("--l2") { Description = "L2 strength λ of (λ/2)‖W‖²", DefaultValueFactory = _ => 1e-3 };
     public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
@@ -57,7 +59,7 @@ public static class ScoreCommand
     /// <summary>Every option of a score job, shared by the commands that run one.</summary>
     public static Option[] All =>
     [
-        Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
+        Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, Out, Cluster, Store, Verbose,
@@ -91,6 +93,7 @@ public static class ScoreCommand
             {
                 Kind = p.GetValue(Model)!, Hidden = hidden, Activation = p.GetValue(ActivationOpt)!, L2 = p.GetValue(L2),
                 WeightDecayOn = p.GetValue(DecayOn)!, DType = p.GetValue(DType)!, Seed = p.GetValue(Seed),
+                Convolutions = p.GetValue(Conv), Image = p.GetValue(Image),
             },
             Method = p.GetValue(Method)!,
             Damping = auto ? 0 : damping,

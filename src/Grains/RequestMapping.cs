@@ -17,6 +17,8 @@ public static class RequestMapping
         Test = new DatasetSpec(r.Test.Path, r.Test.LabelsPath, r.Test.FeatureScale),
         ModelKind = r.Model.Kind,
         Hidden = r.Model.Hidden,
+        Convolutions = r.Model.Convolutions is { } conv ? ConvLayer.ParseList(conv) : null,
+        Image = r.Model.Image is { } image ? ImageShape.Parse(image) : null,
         Activation = r.Model.Activation switch
         {
             "tanh" => Activation.Tanh,

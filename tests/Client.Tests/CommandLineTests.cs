@@ -126,6 +126,8 @@ public class CommandLineTests
     [InlineData("--test-indices", "a", "not a non-negative integer")]
     [InlineData("--hidden", "8,x", "not a positive width")]
     [InlineData("--pixel-scale", "0", "--pixel-scale must be positive")]
+    [InlineData("--conv", "6:x", "--conv: '6:x' is not CHANNELS:KERNEL[:POOL]")]
+    [InlineData("--image", "28x28", "--image must be CHANNELSxHEIGHTxWIDTH")]
     public void Bad_options_exit_2_with_the_option_named(string option, string value, string message)
     {
         var (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), option, value, "--out", TempDir());

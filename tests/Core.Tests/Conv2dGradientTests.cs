@@ -37,7 +37,7 @@ public class Conv2dGradientTests
             var loss = Losses(x, w, bias, labels, out var conv).sum();
             delta = autograd.grad([loss], [conv])[0].detach();
         }
-        var (gw, gb) = Conv2dGradients.PerExample(x, delta, k, k, stride, padding);
+        var (gw, gb) = Conv2dGradients.PerExample(x, delta, k, stride, padding);
 
         for (long i = 0; i < b; i++)
         {
@@ -56,7 +56,7 @@ public class Conv2dGradientTests
     {
         var x = randn(2, 1, 6, 6, dtype: ScalarType.Float64);
         var d = randn(2, 3, 4, 4, dtype: ScalarType.Float64); // from a 3×3 kernel without padding
-        var e = Assert.Throws<ArgumentException>(() => Conv2dGradients.PerExample(x, d, 3, 3, stride: 1, padding: 1));
+        var e = Assert.Throws<ArgumentException>(() => Conv2dGradients.PerExample(x, d, 3, stride: 1, padding: 1));
         Assert.Contains("do not match the layer", e.Message, StringComparison.Ordinal);
     }
 }

@@ -9,10 +9,17 @@ namespace Influence.Core.Tests;
 /// <summary>K-FAC and EK-FAC factors, corrections and preconditioning against their definitions built example by example.</summary>
 public class KfacTests
 {
-    /// <summary>Per example: each layer's augmented input ā and output gradient δ, from a forward and backward pass of that example alone.</summary>
-    private static List<(Tensor[] A, Tensor[] D)> ByExample(Problem p)
+    /// <summary>
+    /// Per example and layer, from a forward and backward pass of that example alone: its share of
+    /// the factors A and S, and its gradient matrix G = [∇W | ∇b]. A Linear layer has one input ā
+    /// and output gradient δ: A = ā āᵀ, S = δ δᵀ, G = δ āᵀ. A convolution (KFC) has one per output
+    /// position t, its patches cut out of the input by slicing (not unfold): A = Σ_t ā_t ā_tᵀ,
+    /// S = (1/T) Σ_t δ_t δ_tᵀ, G = Σ_t δ_t ā_tᵀ.
+    /// </summary>
+    private static List<(Tensor[] A, Tensor[] S, Tensor[] G)> ByExample(Problem p)
     {
-        var result = new List<(Tensor[], Tensor[])>();
+        var result = new List<(Tensor[], Tensor[], Tensor[])>();
+        var layers = p.Spec.Layers;
         for (long i = 0; i < p.Data.Count; i++)
         {
             using var enabled = enable_grad();
@@ -21,8 +28,31 @@ public class KfacTests
             var trace = Network.Forward(p.Spec, t, row.X);
             var loss = Objective.PerExampleLoss(p.Spec, trace.Logits, row.Y).sum();
             var deltas = autograd.grad([loss], trace.PreActivations.ToList());
-            result.Add((trace.LayerInputs.Select(a => cat([a.detach().squeeze(0), ones(1, dtype: ScalarType.Float64)], 0)).ToArray(),
-                        deltas.Select(d => d.detach().squeeze(0)).ToArray()));
+            var a = new Tensor[layers.Count]; var s = new Tensor[layers.Count]; var g = new Tensor[layers.Count];
+            for (int l = 0; l < layers.Count; l++)
+            {
+                var input = trace.LayerInputs[l].detach().squeeze(0);
+                var delta = deltas[l].detach().squeeze(0);
+                if (layers[l].Conv is not { } conv)
+                {
+                    var aug = cat([input, ones(1, dtype: ScalarType.Float64)], 0);
+                    (a[l], s[l], g[l]) = (aug.outer(aug), delta.outer(delta), delta.outer(aug));
+                    continue;
+                }
+                a[l] = zeros(layers[l].In + 1, layers[l].In + 1, dtype: ScalarType.Float64);
+                s[l] = zeros(layers[l].Out, layers[l].Out, dtype: ScalarType.Float64);
+                g[l] = zeros(layers[l].Out, layers[l].In + 1, dtype: ScalarType.Float64);
+                for (int y = 0; y < conv.OutHeight; y++)
+                    for (int x = 0; x < conv.OutWidth; x++)
+                    {
+                        var patch = cat([input.narrow(1, y, conv.Kernel).narrow(2, x, conv.Kernel).flatten(), ones(1, dtype: ScalarType.Float64)], 0);
+                        var d = delta.select(1, y).select(1, x);
+                        a[l].add_(patch.outer(patch));
+                        s[l].add_(d.outer(d).div(conv.Positions));
+                        g[l].add_(d.outer(patch));
+                    }
+            }
+            result.Add((a, s, g));
         }
         return result;
     }
@@ -34,6 +64,7 @@ public class KfacTests
     [Theory]
     [InlineData("mlp tanh weights")]
     [InlineData("softmax logreg")]
+    [InlineData("cnn tanh all")]
     public void Factors_equal_their_definitions_and_add_up_over_shards(string kind)
     {
         using var p = Problem.Make(kind, n: 20);
@@ -41,8 +72,8 @@ public class KfacTests
         using var sums = KfacFactorSums.Accumulate(p.Spec, p.Theta, p.Data, FisherLabels.Empirical, seed: 0, batchSize: 7);
         for (int l = 0; l < p.Spec.Layers.Count; l++)
         {
-            var a = examples.Select(e => e.A[l].outer(e.A[l])).Aggregate((x, y) => x.add(y));
-            var s = examples.Select(e => e.D[l].outer(e.D[l])).Aggregate((x, y) => x.add(y));
+            var a = examples.Select(e => e.A[l]).Aggregate((x, y) => x.add(y));
+            var s = examples.Select(e => e.S[l]).Aggregate((x, y) => x.add(y));
             Assert.True(sums.A[l].sub(a).abs().max().ToDouble() <= 1e-12 * a.abs().max().ToDouble(), $"A[{l}]");
             Assert.True(sums.S[l].sub(s).abs().max().ToDouble() <= 1e-12 * s.abs().max().ToDouble(), $"S[{l}]");
         }
@@ -54,10 +85,12 @@ public class KfacTests
             Assert.True(both.A[l].sub(sums.A[l]).abs().max().ToDouble() <= 1e-12 && both.S[l].sub(sums.S[l]).abs().max().ToDouble() <= 1e-12);
     }
 
-    [Fact]
-    public void EK_FAC_is_no_further_from_the_layer_Fisher_than_K_FAC_and_both_precondition_as_their_explicit_inverses()
+    [Theory]
+    [InlineData("mlp tanh weights")]
+    [InlineData("cnn tanh all")]
+    public void EK_FAC_is_no_further_from_the_layer_Fisher_than_K_FAC_and_both_precondition_as_their_explicit_inverses(string kind)
     {
-        using var p = Problem.Make("mlp tanh weights", n: 30);
+        using var p = Problem.Make(kind, n: 30);
         var examples = ByExample(p);
         long n = p.Data.Count;
         using var sums = KfacFactorSums.Accumulate(p.Spec, p.Theta, p.Data, FisherLabels.Empirical, 0);
@@ -69,8 +102,8 @@ public class KfacTests
         var ekfacSolved = factors.Solve(g, damping, ekfac: true);
         for (int l = 0; l < p.Spec.Layers.Count; l++)
         {
-            // The layer's Fisher block, example by example: (1/N) Σ vec(δ āᵀ) vec(δ āᵀ)ᵀ, row-major vec = δ ⊗ ā.
-            var fisher = examples.Select(e => { var v = kron(e.D[l], e.A[l]); return v.outer(v); }).Aggregate((x, y) => x.add(y)).div(n);
+            // The layer's Fisher block, example by example: (1/N) Σ vec(G) vec(G)ᵀ, row-major vec.
+            var fisher = examples.Select(e => { var v = e.G[l].flatten(); return v.outer(v); }).Aggregate((x, y) => x.add(y)).div(n);
             var kfac = kron(sums.S[l].div(n), sums.A[l].div(n));
             var basis = kron(factors.QS[l], factors.QA[l]);
             var ekfac = basis.matmul(diag(factors.Corrected![l].flatten())).matmul(basis.t());

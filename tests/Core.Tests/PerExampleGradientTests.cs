@@ -14,7 +14,7 @@ public class PerExampleGradientTests
         using var loop = PerExampleGradients.ByLoop(p.Spec, p.Theta, p.Data);
         Assert.True(batched.sub(loop).abs().max().ToDouble() <= 1e-13 * loop.abs().max().ToDouble());
         // The per-example gradients sum to N times the gradient of the mean loss.
-        using var noReg = new Problem(p.Spec with { L2 = 0 }, TestData.Blobs(24, 4, p.Spec.ClassCount, 3), p.Theta);
+        using var noReg = new Problem(p.Spec with { L2 = 0 }, TestData.Blobs(24, p.Spec.InputDim, p.Spec.ClassCount, 3), p.Theta);
         var total = noReg.Objective.ValueAndGradient(p.Theta).Gradient.mul(p.Data.Count);
         Assert.True(batched.sum(0L, false).sub(total).abs().max().ToDouble() <= 1e-12 * total.abs().max().ToDouble() + 1e-14);
     }

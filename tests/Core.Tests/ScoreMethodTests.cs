@@ -23,14 +23,37 @@ public class ScoreMethodTests
 
     private sealed record Outcome(double[,] Influence, double[]? Self, MethodReport Report, string Dir);
 
+    /// <summary>
+    /// The CNN's data: the first 150 training and 40 test rows of digits (8×8 images), and its
+    /// model: a 3×3 convolution to 2 channels, 3×3 max-pooling, the softmax head (P = 20 + 90 = 110).
+    /// </summary>
+    private static readonly Lazy<(string Train, string Test)> DigitsSubset = new(() =>
+    {
+        var dir = Directory.CreateTempSubdirectory("influence-digits-").FullName;
+        string Head(string name, int rows)
+        {
+            var path = Path.Combine(dir, name);
+            File.WriteAllLines(path, File.ReadLines(TestData.DataFile(name)).Take(rows + 1));
+            return path;
+        }
+        return (Head("digits_train.csv", 150), Head("digits_test.csv", 40));
+    });
+
+    private const long CnnParameters = 110, MlpParameters = 51;
+
+    private static TrainTestData Data(string model) => model == "cnn"
+        ? TrainTestData.Load(new DatasetSpec(DigitsSubset.Value.Train), new DatasetSpec(DigitsSubset.Value.Test))
+        : TestData.Iris();
+
     private static ScoreSettings Settings(string method, Func<ScoreSettings, ScoreSettings>? configure = null, string model = "mlp")
     {
         var s = new ScoreSettings
         {
-            Train = new DatasetSpec(TestData.DataFile("iris_train.csv")),
-            Test = new DatasetSpec(TestData.DataFile("iris_test.csv")),
+            Train = new DatasetSpec(model == "cnn" ? DigitsSubset.Value.Train : TestData.DataFile("iris_train.csv")),
+            Test = new DatasetSpec(model == "cnn" ? DigitsSubset.Value.Test : TestData.DataFile("iris_test.csv")),
             ModelKind = model,
             Hidden = model == "mlp" ? [6] : [],
+            Convolutions = model == "cnn" ? [new ConvLayer(2, 3, 3)] : null,
             Activation = Activation.Tanh,
             L2 = 1e-2,
             DecayOn = DecayOn.All,
@@ -68,23 +91,30 @@ public class ScoreMethodTests
 
     private static double MaxRelativeError(double[] a, double[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max() / b.Max(Math.Abs);
 
-    [Fact]
-    public void Cg_and_full_Arnoldi_reproduce_the_exact_influence_and_Arnoldi_its_self_influence()
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    public void Cg_and_full_Arnoldi_reproduce_the_exact_influence_and_Arnoldi_its_self_influence(string model)
     {
-        var exact = Run(Settings(Methods.Exact, s => s with { Damping = 1e-3 }));
-        var cg = Run(Settings(Methods.Cg, s => s with { Damping = 1e-3, Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }));
+        // The CNN's Hessian at its optimum has λ_min ≈ −1e-3: δ = 1e-2 makes H + δI positive definite.
+        double damping = model == "cnn" ? 1e-2 : 1e-3;
+        var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping }, model));
+        Assert.Empty(exact.Report.Warnings);
+        var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }, model));
         Assert.True(MaxRelativeError(cg.Influence, exact.Influence) < 1e-6, $"cg vs exact: {MaxRelativeError(cg.Influence, exact.Influence):E2}");
         Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
         Assert.Null(cg.Self); // CG would need one solve per training example
         Assert.Empty(cg.Report.Warnings);
 
-        // P = 4·6 + 6 + 6·3 + 3 = 51: a Krylov space of all of it is the exact inverse.
-        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = 1e-3, Options = new MethodOptions { Krylov = 51, TopEigen = 51 } }));
+        // MLP: P = 4·6 + 6 + 6·3 + 3 = 51. A Krylov space of all of P is the exact inverse.
+        int p = (int)(model == "cnn" ? CnnParameters : MlpParameters);
+        Assert.Equal(p, LoadCheckpoint(exact.Dir).Spec.ParameterCount);
+        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Options = new MethodOptions { Krylov = p, TopEigen = p } }, model));
         Assert.True(MaxRelativeError(arnoldi.Influence, exact.Influence) < 1e-6, $"arnoldi vs exact: {MaxRelativeError(arnoldi.Influence, exact.Influence):E2}");
         Assert.True(MaxRelativeError(arnoldi.Self!, exact.Self!) < 1e-6, $"arnoldi self vs exact: {MaxRelativeError(arnoldi.Self!, exact.Self!):E2}");
 
         // Truncated, it still ranks like the exact answer but is no longer equal to it.
-        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = 1e-3, Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }));
+        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }, model));
         Assert.True(MaxRelativeError(top10.Influence, exact.Influence) > 1e-3);
     }
 
@@ -114,19 +144,21 @@ public class ScoreMethodTests
         Assert.Contains("all 2 LiSSA repeats diverged", e.Message);
     }
 
-    [Fact]
-    public void Kfac_and_Ekfac_jobs_equal_the_direct_computation_for_one_and_several_shards()
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    public void Kfac_and_Ekfac_jobs_equal_the_direct_computation_for_one_and_several_shards(string model)
     {
         foreach (var method in new[] { Methods.Kfac, Methods.Ekfac })
         {
             var opts = new MethodOptions { FisherLabels = FisherLabels.Empirical };
-            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts }));
-            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts }));
+            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts }, model));
+            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts }, model));
             Assert.True(MaxRelativeError(four.Influence, one.Influence) < 1e-10, $"{method}: 4 shards vs 1");
             Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
 
             // Direct: factors over all rows, (F̂ + (λ + δ)I)⁻¹ on the test gradients, dotted with every training gradient.
-            var data = TestData.Iris();
+            var data = Data(model);
             var checkpoint = LoadCheckpoint(four.Dir);
             var spec = checkpoint.Spec;
             using var scope = NewDisposeScope();
@@ -148,15 +180,17 @@ public class ScoreMethodTests
         }
     }
 
-    [Fact]
-    public void TracIn_grad_dot_and_grad_cos_jobs_equal_their_definitions()
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    public void TracIn_grad_dot_and_grad_cos_jobs_equal_their_definitions(string model)
     {
         var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 6, BatchSize = 16, CheckpointEvery = 2 };
-        var tracin = Run(Settings(Methods.TracIn, s => s with { Training = training }));
-        var dot = Run(Settings(Methods.GradDot, s => s with { Training = training }));
-        var cos = Run(Settings(Methods.GradCos, s => s with { Training = training }));
+        var tracin = Run(Settings(Methods.TracIn, s => s with { Training = training }, model));
+        var dot = Run(Settings(Methods.GradDot, s => s with { Training = training }, model));
+        var cos = Run(Settings(Methods.GradCos, s => s with { Training = training }, model));
 
-        var data = TestData.Iris();
+        var data = Data(model);
         var checkpoint = LoadCheckpoint(tracin.Dir);
         var spec = checkpoint.Spec;
         using var scope = NewDisposeScope();

@@ -28,14 +28,40 @@ public sealed record KfacFactorSums(Tensor[] A, Tensor[] S, long Count) : IDispo
         var s = spec.Layers.Select(l => zeros(l.Out, l.Out, dtype: ScalarType.Float64, device: theta.device)).ToArray();
         FisherPass.Run(spec, theta, rows, labels, seed, batchSize, (l, augmented, delta) =>
         {
+            if (augmented.dim() == 3)
+            {
+                // A convolution (KFC, Grosse & Martens 2016): A sums ā ā ᵀ over an example's output
+                // positions, S averages δ δᵀ over them, so S ⊗ A is the Fisher under their
+                // spatial-homogeneity and uncorrelated-derivative assumptions.
+                long positions = augmented.shape[1];
+                var af = augmented.flatten(0, 1);
+                var df = delta.flatten(0, 1);
+                a[l].add_(af.t().matmul(af));
+                s[l].add_(df.t().matmul(df).div_(positions));
+                return;
+            }
             a[l].add_(augmented.t().matmul(augmented));
             s[l].add_(delta.t().matmul(delta));
         });
         return new KfacFactorSums(a, s, rows.Count);
     }
 
-    /// <summary>[a, 1] per row.</summary>
-    public static Tensor Augment(Tensor inputs) => cat([inputs, ones(inputs.shape[0], 1, dtype: inputs.dtype, device: inputs.device)], 1);
+    /// <summary>[a, 1] per row (per position for a convolution's B × L × In patches).</summary>
+    public static Tensor Augment(Tensor inputs)
+    {
+        var shape = inputs.shape.ToArray();
+        shape[^1] = 1;
+        return cat([inputs, ones(shape, dtype: inputs.dtype, device: inputs.device)], -1);
+    }
+
+    /// <summary>
+    /// Each example's layer gradient [∇W | ∇b] rotated into the eigenbasis, Q_Sᵀ G Q_A, B × Out × (In+1),
+    /// from δ rotated by Q_S and ā by Q_A: one outer product (Linear) or a sum over positions (convolution).
+    /// </summary>
+    internal static Tensor RotatedGradients(Tensor rotatedDelta, Tensor rotatedAugmented) =>
+        rotatedAugmented.dim() == 3
+            ? rotatedDelta.transpose(1, 2).bmm(rotatedAugmented)
+            : rotatedDelta.unsqueeze(2).mul(rotatedAugmented.unsqueeze(1));
 
     public KfacFactorSums Add(KfacFactorSums other) =>
         new(A.Zip(other.A, (x, y) => x.add(y)).ToArray(), S.Zip(other.S, (x, y) => x.add(y)).ToArray(), Count + other.Count);
@@ -93,7 +119,8 @@ public sealed class KroneckerFactors : IDisposable
             // Q_Sᵀ (δ āᵀ) Q_A = (Q_Sᵀ δ)(Q_Aᵀ ā)ᵀ: rotate the two factors, then square the outer products.
             var d = delta.matmul(QS[l]);
             var a = augmented.matmul(QA[l]);
-            sums[l].add_(d.square().t().matmul(a.square()));
+            if (a.dim() == 3) sums[l].add_(KfacFactorSums.RotatedGradients(d, a).square().sum(0L, false));
+            else sums[l].add_(d.square().t().matmul(a.square()));
         });
         return sums;
     }
@@ -138,10 +165,12 @@ public sealed class KroneckerFactors : IDisposable
         Tensor? total = null;
         for (int l = 0; l < spec.Layers.Count; l++)
         {
-            var d = pieces.OutputGradients[l].to(ScalarType.Float64).matmul(QS[l]).square();                          // B × Out
-            var a = KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64).matmul(QA[l]).square();             // B × (In+1)
-            var inverse = Eigenvalues(l, ekfac).add(spec.L2 + damping).reciprocal();                                     // Out × (In+1)
-            var term = d.matmul(inverse).mul(a).sum(1L, false);
+            var d = pieces.OutputGradients[l].to(ScalarType.Float64).matmul(QS[l]);                 // B × Out (B × L × Out)
+            var a = KfacFactorSums.Augment(pieces.Inputs[l]).to(ScalarType.Float64).matmul(QA[l]);  // B × (In+1) (B × L × (In+1))
+            var inverse = Eigenvalues(l, ekfac).add(spec.L2 + damping).reciprocal();                // Out × (In+1)
+            var term = pieces.IsSpatial(l)
+                ? KfacFactorSums.RotatedGradients(d, a).square().mul(inverse).sum([1L, 2L])
+                : d.square().matmul(inverse).mul(a.square()).sum(1L, false);
             total = total is null ? term : total.add(term);
         }
         return total!.MoveToOuterDisposeScope();

@@ -8,9 +8,13 @@ public sealed record ScoreSettings
 {
     public required DatasetSpec Train { get; init; }
     public required DatasetSpec Test { get; init; }
-    /// <summary>"logreg" or "mlp".</summary>
+    /// <summary>"logreg", "mlp" or "cnn".</summary>
     public string ModelKind { get; init; } = "logreg";
     public int[] Hidden { get; init; } = [];
+    /// <summary>CNN: the convolution layers (default LeNet's).</summary>
+    public ConvLayer[]? Convolutions { get; init; }
+    /// <summary>CNN: the image shape of each row (default one channel, square).</summary>
+    public ImageShape? Image { get; init; }
     public Activation Activation { get; init; } = Activation.Tanh;
     public double L2 { get; init; } = 1e-3;
     public DecayOn DecayOn { get; init; } = DecayOn.Weights;
@@ -34,7 +38,8 @@ public sealed record ScoreSettings
     /// <summary>Checks what can be checked without the data; throws ArgumentException naming the setting.</summary>
     public void Validate()
     {
-        if (ModelKind is not ("logreg" or "mlp")) throw new ArgumentException($"--model must be logreg or mlp, not '{ModelKind}'");
+        if (ModelKind is not ("logreg" or "mlp" or "cnn")) throw new ArgumentException($"--model must be logreg, mlp or cnn, not '{ModelKind}'");
+        if (ModelKind != "cnn" && (Convolutions is not null || Image is not null)) throw new ArgumentException("--conv and --image describe a CNN: use them with --model cnn");
         if (ModelKind == "mlp" && Hidden.Length == 0) throw new ArgumentException("--model mlp needs --hidden, e.g. --hidden 8,8");
         Options.Validate(Method);
         if (Methods.NeedsCheckpoints(Method) && Training.Optimizer is null)
@@ -52,9 +57,17 @@ public sealed record ScoreSettings
 
     public ModelSpec BuildSpec(TrainTestData data)
     {
-        var spec = ModelKind == "logreg"
-            ? ModelSpec.LogisticRegression(data.Train.FeatureCount, data.ClassCount, L2, Precision, Seed)
-            : ModelSpec.Mlp(data.Train.FeatureCount, data.ClassCount, Hidden, Activation, L2, DecayOn, Precision, Seed);
+        int features = data.Train.FeatureCount;
+        var spec = ModelKind switch
+        {
+            "logreg" => ModelSpec.LogisticRegression(features, data.ClassCount, L2, Precision, Seed),
+            "mlp" => ModelSpec.Mlp(features, data.ClassCount, Hidden, Activation, L2, DecayOn, Precision, Seed),
+            _ => ModelSpec.Cnn(
+                Image ?? ImageShape.SquareOf(features) ?? throw new ArgumentException($"{Train.Path}: rows have {features} features, not a square image: give --image CxHxW"),
+                data.ClassCount, Convolutions ?? ConvLayer.ParseList(ConvLayer.LeNet), Hidden, Activation, L2, DecayOn, Precision, Seed),
+        };
+        if (Image is not null && Image.Size != features)
+            throw new ArgumentException($"--image {Image} has {Image.Size} values but the rows of {Train.Path} have {features} features");
         spec.Validate();
         return spec;
     }

@@ -6,7 +6,10 @@ namespace Influence.Core.Models;
 /// <summary>The forward pass of a <see cref="ModelSpec"/> as a function of a flat parameter vector.</summary>
 public static class Network
 {
-    /// <summary>Inputs of every Linear layer and its pre-activation output (the last is the logits).</summary>
+    /// <summary>
+    /// Inputs of every layer and its pre-activation output (the last is the logits). A convolution's
+    /// input is its B × C × H × W feature map and its output B × O × H' × W' (before activation and pooling).
+    /// </summary>
     public sealed record Trace(IReadOnlyList<Tensor> LayerInputs, IReadOnlyList<Tensor> PreActivations)
     {
         public Tensor Logits => PreActivations[^1];
@@ -23,14 +26,23 @@ public static class Network
     {
         var inputs = new List<Tensor>();
         var pre = new List<Tensor>();
-        var a = x;
+        var a = spec.Image is { } image && spec.IsConvolutional ? x.view(x.shape[0], image.Channels, image.Height, image.Width) : x;
         var layers = spec.Layers;
         for (int l = 0; l < layers.Count; l++)
         {
+            var layer = layers[l];
             inputs.Add(a);
-            var z = nn.functional.linear(a, Weight(theta, layers[l]), Bias(theta, layers[l]));
+            var z = layer.Conv is { } conv
+                ? nn.functional.conv2d(a, Weight(theta, layer).view(layer.Out, conv.InChannels, conv.Kernel, conv.Kernel), Bias(theta, layer))
+                : nn.functional.linear(a, Weight(theta, layer), Bias(theta, layer));
             pre.Add(z);
-            if (l < layers.Count - 1) a = spec.Activation == Activation.Tanh ? z.tanh() : z.relu();
+            if (l == layers.Count - 1) break;
+            a = spec.Activation == Activation.Tanh ? z.tanh() : z.relu();
+            if (layer.Conv is { } c)
+            {
+                if (c.Pool > 1) a = nn.functional.max_pool2d(a, c.Pool);
+                if (layers[l + 1].Conv is null) a = a.flatten(1);
+            }
         }
         return new Trace(inputs, pre);
     }

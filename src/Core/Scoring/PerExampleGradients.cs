@@ -8,13 +8,27 @@ namespace Influence.Core.Scoring;
 /// <summary>
 /// Gradients of each example's own loss (no regulariser) from one batched pass. For a Linear layer
 /// with input a_i and output gradient δ_i = ∂L_i/∂z_i, the weight gradient of example i is the
-/// outer product δ_i a_iᵀ and the bias gradient δ_i; δ comes from autograd with respect to the
+/// outer product δ_i a_iᵀ and the bias gradient δ_i; for a convolution, the same summed over its
+/// output positions (<see cref="Conv2dGradients"/>). δ comes from autograd with respect to the
 /// pre-activations of a forward pass over the whole batch.
 /// </summary>
 public static class PerExampleGradients
 {
-    /// <summary>Layer inputs and output gradients of one batch: everything the per-example gradients are made of.</summary>
-    public sealed record Pieces(IReadOnlyList<Tensor> Inputs, IReadOnlyList<Tensor> OutputGradients);
+    /// <summary>
+    /// Layer inputs and output gradients of one batch: everything the per-example gradients are
+    /// made of. A Linear layer's are B × In and B × Out; a convolution's are per output position,
+    /// B × L × In (the unfolded input patches, In = C·kh·kw) and B × L × Out, and an example's
+    /// weight gradient is the sum over its positions of the outer products.
+    /// </summary>
+    public sealed record Pieces(IReadOnlyList<Tensor> Inputs, IReadOnlyList<Tensor> OutputGradients)
+    {
+        public long Count => Inputs[0].shape[0];
+        /// <summary>Layer l has output positions (a convolution): its pieces are B × L × ….</summary>
+        public bool IsSpatial(int l) => Inputs[l].dim() == 3;
+
+        /// <summary>Each example's weight gradient of spatial layer l, B × Out × In.</summary>
+        public Tensor SpatialWeightGradients(int l) => OutputGradients[l].transpose(1, 2).bmm(Inputs[l]);
+    }
 
     public static Pieces Backward(ModelSpec spec, Tensor theta, DataTensors batch)
     {
@@ -24,7 +38,25 @@ public static class PerExampleGradients
         var trace = Network.Forward(spec, t, batch.X);
         var loss = Objective.PerExampleLoss(spec, trace.Logits, batch.Y).sum();
         var deltas = autograd.grad([loss], trace.PreActivations.ToList());
-        return new Pieces(trace.LayerInputs.Select(a => a.detach()).ToList(), deltas.Select(d => d.detach()).ToList());
+        var layers = spec.Layers;
+        var inputs = new List<Tensor>(layers.Count);
+        var outputs = new List<Tensor>(layers.Count);
+        for (int l = 0; l < layers.Count; l++)
+        {
+            var a = trace.LayerInputs[l].detach();
+            var d = deltas[l].detach();
+            if (layers[l].Conv is { } conv)
+            {
+                inputs.Add(Conv2dGradients.Patches(a, conv.Kernel));
+                outputs.Add(Conv2dGradients.PerPosition(d));
+            }
+            else
+            {
+                inputs.Add(a);
+                outputs.Add(d);
+            }
+        }
+        return new Pieces(inputs, outputs);
     }
 
     /// <summary>Writes the B×P per-example gradient matrix into <paramref name="into"/> (preallocated, B×P).</summary>
@@ -37,17 +69,25 @@ public static class PerExampleGradients
     /// <summary>Writes the B×P per-example gradients of one batch's pieces into <paramref name="into"/>.</summary>
     public static void Materialize(ModelSpec spec, Pieces pieces, Tensor into)
     {
-        long b = pieces.Inputs[0].shape[0];
+        using var scope = NewDisposeScope();
+        long b = pieces.Count;
         var layers = spec.Layers;
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
             var delta = pieces.OutputGradients[l];
-            // Write the outer products straight into the buffer's strided view: no B×P temporary.
             var w = into.narrow(1, layer.WeightOffset, layer.WeightCount).view(b, layer.Out, layer.In);
+            var bias = into.narrow(1, layer.BiasOffset, layer.Out);
+            if (pieces.IsSpatial(l))
+            {
+                w.copy_(pieces.SpatialWeightGradients(l));
+                bias.copy_(delta.sum(1L, false));
+                continue;
+            }
+            // Write the outer products straight into the buffer's strided view: no B×P temporary.
             w.copy_(delta.unsqueeze(2).expand(b, layer.Out, layer.In));
             w.mul_(pieces.Inputs[l].unsqueeze(1));
-            into.narrow(1, layer.BiasOffset, layer.Out).copy_(delta);
+            bias.copy_(delta);
         }
     }
 
@@ -96,15 +136,22 @@ public static class PerExampleGradients
     {
         using var scope = NewDisposeScope();
         var layers = spec.Layers;
-        long b = pieces.Inputs[0].shape[0], q = queries.Count;
+        long b = pieces.Count, q = queries.Count;
         var device = pieces.Inputs[0].device;
         var result = zeros(b, q, dtype: spec.ScalarType, device: device);
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
+            var qw = queries.Weights[l];        // Q × Out × In
+            if (pieces.IsSpatial(l))
+            {
+                // A convolution's weights are few: form its B × Out·In gradients and multiply.
+                result.add_(pieces.SpatialWeightGradients(l).view(b, layer.WeightCount).matmul(qw.view(q, layer.WeightCount).t()));
+                result.add_(pieces.OutputGradients[l].sum(1L, false).matmul(queries.Biases[l].t()));
+                continue;
+            }
             var a = pieces.Inputs[l];          // B × In
             var delta = pieces.OutputGradients[l]; // B × Out
-            var qw = queries.Weights[l];        // Q × Out × In
             // Σ_{o,j} δ[b,o] a[b,j] Q[q,o,j]: contract over the larger side first, keeping B×Q×min(In,Out).
             if (layer.In >= layer.Out)
             {
@@ -121,14 +168,19 @@ public static class PerExampleGradients
         return result.MoveToOuterDisposeScope();
     }
 
-    /// <summary>‖g_i‖² of each example from the pieces: per layer ‖δ āᵀ‖² = ‖δ‖²(‖a‖² + 1) (bias included).</summary>
+    /// <summary>
+    /// ‖g_i‖² of each example from the pieces: per Linear layer ‖δ āᵀ‖² = ‖δ‖²(‖a‖² + 1) (bias
+    /// included); a convolution's from its B × Out × In gradients and summed output gradients.
+    /// </summary>
     public static Tensor SquaredNorms(Pieces pieces)
     {
         using var scope = NewDisposeScope();
         Tensor? total = null;
         for (int l = 0; l < pieces.Inputs.Count; l++)
         {
-            var term = pieces.OutputGradients[l].square().sum(1L, false).mul(pieces.Inputs[l].square().sum(1L, false).add(1));
+            var term = pieces.IsSpatial(l)
+                ? pieces.SpatialWeightGradients(l).square().sum([1L, 2L]).add(pieces.OutputGradients[l].sum(1L, false).square().sum(1L, false))
+                : pieces.OutputGradients[l].square().sum(1L, false).mul(pieces.Inputs[l].square().sum(1L, false).add(1));
             total = total is null ? term : total.add(term);
         }
         return total!.MoveToOuterDisposeScope();
