@@ -74,6 +74,9 @@ public sealed record MethodSettings
     /// <summary>"sampled" or "empirical".</summary>
     [Id(9)] public string FisherLabels { get; init; } = "sampled";
     [Id(10)] public int Seed { get; init; }
+    [Id(11)] public int ProjectionDim { get; init; } = 1024;
+    /// <summary>"rademacher" or "gaussian".</summary>
+    [Id(12)] public string Projection { get; init; } = "rademacher";
 }
 
 /// <summary>How θ̂ is trained: "lbfgs" (full batch, tight optimum) or "sgd"/"adam" (minibatch, with checkpoints for TracIn).</summary>
@@ -140,6 +143,8 @@ public enum ShardStage
     FactorSums,
     /// <summary>EK-FAC eigenvalue-correction sums over the shard's rows.</summary>
     CorrectionSums,
+    /// <summary>TRAK: the rows' projected gradients and their Gram matrix (kept across jobs).</summary>
+    ProjectedFeatures,
 }
 
 /// <summary>A unit of work for a shard grain: one stage over rows [Start, End) of the training set.</summary>

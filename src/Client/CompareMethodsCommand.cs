@@ -69,6 +69,7 @@ public static class CompareMethodsCommand
         var scores = new Dictionary<string, Dictionary<int, double[]>>();
         int trainCount = 0;
         long parameters = 0;
+        string model = "";
 
         // The first job trains the model (unless the LOO run's is given); every later one scores it.
         bool exact = parse.GetValue(Exact) switch { "always" => true, "never" => false, _ => ParameterCount(baseRequest) <= ExactHessian.MaxParameters };
@@ -96,6 +97,7 @@ public static class CompareMethodsCommand
             var root = summary.RootElement;
             trainCount = root.GetProperty("training").GetProperty("train_examples").GetInt32();
             parameters = root.GetProperty("model").GetProperty("parameters").GetInt64();
+            model = root.GetProperty("model").GetProperty("description").GetString() ?? "";
             if (baseRequest.Checkpoint is null && method != Methods.TracIn)
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
             scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
@@ -107,7 +109,7 @@ public static class CompareMethodsCommand
             for (int i = 0; i < rows.Count; i++)
                 if (scores.ContainsKey(rows[i].Method)) rows[i] = rows[i] with { VsExact = ScoreComparison.Against(scores[rows[i].Method], reference) };
 
-        Write(outDir, rows, baseRequest, parameters, trainCount, loo);
+        Write(outDir, rows, baseRequest, model, parameters, trainCount, loo);
         Print(rows, loo is not null, scores.ContainsKey(Methods.Exact));
         Console.WriteLine($"Table in {Path.Combine(outDir, "compare.md")} and compare.csv; each method's outputs in {outDir}/METHOD/.");
         return rows.Any(r => r.Note.StartsWith("failed", StringComparison.Ordinal)) ? 1 : 0;
@@ -122,7 +124,7 @@ public static class CompareMethodsCommand
 
     private static string F(double v) => double.IsNaN(v) ? "–" : v.ToString("0.000", CultureInfo.InvariantCulture);
 
-    private static void Write(string outDir, List<Row> rows, ScoreJobRequest request, long parameters, int trainCount, LooTruth? loo)
+    private static void Write(string outDir, List<Row> rows, ScoreJobRequest request, string model, long parameters, int trainCount, LooTruth? loo)
     {
         var csv = new StringBuilder("method,settings,exact_mean_spearman,exact_min_spearman,exact_mean_pearson,loo_mean_spearman,loo_min_spearman,loo_mean_pearson,seconds,peak_mb,warnings,note\n");
         foreach (var r in rows)
@@ -131,7 +133,7 @@ public static class CompareMethodsCommand
         File.WriteAllText(Path.Combine(outDir, "compare.csv"), csv.ToString());
 
         var md = new StringBuilder();
-        md.AppendLine($"# Method comparison\n\n{request.Model.Kind} {string.Join("-", request.Model.Hidden)}, {parameters} parameters, {trainCount} training rows, test points {string.Join(",", request.TestIndices.Take(10))}{(request.TestIndices.Length > 10 ? $"… ({request.TestIndices.Length})" : "")}.");
+        md.AppendLine($"# Method comparison\n\n{model}, {parameters} parameters, {trainCount} training rows, test points {string.Join(",", request.TestIndices.Take(10))}{(request.TestIndices.Length > 10 ? $"… ({request.TestIndices.Length})" : "")}.");
         if (loo is not null) md.AppendLine($"LOO: {loo.Mode} retrains of {loo.ByTest.First().Value.Train.Length} removals per test point; correlations of −I/N with loo_delta per test point.");
         md.AppendLine("\n| method | settings | vs exact: mean Spearman | min | mean Pearson | vs LOO: mean Spearman | min | mean Pearson | wall s | peak MB | note |\n|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)

@@ -25,7 +25,7 @@ public static class ScoreCommand
     public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
     public static readonly Option<string> DType = new("--dtype") { Description = "float64 or float32", DefaultValueFactory = _ => "float64" };
     public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> Method = new("--method") { Description = "exact, cg, lissa, arnoldi, kfac, ekfac, tracin, grad-dot or grad-cos", DefaultValueFactory = _ => "exact" };
+    public static readonly Option<string> Method = new("--method") { Description = "exact, cg, lissa, arnoldi, kfac, ekfac, trak, tracin, grad-dot or grad-cos", DefaultValueFactory = _ => "exact" };
     public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => "0" };
     public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
     public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };
@@ -49,6 +49,8 @@ public static class ScoreCommand
     public static readonly Option<int> LissaBatch = new("--lissa-batch") { Description = "lissa: training rows per curvature product", DefaultValueFactory = _ => 64 };
     public static readonly Option<double> LissaScale = new("--lissa-scale") { Description = "lissa: scale s > λ_max + δ (0: 3·(λ_max + δ) from Arnoldi)", DefaultValueFactory = _ => 0.0 };
     public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = "kfac, ekfac: sampled (true Fisher) or empirical", DefaultValueFactory = _ => "sampled" };
+    public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => 1024 };
+    public static readonly Option<string> ProjectionOpt = new("--projection") { Description = "trak: rademacher or gaussian (seeded by --method-seed)", DefaultValueFactory = _ => "rademacher" };
     public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches and the sampled Fisher labels", DefaultValueFactory = _ => 0 };
     public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => "lbfgs" };
     public static readonly Option<double> LearningRate = new("--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => 0.05 };
@@ -61,7 +63,7 @@ public static class ScoreCommand
     [
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
-        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
+        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, Out, Cluster, Store, Verbose,
     ];
 
@@ -106,6 +108,7 @@ public static class ScoreCommand
                 ArnoldiIterations = p.GetValue(ArnoldiIterations), ArnoldiTop = p.GetValue(ArnoldiTop), LissaDepth = p.GetValue(LissaDepth),
                 LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
                 FisherLabels = p.GetValue(FisherLabelsOpt)!, Seed = p.GetValue(MethodSeed),
+                ProjectionDim = p.GetValue(ProjectionDim), Projection = p.GetValue(ProjectionOpt)!,
             },
             Training = new TrainingSettings
             {

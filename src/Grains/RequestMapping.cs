@@ -75,6 +75,13 @@ public static class RequestMapping
             var f => throw new ArgumentException($"--fisher-labels must be sampled or empirical, not '{f}'"),
         },
         Seed = m.Seed,
+        ProjectionDim = m.ProjectionDim,
+        Projection = m.Projection switch
+        {
+            "rademacher" => Core.Scoring.ProjectionKind.Rademacher,
+            "gaussian" => Core.Scoring.ProjectionKind.Gaussian,
+            var k => throw new ArgumentException($"--projection must be rademacher or gaussian, not '{k}'"),
+        },
     };
 
     public static TrainingChoice ToChoice(this TrainingSettings t) => new()

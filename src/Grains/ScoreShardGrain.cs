@@ -75,6 +75,7 @@ public sealed partial class ScoreShardGrain(
         ShardStage.LissaRepeat => "lissa",
         ShardStage.FactorSums => "kfac_factors",
         ShardStage.CorrectionSums => "ekfac_corrections",
+        ShardStage.ProjectedFeatures => "trak_features",
         _ => stage.ToString().ToLowerInvariant(),
     };
 
@@ -95,7 +96,8 @@ public sealed partial class ScoreShardGrain(
         {
             Interlocked.Add(ref done, n);
             InfluenceMetrics.ExamplesScored.Add(n);
-            InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
+            // TRAK scores from stored features: no gradients at this stage.
+            if (job.Settings.Method != Methods.Trak) InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
         });
         var top = job.ScoreShard(checkpoint, train, plan, a.ShardIndex, a.Start, a.End, progress);
         return (job.ScoreBlockKey(a.ShardIndex), top);

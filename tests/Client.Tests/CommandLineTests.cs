@@ -144,7 +144,7 @@ public class CommandLineTests
 
         (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "magic", "--out", TempDir());
         Assert.Equal(2, exit);
-        Assert.Contains("--method must be one of exact, cg, lissa, arnoldi, kfac, ekfac, tracin, grad-dot, grad-cos, not 'magic'", stderr);
+        Assert.Contains("--method must be one of exact, cg, lissa, arnoldi, kfac, ekfac, trak, tracin, grad-dot, grad-cos, not 'magic'", stderr);
 
         (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "tracin", "--out", TempDir());
         Assert.Equal(2, exit);

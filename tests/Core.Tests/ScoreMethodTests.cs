@@ -64,20 +64,29 @@ public class ScoreMethodTests
         return configure is null ? s : configure(s);
     }
 
-    private static Outcome Run(ScoreSettings settings)
+    private static Outcome Run(ScoreSettings settings, string? storeDir = null, string jobId = "job")
     {
-        var dir = Directory.CreateTempSubdirectory("influence-methods-").FullName;
+        var dir = storeDir ?? Directory.CreateTempSubdirectory("influence-methods-").FullName;
         var store = new LocalArtifactStore(dir);
-        var job = new ScoreJob(store, "job", settings);
+        var job = new ScoreJob(store, jobId, settings);
         var result = InProcessStages.Run(job);
-        var rows = File.ReadLines(Path.Combine(dir, "jobs/job/influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        var rows = File.ReadLines(Path.Combine(dir, $"jobs/{jobId}/influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
         int n = rows.Count / settings.TestIndices.Length;
         var influence = new double[settings.TestIndices.Length, n];
         foreach (var r in rows)
             influence[Array.IndexOf(settings.TestIndices, int.Parse(r[0], CultureInfo.InvariantCulture)), int.Parse(r[1], CultureInfo.InvariantCulture)] = double.Parse(r[2], CultureInfo.InvariantCulture);
-        var selfFile = Path.Combine(dir, "jobs/job/self_influence.csv");
+        var selfFile = Path.Combine(dir, $"jobs/{jobId}/self_influence.csv");
         var self = File.Exists(selfFile) ? File.ReadLines(selfFile).Skip(1).Select(l => double.Parse(l.Split(',')[1], CultureInfo.InvariantCulture)).ToArray() : null;
         return new Outcome(influence, self, result.Report, dir);
+    }
+
+    /// <summary>The job's model, with its training rows and the chosen test rows as tensors: what a method's definition is computed from directly.</summary>
+    private static (ModelSpec Spec, Tensor Theta, DataTensors Train, DataTensors Test) Reload(Outcome outcome, string model)
+    {
+        var data = Data(model);
+        var checkpoint = LoadCheckpoint(outcome.Dir);
+        var spec = checkpoint.Spec;
+        return (spec, checkpoint.Theta(CPU), DataTensors.From(data.Train, spec, CPU), DataTensors.From(data.Test.Select(TestRows), spec, CPU));
     }
 
     private static double MaxRelativeError(double[,] a, double[,] b)
@@ -158,13 +167,8 @@ public class ScoreMethodTests
             Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
 
             // Direct: factors over all rows, (F̂ + (λ + δ)I)⁻¹ on the test gradients, dotted with every training gradient.
-            var data = Data(model);
-            var checkpoint = LoadCheckpoint(four.Dir);
-            var spec = checkpoint.Spec;
             using var scope = NewDisposeScope();
-            var theta = checkpoint.Theta(CPU);
-            var train = DataTensors.From(data.Train, spec, CPU);
-            var test = DataTensors.From(data.Test.Select(TestRows), spec, CPU);
+            var (spec, theta, train, test) = Reload(four, model);
             using var sums = KfacFactorSums.Accumulate(spec, theta, train, FisherLabels.Empirical, 0);
             using var factors = KroneckerFactors.FromSums(spec, sums);
             bool ekfac = method == Methods.Ekfac;
@@ -183,6 +187,47 @@ public class ScoreMethodTests
     [Theory]
     [InlineData("mlp")]
     [InlineData("cnn")]
+    public void Trak_jobs_equal_the_projected_definition_for_one_and_several_shards_and_reuse_stored_features(string model)
+    {
+        var opts = new MethodOptions { ProjectionDim = 32, Seed = 5 };
+        var one = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 1, Options = opts }, model));
+        var store = Directory.CreateTempSubdirectory("influence-trak-").FullName;
+        var three = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 3, Options = opts }, model), store);
+        Assert.True(MaxRelativeError(three.Influence, one.Influence) < 1e-10, "3 shards vs 1");
+        Assert.True(MaxRelativeError(three.Self!, one.Self!) < 1e-10);
+        Assert.Equal(0, three.Report.Details["shards_reusing_features"]!.GetValue<int>());
+
+        // Direct: Φ = Rᵀ g of every training row, (ΦᵀΦ/N + δI)⁻¹ on the projected test gradients.
+        using var scope = NewDisposeScope();
+        var (spec, theta, train, test) = Reload(three, model);
+        var projector = new GradientProjector(spec.ParameterCount, 32, ProjectionKind.Rademacher, 5);
+        var phi = projector.Project(PerExampleGradients.Materialize(spec, theta, train)).to(ScalarType.Float64);
+        var phiTest = projector.Project(PerExampleGradients.Materialize(spec, theta, test)).to(ScalarType.Float64);
+        var k = phi.t().matmul(phi).div(train.Count).add(eye(32, dtype: ScalarType.Float64).mul(1e-3));
+        var expected = phiTest.matmul(linalg.solve(k, phi.t())).neg().contiguous().data<double>().ToArray();
+        var direct = new double[TestRows.Length, train.Count];
+        Buffer.BlockCopy(expected, 0, direct, 0, expected.Length * sizeof(double));
+        Assert.True(MaxRelativeError(three.Influence, direct) < 1e-9, $"trak vs direct: {MaxRelativeError(three.Influence, direct):E2}");
+        var selfExpected = phi.mul(linalg.solve(k, phi.t()).t()).sum(1L, false).data<double>().ToArray();
+        Assert.True(MaxRelativeError(three.Self!, selfExpected) < 1e-9, "trak self vs φᵀ(ΦᵀΦ/N + δI)⁻¹φ");
+
+        // Another query set on the same model (--checkpoint) and rows, in the same store: the shards' features are reused.
+        var again = Run(Settings(Methods.Trak, s => s with
+        {
+            Damping = 1e-3, Shards = 3, Options = opts, TestIndices = [1, 2],
+            InitialCheckpoint = Path.Combine(store, "jobs/job/checkpoint.json"),
+        }, model), store, "again");
+        Assert.Equal(3, again.Report.Details["shards_reusing_features"]!.GetValue<int>());
+        using var second = DataTensors.From(Data(model).Test.Select([1]), spec, CPU);
+        var phiSecond = projector.Project(PerExampleGradients.Materialize(spec, theta, second)).to(ScalarType.Float64)[0];
+        double scale = phiSecond.dot(linalg.solve(k, phiSecond)).ToDouble();
+        for (int j = 0; j < train.Count; j += 17)
+            Assert.Equal(phiSecond.dot(linalg.solve(k, phi[j])).neg().ToDouble(), again.Influence[0, j], 1e-9 * scale);
+    }
+
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
     public void TracIn_grad_dot_and_grad_cos_jobs_equal_their_definitions(string model)
     {
         var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 6, BatchSize = 16, CheckpointEvery = 2 };
@@ -190,12 +235,8 @@ public class ScoreMethodTests
         var dot = Run(Settings(Methods.GradDot, s => s with { Training = training }, model));
         var cos = Run(Settings(Methods.GradCos, s => s with { Training = training }, model));
 
-        var data = Data(model);
-        var checkpoint = LoadCheckpoint(tracin.Dir);
-        var spec = checkpoint.Spec;
         using var scope = NewDisposeScope();
-        var train = DataTensors.From(data.Train, spec, CPU);
-        var test = DataTensors.From(data.Test.Select(TestRows), spec, CPU);
+        var (spec, _, train, test) = Reload(tracin, model);
         // The same seeded SGD run, repeated here.
         var objective = new Objective(spec, train, train.Count, CPU);
         var (theta, checkpoints) = MinibatchTrainer.Train(objective, Network.Initialize(spec, CPU), training.ToMinibatch(spec.Seed));

@@ -40,6 +40,7 @@ public class ScoreMethodClusterTests
             ("lissa", Request(Methods.Lissa, auto: false)),
             ("kfac", Request(Methods.Kfac, auto: true)),
             ("ekfac", Request(Methods.Ekfac, auto: false)),
+            ("trak", Request(Methods.Trak, auto: true)),
             ("tracin", Request(Methods.TracIn, auto: false, sgd)),
         };
         foreach (var (name, request) in requests)

@@ -54,6 +54,28 @@ public static class TensorIO
 
     public static Tensor? ReadOptional(BinaryReader r, Device device) => r.ReadBoolean() ? Read(r, device) : null;
 
+    /// <summary>A named artifact of several tensors: the name, their count, then each.</summary>
+    public static void WriteList(Stream stream, string magic, IReadOnlyList<Tensor> tensors)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write(magic);
+        w.Write(tensors.Count);
+        foreach (var t in tensors) Write(w, t);
+    }
+
+    /// <summary>The first <paramref name="count"/> tensors of a <see cref="WriteList"/> artifact (the rest are not read).</summary>
+    public static Tensor[] ReadList(Stream stream, string magic, int count, Device device)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        var found = r.ReadString();
+        if (found != magic) throw new InvalidDataException($"expected a '{magic}' artifact, found '{found}'");
+        int stored = r.ReadInt32();
+        if (count > stored) throw new InvalidDataException($"the '{magic}' artifact holds {stored} tensors, not {count}");
+        var result = new Tensor[count];
+        for (int i = 0; i < count; i++) result[i] = Read(r, device);
+        return result;
+    }
+
     private static void WriteData<T>(BinaryWriter w, Tensor cpu) where T : unmanaged
     {
         var flat = cpu.view(-1);

@@ -7,9 +7,9 @@ namespace Influence.Core.Jobs;
 public static class Methods
 {
     public const string Exact = "exact", Cg = "cg", Lissa = "lissa", Arnoldi = "arnoldi", Kfac = "kfac", Ekfac = "ekfac",
-        TracIn = "tracin", GradDot = "grad-dot", GradCos = "grad-cos";
+        TracIn = "tracin", GradDot = "grad-dot", GradCos = "grad-cos", Trak = "trak";
 
-    public static readonly string[] All = [Exact, Cg, Lissa, Arnoldi, Kfac, Ekfac, TracIn, GradDot, GradCos];
+    public static readonly string[] All = [Exact, Cg, Lissa, Arnoldi, Kfac, Ekfac, Trak, TracIn, GradDot, GradCos];
 
     /// <summary>Methods whose inverse comes from distributed curvature products.</summary>
     public static bool UsesProducts(string method) => method is Cg or Lissa or Arnoldi;
@@ -44,7 +44,10 @@ public sealed record MethodOptions
     public double LissaScale { get; init; }
     /// <summary>K-FAC / EK-FAC: labels of the Fisher's output gradients.</summary>
     public FisherLabels FisherLabels { get; init; } = FisherLabels.Sampled;
-    /// <summary>Seed of Arnoldi's start vector, LiSSA's batches and the sampled Fisher labels.</summary>
+    /// <summary>TRAK: the projection's dimension k and kind (seeded by <see cref="Seed"/>).</summary>
+    public int ProjectionDim { get; init; } = 1024;
+    public Scoring.ProjectionKind Projection { get; init; } = Scoring.ProjectionKind.Rademacher;
+    /// <summary>Seed of Arnoldi's start vector, LiSSA's batches, the sampled Fisher labels and TRAK's projection.</summary>
     public int Seed { get; init; }
 
     public void Validate(string method)
@@ -55,6 +58,7 @@ public sealed record MethodOptions
         if (Krylov < 2) throw new ArgumentException($"--arnoldi-iterations must be ≥ 2, not {Krylov}");
         if (TopEigen < 1 || TopEigen > Krylov) throw new ArgumentException($"--arnoldi-top must be in 1..{Krylov} (the Krylov dimension), not {TopEigen}");
         if (LissaDepth < 1 || LissaRepeats < 1 || LissaBatch < 1) throw new ArgumentException("--lissa-depth, --lissa-repeats and --lissa-batch must be ≥ 1");
+        if (ProjectionDim < 1) throw new ArgumentException($"--projection-dim must be ≥ 1, not {ProjectionDim}");
         if (!(LissaScale >= 0) || double.IsInfinity(LissaScale)) throw new ArgumentException($"--lissa-scale must be a finite number ≥ 0 (0 = automatic), not {LissaScale}");
     }
 }

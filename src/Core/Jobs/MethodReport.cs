@@ -61,6 +61,7 @@ public sealed class MethodReport(double damping)
             Methods.Lissa => $"{damping}, scale {Details["scale"]?.GetValue<double>():G3}, depth {Get("depth")} × {Get("repeats")}, {Get("diverged")} diverged",
             Methods.Kfac or Methods.Ekfac => $"{damping}, {Details["fisher_labels"]?.GetValue<string>()} Fisher",
             Methods.TracIn => $"{Get("checkpoints")} checkpoints",
+            Methods.Trak => $"{damping}, k = {Get("projection_dim")} ({Details["projection"]?.GetValue<string>()})",
             _ => "at θ̂",
         };
     }

@@ -440,6 +440,7 @@ public sealed partial class ScoreJob
             case ShardWork.LissaRepeat: return LissaRepeat(checkpoint, train, unit);
             case ShardWork.FactorSums: FactorSums(checkpoint, train, unit, start, end); return 0;
             case ShardWork.CorrectionSums: CorrectionSums(checkpoint, train, unit, start, end); return 0;
+            case ShardWork.ProjectedFeatures: ProjectFeatures(checkpoint, train, start, end); return 0;
             default: throw new ArgumentOutOfRangeException(nameof(work), work, null);
         }
     }

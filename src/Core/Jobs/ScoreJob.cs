@@ -176,7 +176,9 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
         var sw = Stopwatch.StartNew();
-        var scores = ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
+        var scores = Method == Methods.Trak
+            ? ScoreProjected(checkpoint, train, plan, start, end, progress)
+            : ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
         double seconds = sw.Elapsed.TotalSeconds;
         double floor;
         using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);

@@ -18,6 +18,8 @@ public enum ShardWork
     FactorSums,
     /// <summary>EK-FAC eigenvalue-correction sums.</summary>
     CorrectionSums,
+    /// <summary>TRAK: projected per-example gradients Φ_b and Φ_bᵀΦ_b (kept across jobs).</summary>
+    ProjectedFeatures,
 }
 
 /// <summary>How a score job's stages are run: on shard grains across silos, or in sequence on one process.</summary>
@@ -68,6 +70,14 @@ public static class ScorePipeline
                 await stages.Compute(() => { job.CombineFactors(checkpoint, ranges.Count); return 0; });
                 if (job.Settings.Method == Methods.Ekfac) await stages.RunShards(ShardWork.CorrectionSums, 0, ranges);
                 return await stages.Compute(() => job.FinishKronecker(checkpoint, data, ranges.Count));
+            case Methods.Trak:
+            {
+                // Shards whose features exist (an earlier job on the same model and rows) skip the work.
+                int reused = ranges.Count(r => job.Store.Exists(job.FeaturesKey(checkpoint, data.Train, r.Start, r.End)));
+                await stages.RunShards(ShardWork.ProjectedFeatures, 0, ranges);
+                progress?.Report($"factorising the {job.Settings.Options.ProjectionDim}×{job.Settings.Options.ProjectionDim} projected curvature");
+                return await stages.Compute(() => job.FinishTrak(checkpoint, data, ranges, reused));
+            }
             default:
                 return await stages.Compute(() => job.GradientTerms(checkpoint, data));
         }
