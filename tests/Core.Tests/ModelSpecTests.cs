@@ -51,3 +51,19 @@ public class ModelSpecTests
         Assert.Equal(new ImageShape(3, 32, 32), ImageShape.Parse("3x32x32"));
     }
 }
+
+/// <summary>When full-batch training polishes with Newton steps on the exact Hessian.</summary>
+public class NewtonPolishRuleTests
+{
+    [Fact]
+    public void A_networks_Newton_polish_is_skipped_when_its_exact_Hessian_would_cost_more_than_the_limit()
+    {
+        var options = new Training.TrainingOptions();
+        var lenet = ModelSpec.Cnn(new ImageShape(1, 28, 28), 10, ConvLayer.ParseList(ConvLayer.LeNet), [], Activation.Relu, 1e-2, DecayOn.All);
+        Assert.False(options.Polishes(lenet, 2000));                              // 5,142 × 2000 backward passes
+        Assert.True(options.Polishes(Problem.TinyCnn(0), 150));                   // 124 × 150
+        Assert.True(options.Polishes(ModelSpec.LogisticRegression(784, 10, 1e-3), 2000)); // closed form, whatever N
+        Assert.False(options.Polishes(ModelSpec.Mlp(784, 10, [256], Activation.Tanh, 1e-2, DecayOn.All), 2000)); // P > 12,000
+        Assert.False((options with { NewtonPolish = false }).Polishes(Problem.TinyCnn(0), 150));
+    }
+}

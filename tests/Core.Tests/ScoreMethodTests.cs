@@ -109,7 +109,7 @@ public class ScoreMethodTests
         double damping = model == "cnn" ? 1e-2 : 1e-3;
         var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping }, model));
         Assert.Empty(exact.Report.Warnings);
-        var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }, model));
+        var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }, model));
         Assert.True(MaxRelativeError(cg.Influence, exact.Influence) < 1e-6, $"cg vs exact: {MaxRelativeError(cg.Influence, exact.Influence):E2}");
         Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
         Assert.Null(cg.Self); // CG would need one solve per training example
@@ -118,12 +118,12 @@ public class ScoreMethodTests
         // MLP: P = 4·6 + 6 + 6·3 + 3 = 51. A Krylov space of all of P is the exact inverse.
         int p = (int)(model == "cnn" ? CnnParameters : MlpParameters);
         Assert.Equal(p, LoadCheckpoint(exact.Dir).Spec.ParameterCount);
-        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Options = new MethodOptions { Krylov = p, TopEigen = p } }, model));
+        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Krylov = p, TopEigen = p } }, model));
         Assert.True(MaxRelativeError(arnoldi.Influence, exact.Influence) < 1e-6, $"arnoldi vs exact: {MaxRelativeError(arnoldi.Influence, exact.Influence):E2}");
         Assert.True(MaxRelativeError(arnoldi.Self!, exact.Self!) < 1e-6, $"arnoldi self vs exact: {MaxRelativeError(arnoldi.Self!, exact.Self!):E2}");
 
         // Truncated, it still ranks like the exact answer but is no longer equal to it.
-        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }, model));
+        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }, model));
         Assert.True(MaxRelativeError(top10.Influence, exact.Influence) > 1e-3);
     }
 
@@ -158,11 +158,13 @@ public class ScoreMethodTests
     [InlineData("cnn")]
     public void Kfac_and_Ekfac_jobs_equal_the_direct_computation_for_one_and_several_shards(string model)
     {
+        string? trained = null; // the first job trains; every later one scores its model
         foreach (var method in new[] { Methods.Kfac, Methods.Ekfac })
         {
             var opts = new MethodOptions { FisherLabels = FisherLabels.Empirical };
-            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts }, model));
-            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts }, model));
+            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts, InitialCheckpoint = trained }, model));
+            trained ??= TrainedBy(one);
+            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts, InitialCheckpoint = trained }, model));
             Assert.True(MaxRelativeError(four.Influence, one.Influence) < 1e-10, $"{method}: 4 shards vs 1");
             Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
 
@@ -192,7 +194,7 @@ public class ScoreMethodTests
         var opts = new MethodOptions { ProjectionDim = 32, Seed = 5 };
         var one = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 1, Options = opts }, model));
         var store = Directory.CreateTempSubdirectory("influence-trak-").FullName;
-        var three = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 3, Options = opts }, model), store);
+        var three = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 3, Options = opts, InitialCheckpoint = TrainedBy(one) }, model), store);
         Assert.True(MaxRelativeError(three.Influence, one.Influence) < 1e-10, "3 shards vs 1");
         Assert.True(MaxRelativeError(three.Self!, one.Self!) < 1e-10);
         Assert.Equal(0, three.Report.Details["shards_reusing_features"]!.GetValue<int>());
@@ -316,6 +318,9 @@ public class ScoreMethodTests
         Assert.True(MaxRelativeError(passes.Influence, whole.Influence) < 1e-12);
         Assert.Equal(whole.SelfInfluence, passes.SelfInfluence);
     }
+
+    /// <summary>The trained model of an earlier run: later jobs score it instead of training again (and all score the same θ).</summary>
+    private static string TrainedBy(Outcome outcome) => Path.Combine(outcome.Dir, "jobs/job/checkpoint.json");
 
     private static Checkpoint LoadCheckpoint(string dir)
     {

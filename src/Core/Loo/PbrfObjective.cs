@@ -40,6 +40,7 @@ public sealed class PbrfObjective : ITrainingObjective, IDisposable
     }
 
     public ModelSpec Spec { get; }
+    public long RowCount => data.Count;
 
     public Tensor Value(Tensor theta)
     {

@@ -8,6 +8,9 @@ public interface ITrainingObjective
 {
     ModelSpec Spec { get; }
 
+    /// <summary>Training rows the value sums over (what one exact Hessian's P backward passes each go through).</summary>
+    long RowCount { get; }
+
     /// <summary>The value and its gradient (detached) at θ.</summary>
     (double Value, Tensor Gradient) ValueAndGradient(Tensor theta);
 

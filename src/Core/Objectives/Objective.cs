@@ -56,6 +56,7 @@ public sealed class Objective : ITrainingObjective
 
     public ModelSpec Spec { get; }
     public DataTensors Data { get; }
+    public long RowCount => Data.Count;
     public long Normalizer { get; }
     /// <summary>1 on the penalised parameters.</summary>
     public Tensor Mask { get; }
