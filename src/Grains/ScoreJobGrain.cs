@@ -42,7 +42,7 @@ public sealed partial class ScoreJobGrain(
     private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
     {
         Set(JobPhase.Training, 0, 0, "loading data");
-        var job = new ScoreJob(store, JobId, settings);
+        var job = new ScoreJob(store, JobId, settings) { Stopping = executor.Stopping };
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         var data = await executor.Run(job.LoadData);

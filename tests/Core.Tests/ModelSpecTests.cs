@@ -52,9 +52,19 @@ public class ModelSpecTests
     }
 }
 
-/// <summary>When full-batch training polishes with Newton steps on the exact Hessian.</summary>
-public class NewtonPolishRuleTests
+/// <summary>When full-batch training polishes with Newton steps on the exact Hessian, and how it stops early.</summary>
+public class TrainingOptionsTests
 {
+    [Fact]
+    public void Training_stops_at_its_next_iteration_once_cancelled()
+    {
+        using var p = Problem.Make("cnn tanh all");
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => Training.FullBatchTrainer.Train(p.Objective, p.Theta, new Training.TrainingOptions { Cancel = cancelled.Token }));
+        Assert.Throws<OperationCanceledException>(() => Training.MinibatchTrainer.Train(p.Objective, p.Theta, new Training.MinibatchOptions(Training.Optimizer.Adam, 1e-3, 2, 8, 0), cancelled.Token));
+    }
+
     [Fact]
     public void A_networks_Newton_polish_is_skipped_when_its_exact_Hessian_would_cost_more_than_the_limit()
     {

@@ -22,6 +22,8 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public IArtifactStore Store { get; } = store;
     public string JobId { get; } = jobId;
     public ScoreSettings Settings { get; } = settings;
+    /// <summary>Cancelled when the silo stops: training gives up at its next iteration.</summary>
+    public CancellationToken Stopping { get; init; }
     public string Prefix => $"jobs/{JobId}";
     public string CheckpointKey => $"{Prefix}/checkpoint.json";
     public string InverseKey => $"{Prefix}/work/inverse.bin";
@@ -63,7 +65,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         Checkpoint checkpoint;
         if (Settings.Training.Optimizer is null)
         {
-            var result = FullBatchTrainer.Train(objective, init, progress: progress);
+            var result = FullBatchTrainer.Train(objective, init, new TrainingOptions { Cancel = Stopping }, progress);
             checkpoint = new Checkpoint(spec, Checkpoint.ToArray(result.Theta), result.Objective, result.GradientNorm,
                 result.LbfgsIterations, result.NewtonIterations, result.Seconds);
             result.Theta.Dispose();
@@ -72,7 +74,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         {
             var sw = Stopwatch.StartNew();
             progress?.Report($"training with {Settings.Training.Describe()}");
-            var (theta, trajectory) = MinibatchTrainer.Train(objective, init, Settings.Training.ToMinibatch(Settings.Seed));
+            var (theta, trajectory) = MinibatchTrainer.Train(objective, init, Settings.Training.ToMinibatch(Settings.Seed), Stopping);
             // TracIn's checkpoints go first: a checkpoint.json without them would be taken as finished training.
             Store.Write(TrajectoryKey, s => WriteTrajectory(s, trajectory));
             var (value, gradient) = objective.ValueAndGradient(theta);

@@ -27,6 +27,11 @@ public sealed record TrainingOptions
     public bool Polishes(ModelSpec spec, long rows) =>
         NewtonPolish && spec.ParameterCount <= ExactHessian.MaxParameters && (spec.IsLogisticRegression || spec.ParameterCount * rows <= NewtonWorkLimit);
     public int NewtonMaxIterations { get; init; } = 20;
+    /// <summary>
+    /// Checked before every L-BFGS and Newton iteration: a stopping silo must not leave libtorch
+    /// inside an operation when the process exits (its static teardown then crashes the process).
+    /// </summary>
+    public CancellationToken Cancel { get; init; }
     /// <summary>Target ‖∇F‖; null picks 1e-11 for float64 and 1e-5 for float32.</summary>
     public double? GradientTolerance { get; init; }
 
@@ -69,6 +74,7 @@ public static class FullBatchTrainer
             var flat = objective.FlatDirections(theta.device);
             while (gnorm > target && newtonIterations < options.NewtonMaxIterations)
             {
+                options.Cancel.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var h = objective.Hessian(theta);
                 using var inverse = DampedUntilPositiveDefinite(h, flat);
@@ -137,6 +143,7 @@ public static class FullBatchTrainer
         {
             for (; iteration < options.LbfgsMaxIterations; iteration++)
             {
+                options.Cancel.ThrowIfCancellationRequested();
                 double gnorm = grad.norm().ToDouble();
                 if (gnorm <= tolerance || !double.IsFinite(gnorm)) break;
                 using var scope = NewDisposeScope();

@@ -29,7 +29,7 @@ public sealed record TrainingCheckpoint(int Epoch, Tensor Theta, double Learning
 /// </summary>
 public static class MinibatchTrainer
 {
-    public static (Tensor Theta, IReadOnlyList<TrainingCheckpoint> Checkpoints) Train(Objective objective, Tensor initialTheta, MinibatchOptions options)
+    public static (Tensor Theta, IReadOnlyList<TrainingCheckpoint> Checkpoints) Train(Objective objective, Tensor initialTheta, MinibatchOptions options, CancellationToken cancel = default)
     {
         options.Validate();
         var spec = objective.Spec;
@@ -47,6 +47,7 @@ public static class MinibatchTrainer
             var order = Enumerable.Range(0, (int)n).OrderBy(_ => rng.Next()).Select(i => (long)i).ToArray();
             for (int start = 0; start < n; start += options.BatchSize)
             {
+                cancel.ThrowIfCancellationRequested(); // see TrainingOptions.Cancel
                 using var scope = NewDisposeScope();
                 var rows = tensor(order[start..Math.Min(start + options.BatchSize, (int)n)], device: theta.device);
                 using var batch = new DataTensors(objective.Data.X.index_select(0, rows), objective.Data.Y.index_select(0, rows));
