@@ -66,7 +66,7 @@ public sealed partial class ScoreJob
         long n = data.Train.Count;
         double damping = Settings.AutoDamping ? ProjectedCurvature.AutoDamping(gram, n) : Settings.Damping;
         using var curvature = new ProjectedCurvature(gram, n, damping);
-        Store.Write(ProjectedCurvatureKey, s => TensorIO.WriteList(s, "influence-trak-curvature-v1", [gram, tensor(new[] { (double)n, damping })]));
+        Store.Write(ProjectedCurvatureKey, curvature.Save);
 
         var theta = checkpoint.Theta(Device);
         var queries = curvature.Precondition(Projector(spec).Project(QueryGradients(checkpoint, data, theta)));
@@ -87,13 +87,9 @@ public sealed partial class ScoreJob
     {
         using var scope = NewDisposeScope();
         var features = ReadFeatures(checkpoint, train, start, end, 2)[1];
-        Tensor gram, meta;
-        using (var s = Store.OpenRead(ProjectedCurvatureKey))
-        {
-            var t = TensorIO.ReadList(s, "influence-trak-curvature-v1", 2, Device);
-            (gram, meta) = (t[0], t[1]);
-        }
-        using var curvature = new ProjectedCurvature(gram, (long)meta[0].ToDouble(), meta[1].ToDouble());
+        ProjectedCurvature curvature;
+        using (var s = Store.OpenRead(ProjectedCurvatureKey)) curvature = ProjectedCurvature.Load(s, Device);
+        using var _ = curvature;
         var queries = plan.Terms[0].Queries.to(ScalarType.Float64); // Q × k
         int n = end - start, q = (int)queries.shape[0];
         var influence = queries.matmul(features.t()).neg().contiguous().cpu().data<double>().ToArray(); // Q × n

@@ -44,7 +44,6 @@ public sealed class ProjectedCurvature : IDisposable
         // ΦᵀΦ is positive semi-definite by construction: a negative λ_min is rounding.
         SmallestEigenvalue = Math.Max(0, eigenvalues[0].ToDouble());
         LargestEigenvalue = eigenvalues[-1].ToDouble();
-        MeanEigenvalue = eigenvalues.mean().ToDouble();
         Damping = damping;
         var k = f.shape[0];
         var (l, info) = linalg.cholesky_ex(f.add(eye(k, dtype: ScalarType.Float64, device: f.device).mul(damping)));
@@ -57,7 +56,25 @@ public sealed class ProjectedCurvature : IDisposable
     public double Damping { get; }
     public double SmallestEigenvalue { get; }
     public double LargestEigenvalue { get; }
-    public double MeanEigenvalue { get; }
+
+    private ProjectedCurvature(Tensor factor, double damping, double smallest, double largest)
+    {
+        this.factor = factor;
+        (Damping, SmallestEigenvalue, LargestEigenvalue) = (damping, smallest, largest);
+    }
+
+    private const string Magic = "influence-trak-curvature-v2";
+
+    /// <summary>Writes the Cholesky factor: shards load it instead of factorising the Gram again.</summary>
+    public void Save(Stream stream) =>
+        TensorIO.WriteList(stream, Magic, [factor, tensor(new[] { Damping, SmallestEigenvalue, LargestEigenvalue })]);
+
+    public static ProjectedCurvature Load(Stream stream, Device device)
+    {
+        var t = TensorIO.ReadList(stream, Magic, 2, device);
+        using var values = t[1];
+        return new ProjectedCurvature(t[0], values[0].ToDouble(), values[1].ToDouble(), values[2].ToDouble());
+    }
 
     /// <summary>Kronfluence's and the K-FAC methods' automatic rule, used here too: 0.1 × the mean eigenvalue of ΦᵀΦ/N.</summary>
     public static double AutoDamping(Tensor gram, long count) => 0.1 * gram.diagonal().sum().ToDouble() / count / gram.shape[0];
