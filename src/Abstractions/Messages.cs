@@ -77,6 +77,8 @@ public sealed record MethodSettings
     [Id(11)] public int ProjectionDim { get; init; } = 1024;
     /// <summary>"rademacher" or "gaussian".</summary>
     [Id(12)] public string Projection { get; init; } = "rademacher";
+    /// <summary>cg, lissa: one more solve per training example for its self-influence.</summary>
+    [Id(13)] public bool SolveSelfInfluence { get; init; }
 }
 
 /// <summary>How θ̂ is trained: "lbfgs" (full batch, tight optimum) or "sgd"/"adam" (minibatch, with checkpoints for TracIn).</summary>
@@ -145,6 +147,8 @@ public enum ShardStage
     CorrectionSums,
     /// <summary>TRAK: the rows' projected gradients and their Gram matrix (kept across jobs).</summary>
     ProjectedFeatures,
+    /// <summary>cg, lissa: one solve per row of the shard, for its self-influence.</summary>
+    SelfInfluenceSolves,
 }
 
 /// <summary>A unit of work for a shard grain: one stage over rows [Start, End) of the training set.</summary>

@@ -40,8 +40,8 @@ public static class MislabelCommand
         try
         {
             request = ScoreCommand.BuildRequest(parse);
-            if (!Influence.Core.Jobs.Methods.HasSelfInfluence(request.Method))
-                throw new ArgumentException($"--method {request.Method} gives no self-influence; mislabel ranks by it: use exact, arnoldi, kfac, ekfac, tracin or grad-dot");
+            if (request.Method == Influence.Core.Jobs.Methods.GradCos)
+                throw new ArgumentException("--method grad-cos gives every example a self-influence of 1 (a gradient's cosine with itself); mislabel ranks by it: use another method");
             var train = new DatasetSpec(request.Train.Path, request.Train.LabelsPath, request.Train.FeatureScale).Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);
@@ -49,10 +49,11 @@ public static class MislabelCommand
             Directory.CreateDirectory(outDir);
             var noisyPath = Path.Combine(outDir, "train_noisy_labels.csv");
             WriteCsv(noisy, noisyPath);
-            request = new ScoreJobRequest
+            // mislabel ranks by self-influence: cg and lissa solve for it (one solve per training example).
+            request = request with
             {
-                Train = new DataSource { Path = noisyPath }, Test = request.Test, Model = request.Model, Method = request.Method, Damping = request.Damping,
-                TestIndices = request.TestIndices, Shards = request.Shards, TopK = request.TopK, BatchSize = request.BatchSize,
+                Train = new DataSource { Path = noisyPath },
+                MethodSettings = request.MethodSettings with { SolveSelfInfluence = true },
             };
         }
         catch (Exception e) when (e is ArgumentException or DataFormatException) { return ScoreCommand.Fail(e.Message, 2); }

@@ -40,6 +40,8 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     });
 
     private string SiloName => ServiceProvider.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToString();
+    /// <summary>Cancelled when this silo stops: the job's work gives up and resumes elsewhere.</summary>
+    private CancellationToken SiloStopping => ServiceProvider.GetRequiredService<ComputeExecutor>().Stopping;
     /// <summary>Cancelled when the user cancels the job.</summary>
     protected CancellationToken Cancellation => cancellation.Token;
 
@@ -112,6 +114,13 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             InfluenceMetrics.JobsStarted.Add(1, new KeyValuePair<string, object?>("kind", Kind));
             try { await work(); }
             catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { Tracker.Cancelled("cancelled by the user"); }
+            catch (OperationCanceledException) when (SiloStopping.IsCancellationRequested)
+            {
+                // Not an end: no final status is recorded, so the job resumes from the store when
+                // its coordinator is re-activated (on another silo, or this one after a restart).
+                LogStopped(JobId, Kind);
+                return;
+            }
             catch (Exception e)
             {
                 LogFailed(e, JobId, Kind);
@@ -166,6 +175,9 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Kind} job {JobId}: resuming after its coordinator was re-activated")]
     private partial void LogResuming(string jobId, string kind);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Kind} job {JobId}: stopped because the silo is shutting down; it resumes from its finished work when its coordinator is re-activated")]
+    private partial void LogStopped(string jobId, string kind);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Kind} job {JobId} failed")]
     private partial void LogFailed(Exception e, string jobId, string kind);

@@ -76,6 +76,7 @@ public static class RequestMapping
         },
         Seed = m.Seed,
         ProjectionDim = m.ProjectionDim,
+        SolveSelfInfluence = m.SolveSelfInfluence,
         Projection = m.Projection switch
         {
             "rademacher" => Core.Scoring.ProjectionKind.Rademacher,

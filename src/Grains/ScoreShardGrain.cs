@@ -76,17 +76,19 @@ public sealed partial class ScoreShardGrain(
         ShardStage.FactorSums => "kfac_factors",
         ShardStage.CorrectionSums => "ekfac_corrections",
         ShardStage.ProjectedFeatures => "trak_features",
+        ShardStage.SelfInfluenceSolves => "self_influence_solves",
         _ => stage.ToString().ToLowerInvariant(),
     };
 
     private (string? Key, TopKLists? Top) Work(ShardAssignment a)
     {
-        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings());
+        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping };
         var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
         if (a.Stage != ShardStage.Score)
         {
-            long products = job.RunShardWork(Enum.Parse<ShardWork>(a.Stage.ToString()), checkpoint, train, a.Round, a.ShardIndex, a.Start, a.End);
+            long products = job.RunShardWork(Enum.Parse<ShardWork>(a.Stage.ToString()), checkpoint, train, a.Round, a.ShardIndex, a.Start, a.End,
+                new Progress(n => Interlocked.Add(ref done, n)));
             if (products > 0) InfluenceMetrics.CurvatureProducts.Add(products);
             Interlocked.Exchange(ref done, a.End - a.Start);
             return (a.Stage == ShardStage.PartialHessian ? job.PartialHessianKey(a.ShardIndex) : null, null);

@@ -204,6 +204,19 @@ public class CommandLineTests
         Assert.True(recall20 >= 0.5, $"self-influence finds only {recall20:P0} of the flipped labels in its top 20%");
         Assert.Equal(1 + labels.Length, File.ReadAllLines(Path.Combine(outDir, "mislabel.csv")).Length);
 
+        // cg has no matrix to read self-influence from: mislabel has it solve once per training example, to the same ranking.
+        var cgDir = Path.Combine(dir, "cg");
+        var (cgExit, cgOut, cgErr) = Run("mislabel", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--labels", Path.Combine(dir, "noisy.csv"), "--model", "logreg", "--l2", "0.01", "--test-indices", "0", "--method", "cg", "--cg-tolerance", "1e-10", "--out", cgDir);
+        Assert.True(cgExit == 0, cgOut + cgErr);
+        Assert.Equal(File.ReadAllLines(Path.Combine(outDir, "mislabel.md")).Single(l => l.StartsWith("| self-influence", StringComparison.Ordinal)),
+            File.ReadAllLines(Path.Combine(cgDir, "mislabel.md")).Single(l => l.StartsWith("| self-influence", StringComparison.Ordinal)));
+
+        var (cosExit, _, cosErr) = Run("mislabel", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--labels", Path.Combine(dir, "noisy.csv"), "--method", "grad-cos", "--out", Path.Combine(dir, "cos"));
+        Assert.Equal(2, cosExit);
+        Assert.Contains("grad-cos gives every example a self-influence of 1", cosErr);
+
         File.WriteAllText(Path.Combine(dir, "bad.csv"), "index,clean,noisy\n0,1,1\n");
         var (badExit, _, badErr) = Run("mislabel", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
             "--labels", Path.Combine(dir, "bad.csv"), "--out", Path.Combine(dir, "bad"));

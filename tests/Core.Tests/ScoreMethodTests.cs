@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Diagnostics;
 using Influence.Core.Hessians;
@@ -112,8 +113,20 @@ public class ScoreMethodTests
         var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }, model));
         Assert.True(MaxRelativeError(cg.Influence, exact.Influence) < 1e-6, $"cg vs exact: {MaxRelativeError(cg.Influence, exact.Influence):E2}");
         Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
-        Assert.Null(cg.Self); // CG would need one solve per training example
+        Assert.Null(cg.Self); // one solve per training example: only when asked
         Assert.Empty(cg.Report.Warnings);
+
+        // Asked, each shard solves for its own rows: the self-influence of the exact factorisation.
+        var cgSelf = Run(Settings(Methods.Cg, s => s with
+        {
+            Damping = damping, InitialCheckpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
+            Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500, SolveSelfInfluence = true },
+        }, model));
+        Assert.True(MaxRelativeError(cgSelf.Self!, exact.Self!) < 1e-6, $"cg self vs exact: {MaxRelativeError(cgSelf.Self!, exact.Self!):E2}");
+        var solves = cgSelf.Report.Details["self_influence_solves"]!;
+        Assert.Equal(exact.Self!.Length, solves["solves"]!.GetValue<int>());
+        Assert.Equal(exact.Self!.Length, solves["converged"]!.GetValue<int>());
+        Assert.Empty(cgSelf.Report.Warnings);
 
         // MLP: P = 4·6 + 6 + 6·3 + 3 = 51. A Krylov space of all of P is the exact inverse.
         int p = (int)(model == "cnn" ? CnnParameters : MlpParameters);
@@ -140,6 +153,34 @@ public class ScoreMethodTests
         Assert.Equal(0, lissa.Report.Details["diverged"]!.GetValue<int>());
         // The automatic scale is 3(λ_max + δ), from Arnoldi over the distributed products.
         Assert.Equal(3 * (exact.Report.LargestEigenvalue!.Value + 0.05), lissa.Report.Details["scale"]!.GetValue<double>(), 1e-6);
+    }
+
+    [Fact]
+    public void LiSSA_solves_every_training_example_for_its_self_influence_when_asked()
+    {
+        // δ = 1 makes the recursion contract by about 1 − (λ_min + δ)/s ≈ 0.9 per step: 300 steps are plenty.
+        var exact = Run(Settings(Methods.Exact, s => s with { Damping = 1, TestIndices = [TestRows[0]] }));
+        var lissa = Run(Settings(Methods.Lissa, s => s with
+        {
+            Damping = 1, InitialCheckpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
+            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 300, LissaRepeats = 1, Krylov = 20, SolveSelfInfluence = true },
+        }));
+        Assert.True(MaxRelativeError(lissa.Self!, exact.Self!) < 1e-6, $"lissa self vs exact: {MaxRelativeError(lissa.Self!, exact.Self!):E2}");
+        Assert.Equal(0, lissa.Report.Details["self_influence_solves"]!["diverged_repeats"]!.GetValue<int>());
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(lissa.Dir, "jobs/job/summary.json")))!;
+        Assert.Equal("self_influence.csv", summary["self_influence"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Self_influence_solves_fit_their_columns_in_the_memory_budget()
+    {
+        // Fashion-MNIST's MLP: P = 203,530 float32 values; six P-vectors per column in 2 GB.
+        var settings = Settings(Methods.Cg, s => s with { MemoryBudgetMb = 2048 });
+        var job = new ScoreJob(new LocalArtifactStore(Directory.CreateTempSubdirectory().FullName), "job", settings);
+        var spec = ModelSpec.Mlp(784, 10, [256], Activation.Tanh, 1e-2, DecayOn.All, Precision.Float32, 0);
+        Assert.Equal(203_530, spec.ParameterCount);
+        Assert.Equal((int)((2048L << 20) / (6 * 4 * 203_530L)), job.SelfSolveColumns(spec, 500));
+        Assert.Equal(7, job.SelfSolveColumns(ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 0, DecayOn.All, Precision.Float64, 0), 7));
     }
 
     [Fact]

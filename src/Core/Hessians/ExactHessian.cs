@@ -15,11 +15,12 @@ public static class ExactHessian
     public const long MaxParameters = 12_000;
 
     /// <summary>Σ_i w_i ∇²_θ L(z_i, θ) over the rows of <paramref name="data"/> (w = 1 by default): no normaliser, no regulariser.</summary>
-    public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
+    /// <param name="cancel">Checked between the P backward passes of a network's Hessian.</param>
+    public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default)
     {
         if (spec.ParameterCount > MaxParameters)
             throw new InvalidOperationException($"an exact Hessian needs {spec.ParameterCount}² entries; the limit is {MaxParameters} parameters (use an iterative method)");
-        return spec.IsLogisticRegression ? AnalyticLogisticSum(spec, theta, data, weights) : DoubleBackwardSum(spec, theta, data, weights);
+        return spec.IsLogisticRegression ? AnalyticLogisticSum(spec, theta, data, weights) : DoubleBackwardSum(spec, theta, data, weights, cancel);
     }
 
     /// <summary>H = DataSum/N + diag(λ·mask): the Hessian of the objective.</summary>
@@ -93,15 +94,15 @@ public static class ExactHessian
     }
 
     /// <summary>Any model: row k of the Hessian is ∂(∇L)_k/∂θ by double backward (P backward passes).</summary>
-    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null) =>
+    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default) =>
         OfFunction(t =>
         {
             var losses = Objective.PerExampleLoss(spec, t, data);
             return weights is null ? losses.sum() : losses.mul(weights.to(spec.ScalarType)).sum();
-        }, theta);
+        }, theta, cancel);
 
     /// <summary>The Hessian of any scalar function of θ by double backward (P backward passes).</summary>
-    public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta)
+    public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta, CancellationToken cancel = default)
     {
         long p = theta.shape[0];
         if (p > MaxParameters) throw new InvalidOperationException($"an exact Hessian needs {p}² entries; the limit is {MaxParameters} parameters");
@@ -113,6 +114,7 @@ public static class ExactHessian
         var h = zeros(p, p, dtype: theta.dtype, device: theta.device);
         for (long k = 0; k < p; k++)
         {
+            cancel.ThrowIfCancellationRequested();
             using var row = NewDisposeScope();
             h[k].copy_(autograd.grad([g[k]], [t], retain_graph: true)[0]);
         }

@@ -17,8 +17,16 @@ public static class Methods
     /// <summary>Methods that need the training run's checkpoints.</summary>
     public static bool NeedsCheckpoints(string method) => method == TracIn;
 
-    /// <summary>Whether a method gives a self-influence for every training example cheaply (CG and LiSSA would need one solve per example).</summary>
+    /// <summary>Whether a method's preconditioner gives every training example's self-influence from its scoring pass.</summary>
     public static bool HasSelfInfluence(string method) => method is not (Cg or Lissa or GradCos);
+
+    /// <summary>Methods whose self-influence needs one solve per training example (given by <see cref="MethodOptions.SolveSelfInfluence"/>).</summary>
+    public static bool SolvesSelfInfluence(string method) => method is Cg or Lissa;
+
+    /// <summary>Why a method's output has no self_influence.csv.</summary>
+    public static string NoSelfInfluenceReason(string method) => method == GradCos
+        ? "not computed: the cosine of a gradient with itself is 1"
+        : $"not computed: {method} needs one solve per training example; pass --solve-self-influence";
 }
 
 /// <summary>
@@ -47,6 +55,8 @@ public sealed record MethodOptions
     /// <summary>TRAK: the projection's dimension k and kind (seeded by <see cref="Seed"/>).</summary>
     public int ProjectionDim { get; init; } = 1024;
     public Scoring.ProjectionKind Projection { get; init; } = Scoring.ProjectionKind.Rademacher;
+    /// <summary>cg, lissa: solve (H + δI)x = ∇L(z) for every training example too, for its self-influence (N more solves).</summary>
+    public bool SolveSelfInfluence { get; init; }
     /// <summary>Seed of Arnoldi's start vector, LiSSA's batches, the sampled Fisher labels and TRAK's projection.</summary>
     public int Seed { get; init; }
 

@@ -129,6 +129,7 @@ public sealed partial class ScoreJob
     {
         if (Preconditioned || (Method == Methods.Lissa && Store.Exists(RhsKey) && Store.Exists(MethodReportKey))) return LoadMethodReport();
         using var scope = NewDisposeScope();
+        dataSum = Checked(dataSum);
         var spec = checkpoint.Spec;
         var options = Settings.Options;
         var dtype = spec.ScalarType;
@@ -238,7 +239,7 @@ public sealed partial class ScoreJob
         var theta = checkpoint.Theta(Device);
         var o = Settings.Options;
         var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: o.Seed * 7919 + repeat);
-        var (estimate, lissa) = Lissa.Solve((v, batch) => CurvatureOperator.OnRows(objective, theta, batch, report.Damping, v, o.Curvature), rhs, train.Count, settings);
+        var (estimate, lissa) = Lissa.Solve(Checked<long[]>((v, batch) => CurvatureOperator.OnRows(objective, theta, batch, report.Damping, v, o.Curvature)), rhs, train.Count, settings);
         Store.Write(key, s =>
         {
             using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -431,7 +432,8 @@ public sealed partial class ScoreJob
 public sealed partial class ScoreJob
 {
     /// <summary>One unit of a preparatory shard stage (see <see cref="ShardWork"/>); returns the curvature-vector products it made.</summary>
-    public long RunShardWork(ShardWork work, Checkpoint checkpoint, Dataset train, int round, int unit, int start, int end)
+    /// <param name="progress">Rows done, for the stages that report them as they go (self-influence solves).</param>
+    public long RunShardWork(ShardWork work, Checkpoint checkpoint, Dataset train, int round, int unit, int start, int end, IProgress<long>? progress)
     {
         switch (work)
         {
@@ -441,6 +443,7 @@ public sealed partial class ScoreJob
             case ShardWork.FactorSums: FactorSums(checkpoint, train, unit, start, end); return 0;
             case ShardWork.CorrectionSums: CorrectionSums(checkpoint, train, unit, start, end); return 0;
             case ShardWork.ProjectedFeatures: ProjectFeatures(checkpoint, train, start, end); return 0;
+            case ShardWork.SelfInfluenceSolves: SelfInfluenceSolves(checkpoint, train, unit, start, end, progress); return 0;
             default: throw new ArgumentOutOfRangeException(nameof(work), work, null);
         }
     }

@@ -111,7 +111,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
-        var sum = ExactHessian.DataSum(checkpoint.Spec, checkpoint.Theta(device), rows).to(ScalarType.Float64);
+        var sum = ExactHessian.DataSum(checkpoint.Spec, checkpoint.Theta(device), rows, cancel: Stopping).to(ScalarType.Float64);
         Store.Write(key, s => TensorIO.Write(s, sum));
         return key;
     }
@@ -181,6 +181,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var scores = Method == Methods.Trak
             ? ScoreProjected(checkpoint, train, plan, start, end, progress)
             : ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
+        if (Settings.SolvesSelfInfluence) scores = scores with { SelfInfluence = SolvedSelfInfluence(shard, end - start) };
         double seconds = sw.Elapsed.TotalSeconds;
         double floor;
         using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);
@@ -206,7 +207,6 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public ScoreBlockReader OpenBlock(int shard, int expectedCount, long expectedQueries) =>
         new(Store.OpenRead(ScoreBlockKey(shard)), $"score block of shard {shard}", expectedCount, expectedQueries);
 
-    /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
     /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
     public void DeleteWork() => Store.DeletePrefix($"{Prefix}/work");
 }

@@ -55,7 +55,7 @@ public static class ScoreOutputs
         {
             foreach (var r in readers) r.Dispose();
         }
-        if (Methods.HasSelfInfluence(s.Method)) job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
+        if (s.GivesSelfInfluence) job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             w.WriteLine("train_index,self_influence");
@@ -137,7 +137,7 @@ public static class ScoreOutputs
                 ["eigenvalues_of"] = s.Method == Methods.Exact ? method.Details["eigenvalues_of"]?.DeepClone() : $"estimated by {s.Method} (see method.details)",
             },
             ["method"] = method.ToJson(),
-            ["self_influence"] = Methods.HasSelfInfluence(s.Method) ? "self_influence.csv" : $"not computed: {s.Method} would need one solve per training example",
+            ["self_influence"] = s.GivesSelfInfluence ? "self_influence.csv" : Methods.NoSelfInfluenceReason(s.Method),
             ["scoring"] = Throughput(shards, timingsOfShards, q),
             ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
@@ -184,6 +184,7 @@ public static class ScoreOutputs
         if (s.Method == Methods.Arnoldi) json["arnoldi_top"] = o.TopEigen;
         if (s.Method == Methods.Lissa) { json["lissa_depth"] = o.LissaDepth; json["lissa_repeats"] = o.LissaRepeats; json["lissa_batch"] = o.LissaBatch; json["lissa_scale"] = o.LissaScale == 0 ? "auto" : o.LissaScale; }
         if (s.Method is Methods.Kfac or Methods.Ekfac) json["fisher_labels"] = o.FisherLabels.ToString().ToLowerInvariant();
+        if (Methods.SolvesSelfInfluence(s.Method)) json["solve_self_influence"] = o.SolveSelfInfluence;
         if (s.Method == Methods.Trak) { json["projection"] = o.Projection.ToString().ToLowerInvariant(); json["projection_dim"] = o.ProjectionDim; }
         if (s.Method is not (Methods.Exact or Methods.TracIn or Methods.GradDot or Methods.GradCos)) json["method_seed"] = o.Seed;
         return json;

@@ -20,6 +20,8 @@ public enum ShardWork
     CorrectionSums,
     /// <summary>TRAK: projected per-example gradients Φ_b and Φ_bᵀΦ_b (kept across jobs).</summary>
     ProjectedFeatures,
+    /// <summary>cg, lissa: (H + δI)⁻¹∇L(z) for each row, by the method's solver on the silo's copy of the data; keeps ∇L(z)ᵀx.</summary>
+    SelfInfluenceSolves,
 }
 
 /// <summary>How a score job's stages are run: on shard grains across silos, or in sequence on one process.</summary>
@@ -58,11 +60,17 @@ public static class ScorePipeline
             case Methods.Cg or Methods.Arnoldi or Methods.Lissa:
             {
                 var report = await stages.Solve(products => job.SolveWithProducts(checkpoint, data, products, progress));
-                if (job.Settings.Method != Methods.Lissa) return report;
-                int repeats = job.Settings.Options.LissaRepeats;
-                progress?.Report($"LiSSA: {repeats} repeats of depth {job.Settings.Options.LissaDepth}");
-                await stages.RunShards(ShardWork.LissaRepeat, 0, Enumerable.Repeat((0, data.Train.Count), repeats).ToList());
-                return await stages.Compute(() => job.CombineLissa(checkpoint, repeats));
+                if (job.Settings.Method == Methods.Lissa)
+                {
+                    int repeats = job.Settings.Options.LissaRepeats;
+                    progress?.Report($"LiSSA: {repeats} repeats of depth {job.Settings.Options.LissaDepth}");
+                    await stages.RunShards(ShardWork.LissaRepeat, 0, Enumerable.Repeat((0, data.Train.Count), repeats).ToList());
+                    report = await stages.Compute(() => job.CombineLissa(checkpoint, repeats));
+                }
+                if (!job.Settings.SolvesSelfInfluence) return report;
+                progress?.Report($"self-influence: one {job.Settings.Method} solve per training example ({data.Train.Count})");
+                await stages.RunShards(ShardWork.SelfInfluenceSolves, 0, ranges);
+                return await stages.Compute(() => job.FinishSelfInfluenceSolves(ranges.Count));
             }
             case Methods.Kfac or Methods.Ekfac:
                 await stages.RunShards(ShardWork.FactorSums, 0, ranges);
@@ -102,7 +110,7 @@ public sealed class InProcessStages(ScoreJob job, Checkpoint checkpoint, Dataset
 {
     public Task RunShards(ShardWork work, int round, IReadOnlyList<(int Start, int End)> units)
     {
-        for (int k = 0; k < units.Count; k++) job.RunShardWork(work, checkpoint, train, round, k, units[k].Start, units[k].End);
+        for (int k = 0; k < units.Count; k++) job.RunShardWork(work, checkpoint, train, round, k, units[k].Start, units[k].End, progress: null);
         return Task.CompletedTask;
     }
 

@@ -35,6 +35,12 @@ public sealed record ScoreSettings
     public int TopK { get; init; } = 10;
     public int BatchSize { get; init; } = 512;
 
+    /// <summary>Whether the job writes self_influence.csv: from the method's preconditioner, or by one solve per training example.</summary>
+    public bool GivesSelfInfluence => Methods.HasSelfInfluence(Method) || SolvesSelfInfluence;
+
+    /// <summary>cg, lissa asked for self-influence: one solve per training example (<see cref="ShardWork.SelfInfluenceSolves"/>).</summary>
+    public bool SolvesSelfInfluence => Methods.SolvesSelfInfluence(Method) && Options.SolveSelfInfluence;
+
     /// <summary>Checks what can be checked without the data; throws ArgumentException naming the setting.</summary>
     public void Validate()
     {
