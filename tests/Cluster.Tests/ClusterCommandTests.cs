@@ -79,4 +79,26 @@ public sealed class ClusterCommandTests
         // silo at once (handed back, or found idle there): never after the worker deadline.
         Assert.DoesNotContain("worker silent for", coordinator.Process.Output(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_job_whose_coordinator_silo_is_stopped_gracefully_is_not_recorded_as_failed_and_finishes_on_another_silo()
+    {
+        // A rolling update stops every silo in turn: a coordinator's silo stopping is not the job failing.
+        await using var cluster = await RealCluster.StartAsync(silos: 2);
+        var outDir = Tools.TempDir("coordinator-sigterm");
+        await using var loo = cluster.StartClient("loo", [.. ReferenceRuns.LooArgs, "--out", outDir]);
+        var jobId = await JobOutputs.JobIdAsync(loo, TimeSpan.FromSeconds(60));
+        var status = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done >= s.Total * 0.2 || s.IsFinished, JobTimeout);
+        Assert.False(status.IsFinished, $"{status.Phase} {status.Error}");
+        var coordinator = cluster.Silos.Single(s => s.Owns(status.Coordinator));
+
+        coordinator.Process.Terminate();
+        Assert.Equal(0, await coordinator.Process.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.True(await loo.WaitAsync(JobTimeout) == 0, $"{loo.Tail()}\n{cluster.Logs()}");
+        Assert.Equal(ReferenceRuns.LooRows, JobOutputs.ReadLoo(outDir).Count);
+        var after = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.IsFinished, TimeSpan.FromSeconds(30));
+        Assert.Equal(JobPhase.Completed, after.Phase);
+        Assert.DoesNotContain($"job {jobId} failed", coordinator.Process.Output(), StringComparison.Ordinal);
+    }
 }

@@ -41,5 +41,19 @@ public static class ClusterScoring
         return result;
     }
 
+    /// <summary>self_influence.csv by training row, or null when the job wrote none.</summary>
+    public static double[]? ReadSelfInfluence(IArtifactStore store, string prefix)
+    {
+        var key = $"{prefix}/self_influence.csv";
+        if (!store.Exists(key)) return null;
+        using var s = store.OpenRead(key);
+        using var r = new StreamReader(s);
+        Assert.Equal("train_index,self_influence", r.ReadLine());
+        var values = new List<double>();
+        string? line;
+        while ((line = r.ReadLine()) is not null) values.Add(double.Parse(line.Split(',')[1], CultureInfo.InvariantCulture));
+        return [.. values];
+    }
+
     public static string TempStore() => Directory.CreateTempSubdirectory("influence-store-").FullName;
 }

@@ -35,7 +35,8 @@ public class ScoreMethodClusterTests
         var sgd = new TrainingSettings { Optimizer = "sgd", Epochs = 4, BatchSize = 16, CheckpointEvery = 2 };
         var requests = new (string Name, ScoreJobRequest Request)[]
         {
-            ("cg", Request(Methods.Cg, auto: true)),
+            // cg also solves for every training row's self-influence, on the shards of both silos.
+            ("cg", Request(Methods.Cg, auto: true) with { MethodSettings = Request(Methods.Cg, auto: true).MethodSettings with { SolveSelfInfluence = true } }),
             ("arnoldi", Request(Methods.Arnoldi, auto: false)),
             ("lissa", Request(Methods.Lissa, auto: false)),
             ("kfac", Request(Methods.Kfac, auto: true)),
@@ -59,6 +60,15 @@ public class ScoreMethodClusterTests
             // counts) can move its last iteration, so it is held to its own tolerance; the others to rounding.
             double tolerance = name == "cg" ? 1e-6 : 1e-10;
             Assert.True(worst <= tolerance * scale, $"{name}: max difference {worst} (scale {scale})");
+            var (selfReference, selfDistributed) = (ClusterScoring.ReadSelfInfluence(local, "jobs/job"), ClusterScoring.ReadSelfInfluence(store, status.OutputPrefix!));
+            if (request.ToSettings().GivesSelfInfluence)
+            {
+                Assert.True(selfReference is not null && selfDistributed is not null, $"{name}: no self-influence");
+                Assert.Equal(selfReference.Length, selfDistributed.Length);
+                double selfWorst = selfReference.Zip(selfDistributed, (a, b) => Math.Abs(a - b)).Max();
+                Assert.True(selfWorst <= tolerance * selfReference.Max(Math.Abs), $"{name}: self-influence differs by up to {selfWorst}");
+            }
+            else Assert.True(selfReference is null && selfDistributed is null, $"{name}: a self-influence it cannot have");
 
             using var summary = store.OpenRead($"{status.OutputPrefix}/summary.json");
             var method = System.Text.Json.JsonDocument.Parse(summary).RootElement.GetProperty("method");
