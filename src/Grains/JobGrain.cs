@@ -40,8 +40,11 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     });
 
     private string SiloName => ServiceProvider.GetRequiredService<ILocalSiloDetails>().SiloAddress.ToString();
-    /// <summary>Cancelled when this silo stops: the job's work gives up and resumes elsewhere.</summary>
-    private CancellationToken SiloStopping => ServiceProvider.GetRequiredService<ComputeExecutor>().Stopping;
+    /// <summary>
+    /// Cancelled when this silo stops: the job's work gives up and resumes elsewhere. Taken at
+    /// activation: a deactivating grain's services may be gone by the time the work notices.
+    /// </summary>
+    private CancellationToken siloStopping;
     /// <summary>Cancelled when the user cancels the job.</summary>
     protected CancellationToken Cancellation => cancellation.Token;
 
@@ -57,6 +60,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         Tracker = NewTracker();
+        siloStopping = ServiceProvider.GetRequiredService<ComputeExecutor>().Stopping;
         var state = record.State;
         if (state.Final is { } final) Tracker.Restore(final);
         else if (state.CancelRequested)
@@ -114,7 +118,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             InfluenceMetrics.JobsStarted.Add(1, new KeyValuePair<string, object?>("kind", Kind));
             try { await work(); }
             catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { Tracker.Cancelled("cancelled by the user"); }
-            catch (OperationCanceledException) when (SiloStopping.IsCancellationRequested)
+            catch (OperationCanceledException) when (siloStopping.IsCancellationRequested)
             {
                 // Not an end: no final status is recorded, so the job resumes from the store when
                 // its coordinator is re-activated (on another silo, or this one after a restart).
