@@ -79,6 +79,8 @@ public sealed record MethodSettings
     [Id(12)] public string Projection { get; init; } = "rademacher";
     /// <summary>cg, lissa: one more solve per training example for its self-influence.</summary>
     [Id(13)] public bool SolveSelfInfluence { get; init; }
+    /// <summary>Rank of the preconditioned queries' per-layer blocks when scoring (0 = exact).</summary>
+    [Id(14)] public int QueryRank { get; init; }
 }
 
 /// <summary>How θ̂ is trained: "lbfgs" (full batch, tight optimum) or "sgd"/"adam" (minibatch, with checkpoints for TracIn).</summary>

@@ -52,6 +52,7 @@ public static class ScoreCommand
     public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => 1024 };
     public static readonly Option<string> ProjectionOpt = new("--projection") { Description = "trak: rademacher or gaussian (seeded by --method-seed)", DefaultValueFactory = _ => "rademacher" };
     public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = "cg, lissa: also solve for every training example's self-influence (one solve each; the other methods always give it)" };
+    public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => 0 };
     public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches and the sampled Fisher labels", DefaultValueFactory = _ => 0 };
     public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => "lbfgs" };
     public static readonly Option<double> LearningRate = new("--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => 0.05 };
@@ -64,7 +65,7 @@ public static class ScoreCommand
     [
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
-        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
+        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, Out, Cluster, Store, Verbose,
     ];
 
@@ -110,7 +111,7 @@ public static class ScoreCommand
                 LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
                 FisherLabels = p.GetValue(FisherLabelsOpt)!, Seed = p.GetValue(MethodSeed),
                 ProjectionDim = p.GetValue(ProjectionDim), Projection = p.GetValue(ProjectionOpt)!,
-                SolveSelfInfluence = p.GetValue(SolveSelfInfluence),
+                SolveSelfInfluence = p.GetValue(SolveSelfInfluence), QueryRank = p.GetValue(QueryRank),
             },
             Training = new TrainingSettings
             {

@@ -77,6 +77,7 @@ public static class RequestMapping
         Seed = m.Seed,
         ProjectionDim = m.ProjectionDim,
         SolveSelfInfluence = m.SolveSelfInfluence,
+        QueryRank = m.QueryRank,
         Projection = m.Projection switch
         {
             "rademacher" => Core.Scoring.ProjectionKind.Rademacher,

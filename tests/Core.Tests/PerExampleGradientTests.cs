@@ -31,4 +31,35 @@ public class PerExampleGradientTests
         Assert.Equal(new long[] { p.Data.Count, 7 }, dots.shape);
         Assert.True(dots.sub(expected).abs().max().ToDouble() <= 1e-12 * expected.abs().max().ToDouble());
     }
+
+    [Theory]
+    [MemberData(nameof(Problem.Kinds), MemberType = typeof(Problem))]
+    public void Low_rank_queries_score_like_their_truncated_SVD_reconstruction(string kind)
+    {
+        using var p = Problem.Make(kind);
+        const int rank = 1;
+        var q = randn(5, p.Spec.ParameterCount, dtype: ScalarType.Float64, generator: new Generator(4));
+        // The oracle: each Linear layer's [W | b] block replaced by U_r S_r V_rᵀ, written back into θ's layout.
+        var truncated = q.clone();
+        bool anyLowRank = false;
+        foreach (var layer in p.Spec.Layers)
+        {
+            if (layer.Conv is not null || rank >= Math.Min(layer.Out, layer.In + 1)) continue;
+            anyLowRank = true;
+            var block = cat([q.narrow(1, layer.WeightOffset, layer.WeightCount).reshape(5, layer.Out, layer.In),
+                q.narrow(1, layer.BiasOffset, layer.Out).unsqueeze(2)], 2);
+            var (u, sv, vh) = linalg.svd(block, fullMatrices: false);
+            var approx = u.narrow(2, 0, rank).matmul(diag_embed(sv.narrow(1, 0, rank))).matmul(vh.narrow(1, 0, rank));
+            truncated.narrow(1, layer.WeightOffset, layer.WeightCount).copy_(approx.narrow(2, 0, layer.In).reshape(5, layer.WeightCount));
+            truncated.narrow(1, layer.BiasOffset, layer.Out).copy_(approx.select(2, layer.In));
+        }
+        using var queries = new PerExampleGradients.Queries(p.Spec, q, rank);
+        using var dots = PerExampleGradients.DotWithQueries(p.Spec, p.Theta, p.Data, queries);
+        var gradients = PerExampleGradients.ByLoop(p.Spec, p.Theta, p.Data);
+        using var expected = gradients.matmul(truncated.t());
+        using var exact = gradients.matmul(q.t());
+        Assert.True(dots.sub(expected).abs().max().ToDouble() <= 1e-11 * expected.abs().max().ToDouble(), $"{dots.sub(expected).abs().max().ToDouble():E2}");
+        // A single-output model's blocks are rank 1 already: nothing to truncate.
+        Assert.True(dots.sub(exact).abs().max().ToDouble() > 1e-3 * exact.abs().max().ToDouble() == anyLowRank, $"low-rank layers: {anyLowRank}");
+    }
 }

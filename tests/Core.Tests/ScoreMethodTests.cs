@@ -224,6 +224,16 @@ public class ScoreMethodTests
             Assert.True(MaxRelativeError(four.Influence, direct) < 1e-9, $"{method} vs direct: {MaxRelativeError(four.Influence, direct):E2}");
             var selfExpected = g.mul(factors.Solve(g.t(), 1e-3, ekfac).t()).sum(1L, false).to(ScalarType.Float64).data<double>().ToArray();
             Assert.True(MaxRelativeError(four.Self!, selfExpected) < 1e-9, $"{method} self vs gᵀ(F̂ + (λ+δ)I)⁻¹g");
+
+            // --query-rank 1 scores with rank-1 per-layer queries (Linear layers; the CNN's convolution stays exact).
+            var rankOne = Run(Settings(method, s => s with { Damping = 1e-3, Options = opts with { QueryRank = 1 }, InitialCheckpoint = trained }, model));
+            using var lowRank = new PerExampleGradients.Queries(spec, pre.t().contiguous(), rank: 1);
+            var lowExpected = PerExampleGradients.DotWithQueries(spec, theta, train, lowRank).neg().t().to(ScalarType.Float64).data<double>().ToArray();
+            var lowDirect = new double[TestRows.Length, train.Count];
+            Buffer.BlockCopy(lowExpected, 0, lowDirect, 0, lowExpected.Length * sizeof(double));
+            Assert.True(MaxRelativeError(rankOne.Influence, lowDirect) < 1e-9, $"{method} rank 1 vs direct: {MaxRelativeError(rankOne.Influence, lowDirect):E2}");
+            Assert.True(MaxRelativeError(rankOne.Influence, direct) > 1e-3, "rank 1 changed nothing");
+            Assert.True(MaxRelativeError(rankOne.Self!, selfExpected) < 1e-9, "self-influence does not depend on the query rank");
         }
     }
 

@@ -55,6 +55,11 @@ public sealed record MethodOptions
     /// <summary>TRAK: the projection's dimension k and kind (seeded by <see cref="Seed"/>).</summary>
     public int ProjectionDim { get; init; } = 1024;
     public Scoring.ProjectionKind Projection { get; init; } = Scoring.ProjectionKind.Rademacher;
+    /// <summary>
+    /// Rank of each preconditioned query's per-layer block in the scoring stage (0 = exact):
+    /// Kronfluence's low-rank query gradients, for many queries against large layers.
+    /// </summary>
+    public int QueryRank { get; init; }
     /// <summary>cg, lissa: solve (H + δI)x = ∇L(z) for every training example too, for its self-influence (N more solves).</summary>
     public bool SolveSelfInfluence { get; init; }
     /// <summary>Seed of Arnoldi's start vector, LiSSA's batches, the sampled Fisher labels and TRAK's projection.</summary>
@@ -68,6 +73,7 @@ public sealed record MethodOptions
         if (Krylov < 2) throw new ArgumentException($"--arnoldi-iterations must be ≥ 2, not {Krylov}");
         if (TopEigen < 1 || TopEigen > Krylov) throw new ArgumentException($"--arnoldi-top must be in 1..{Krylov} (the Krylov dimension), not {TopEigen}");
         if (LissaDepth < 1 || LissaRepeats < 1 || LissaBatch < 1) throw new ArgumentException("--lissa-depth, --lissa-repeats and --lissa-batch must be ≥ 1");
+        if (QueryRank < 0) throw new ArgumentException($"--query-rank must be ≥ 0 (0 = exact queries), not {QueryRank}");
         if (ProjectionDim < 1) throw new ArgumentException($"--projection-dim must be ≥ 1, not {ProjectionDim}");
         if (!(LissaScale >= 0) || double.IsInfinity(LissaScale)) throw new ArgumentException($"--lissa-scale must be a finite number ≥ 0 (0 = automatic), not {LissaScale}");
     }

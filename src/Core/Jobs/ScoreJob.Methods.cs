@@ -75,7 +75,7 @@ public sealed partial class ScoreJob
             Methods.TracIn or Methods.GradDot => new SelfInfluence.SquaredNorm(),
             _ => null,
         };
-        return new ScorePlan(terms, self, cosine: Method == Methods.GradCos);
+        return new ScorePlan(terms, self, cosine: Method == Methods.GradCos, Settings.Options.QueryRank);
     }
 
     // ---- Curvature products (cg, lissa, arnoldi) ----

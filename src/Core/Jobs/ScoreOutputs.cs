@@ -184,6 +184,7 @@ public static class ScoreOutputs
         if (s.Method == Methods.Arnoldi) json["arnoldi_top"] = o.TopEigen;
         if (s.Method == Methods.Lissa) { json["lissa_depth"] = o.LissaDepth; json["lissa_repeats"] = o.LissaRepeats; json["lissa_batch"] = o.LissaBatch; json["lissa_scale"] = o.LissaScale == 0 ? "auto" : o.LissaScale; }
         if (s.Method is Methods.Kfac or Methods.Ekfac) json["fisher_labels"] = o.FisherLabels.ToString().ToLowerInvariant();
+        if (s.Method != Methods.Trak) json["query_rank"] = o.QueryRank;
         if (Methods.SolvesSelfInfluence(s.Method)) json["solve_self_influence"] = o.SolveSelfInfluence;
         if (s.Method == Methods.Trak) { json["projection"] = o.Projection.ToString().ToLowerInvariant(); json["projection_dim"] = o.ProjectionDim; }
         if (s.Method is not (Methods.Exact or Methods.TracIn or Methods.GradDot or Methods.GradCos)) json["method_seed"] = o.Seed;

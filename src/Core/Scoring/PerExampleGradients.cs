@@ -104,23 +104,49 @@ public static class PerExampleGradients
     /// </summary>
     public sealed class Queries : IDisposable
     {
-        public Queries(ModelSpec spec, Tensor vectors)
+        /// <param name="rank">
+        /// 0: exact. r &gt; 0: each query's block [W | b] (Out × (In + 1)) of every Linear layer is
+        /// replaced by its best rank-r approximation U_r S_r V_rᵀ (Kronfluence's low-rank query
+        /// gradients): a dot product then costs r·(Out + In + 1) per query instead of Out·(In + 1).
+        /// Convolutions, whose weights are few, stay exact.
+        /// </param>
+        public Queries(ModelSpec spec, Tensor vectors, int rank = 0)
         {
+            if (rank < 0) throw new ArgumentOutOfRangeException(nameof(rank), "the query rank must be ≥ 0");
             Count = vectors.shape[0];
             foreach (var layer in spec.Layers)
             {
-                Weights.Add(vectors.narrow(1, layer.WeightOffset, layer.WeightCount).reshape(Count, layer.Out, layer.In).contiguous());
-                Biases.Add(vectors.narrow(1, layer.BiasOffset, layer.Out).contiguous());
+                var w = vectors.narrow(1, layer.WeightOffset, layer.WeightCount).reshape(Count, layer.Out, layer.In);
+                var b = vectors.narrow(1, layer.BiasOffset, layer.Out);
+                if (rank > 0 && layer.Conv is null && rank < Math.Min(layer.Out, layer.In + 1))
+                {
+                    using var scope = NewDisposeScope();
+                    var (u, s, vh) = linalg.svd(cat([w, b.unsqueeze(2)], 2), fullMatrices: false);
+                    // Left factors carry the singular values: Q × r × Out and Q × r × (In + 1).
+                    Left.Add(u.narrow(2, 0, rank).mul(s.narrow(1, 0, rank).unsqueeze(1)).transpose(1, 2).contiguous().MoveToOuterDisposeScope());
+                    Right.Add(vh.narrow(1, 0, rank).contiguous().MoveToOuterDisposeScope());
+                    Weights.Add(null);
+                    Biases.Add(null);
+                    continue;
+                }
+                Weights.Add(w.contiguous());
+                Biases.Add(b.contiguous());
+                Left.Add(null);
+                Right.Add(null);
             }
         }
 
         public long Count { get; }
-        public List<Tensor> Weights { get; } = [];
-        public List<Tensor> Biases { get; } = [];
+        /// <summary>Per layer: Q × Out × In weight blocks and Q × Out biases (null where the layer is low-rank).</summary>
+        public List<Tensor?> Weights { get; } = [];
+        public List<Tensor?> Biases { get; } = [];
+        /// <summary>Per layer: Q × r × Out (scaled by the singular values) and Q × r × (In + 1) factors (null where exact).</summary>
+        public List<Tensor?> Left { get; } = [];
+        public List<Tensor?> Right { get; } = [];
 
         public void Dispose()
         {
-            foreach (var t in Weights.Concat(Biases)) t.Dispose();
+            foreach (var t in Weights.Concat(Biases).Concat(Left).Concat(Right)) t?.Dispose();
         }
     }
 
@@ -142,12 +168,22 @@ public static class PerExampleGradients
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
-            var qw = queries.Weights[l];        // Q × Out × In
+            if (queries.Left[l] is { } left && queries.Right[l] is { } right)
+            {
+                // Σ_k (u_kᵀδ)(v_kᵀ[a; 1]) per query: B × Q·r on each side.
+                long r = left.shape[1];
+                var withBias = cat([pieces.Inputs[l], ones(b, 1, dtype: spec.ScalarType, device: device)], 1);
+                var du = pieces.OutputGradients[l].matmul(left.view(q * r, layer.Out).t());
+                var av = withBias.matmul(right.view(q * r, layer.In + 1).t());
+                result.add_(du.mul(av).view(b, q, r).sum(2L, false));
+                continue;
+            }
+            var qw = queries.Weights[l]!;        // Q × Out × In
             if (pieces.IsSpatial(l))
             {
                 // A convolution's weights are few: form its B × Out·In gradients and multiply.
                 result.add_(pieces.SpatialWeightGradients(l).view(b, layer.WeightCount).matmul(qw.view(q, layer.WeightCount).t()));
-                result.add_(pieces.OutputGradients[l].sum(1L, false).matmul(queries.Biases[l].t()));
+                result.add_(pieces.OutputGradients[l].sum(1L, false).matmul(queries.Biases[l]!.t()));
                 continue;
             }
             var a = pieces.Inputs[l];          // B × In
@@ -163,7 +199,7 @@ public static class PerExampleGradients
                 var t = delta.matmul(qw.permute(1, 0, 2).reshape(layer.Out, q * layer.In)).view(b, q, layer.In); // B×Q×In
                 result.add_(t.mul(a.unsqueeze(1)).sum(2L, false));
             }
-            result.add_(delta.matmul(queries.Biases[l].t()));
+            result.add_(delta.matmul(queries.Biases[l]!.t()));
         }
         return result.MoveToOuterDisposeScope();
     }

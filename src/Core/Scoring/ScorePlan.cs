@@ -90,8 +90,10 @@ public abstract class SelfInfluence : IDisposable
 }
 
 /// <summary>What a shard needs to score its rows with a method: the terms, how to get self-influence, and whether scores are cosines.</summary>
-public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? self, bool cosine) : IDisposable
+public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? self, bool cosine, int queryRank = 0) : IDisposable
 {
+    /// <summary>Rank of each query's per-layer blocks when scoring (0 = exact; see <see cref="PerExampleGradients.Queries"/>).</summary>
+    public int QueryRank { get; } = queryRank;
     public IReadOnlyList<ScoreTerm> Terms { get; } = terms;
     public SelfInfluence? Self { get; } = self;
     /// <summary>Divide each training example's dot products by its gradient norm (grad-cos; the queries are unit vectors already).</summary>

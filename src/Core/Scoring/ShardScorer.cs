@@ -42,7 +42,7 @@ public static class ShardScorer
         for (int q0 = 0; q0 < q; q0 += group, passes++)
         {
             int qn = Math.Min(group, q - q0);
-            var queries = plan.Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType))).ToArray();
+            var queries = plan.Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType), plan.QueryRank)).ToArray();
             try
             {
                 bool first = q0 == 0;
