@@ -137,13 +137,13 @@ public static class PerExampleGradients
         /// <summary>
         /// L (Q × r × Out) and R (Q × r × (In + 1)) with Lᵀ R the best rank-r approximation of each
         /// Q × Out × (In + 1) block: the projection onto the top r singular vectors of the smaller
-        /// side, found by eigh of the k × k Gram matrix in float64 (libtorch's batched CPU SVD took
-        /// 14 s for 100 blocks of 256 × 785, the Gram route 2 s).
+        /// side, found by eigh of the k × k Gram matrix in the model's precision (libtorch's batched
+        /// CPU SVD took 14 s for 100 blocks of 256 × 785 in float32, the Gram route 2 s).
         /// </summary>
         private static (Tensor Left, Tensor Right) TruncatedFactors(Tensor blocks, int rank)
         {
             using var scope = NewDisposeScope();
-            var m = blocks.to(ScalarType.Float64);
+            var m = blocks;
             bool outputSide = blocks.shape[1] <= blocks.shape[2];
             var gram = outputSide ? m.matmul(m.transpose(1, 2)) : m.transpose(1, 2).matmul(m);
             long k = gram.shape[1];
@@ -151,7 +151,7 @@ public static class PerExampleGradients
             var (left, right) = outputSide
                 ? (top.transpose(1, 2), top.transpose(1, 2).matmul(m))     // M ≈ U_r (U_rᵀ M)
                 : (m.matmul(top).transpose(1, 2), top.transpose(1, 2));    // M ≈ (M V_r) V_rᵀ
-            return (left.to(blocks.dtype).contiguous().MoveToOuterDisposeScope(), right.to(blocks.dtype).contiguous().MoveToOuterDisposeScope());
+            return (left.contiguous().MoveToOuterDisposeScope(), right.contiguous().MoveToOuterDisposeScope());
         }
 
         public long Count { get; }

@@ -100,9 +100,36 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
     public bool Cosine { get; } = cosine;
     public long QueryCount => Terms[0].Queries.shape[0];
 
+    private readonly Lock gate = new();
+    private PerExampleGradients.Queries[]? whole;
+
+    /// <summary>
+    /// Each term's queries [q0, q0 + qn) in the scoring layout. When that is every query (one pass),
+    /// they are built once and kept for the plan's next shard (low-rank factors are the costly part);
+    /// <paramref name="owned"/> says whether the caller disposes them.
+    /// </summary>
+    public PerExampleGradients.Queries[] QueriesFor(ModelSpec spec, int q0, int qn, out bool owned)
+    {
+        PerExampleGradients.Queries[] Build() => Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType), QueryRank)).ToArray();
+        owned = q0 != 0 || qn != QueryCount;
+        if (owned) return Build();
+        lock (gate) return whole ??= Build();
+    }
+
+    /// <summary>Disposes the kept queries (a plan that borrows its terms is never disposed itself).</summary>
+    public void ReleaseQueries()
+    {
+        lock (gate)
+        {
+            foreach (var q in whole ?? []) q.Dispose();
+            whole = null;
+        }
+    }
+
     public void Dispose()
     {
         foreach (var t in Terms) t.Dispose();
+        ReleaseQueries();
         Self?.Dispose();
     }
 

@@ -21,7 +21,8 @@ public static class ShardScorer
         // The plan borrows theta, the queries and the inverse: only the self-influence's buffer is disposed here.
         using var self = inverse is null ? null : new SelfInfluence.Exact(inverse, ownsInverse: false);
         var plan = new ScorePlan([new ScoreTerm(theta, preconditionedQueries, 1.0)], self, cosine: false);
-        return Score(spec, plan, rows, firstIndex, topK, batchSize, long.MaxValue, progress);
+        try { return Score(spec, plan, rows, firstIndex, topK, batchSize, long.MaxValue, progress); }
+        finally { plan.ReleaseQueries(); }
     }
 
     /// <summary>
@@ -42,7 +43,7 @@ public static class ShardScorer
         for (int q0 = 0; q0 < q; q0 += group, passes++)
         {
             int qn = Math.Min(group, q - q0);
-            var queries = plan.Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType), plan.QueryRank)).ToArray();
+            var queries = plan.QueriesFor(spec, q0, qn, out bool owned);
             try
             {
                 bool first = q0 == 0;
@@ -73,7 +74,7 @@ public static class ShardScorer
             }
             finally
             {
-                foreach (var x in queries) x.Dispose();
+                if (owned) foreach (var x in queries) x.Dispose();
             }
         }
         var top = TopKLists.FromBlock(influence, q, n, firstIndex, topK);
