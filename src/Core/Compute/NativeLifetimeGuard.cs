@@ -27,7 +27,7 @@ namespace Influence.Core.Compute;
 /// The same re-execution sets <c>OMP_WAIT_POLICY=PASSIVE</c> unless the environment chooses a
 /// policy: libtorch's OpenMP threads otherwise spin after every parallel region, and a silo calls
 /// libtorch from several threads (compute executor, solver thread, client), whose thread teams
-/// then spin against each other. Measured on 2 cores: building rank-32 query factors (100 batched
+/// then spin against each other. Measured on 2 cores, with a LOO run busy in another process: building rank-32 query factors (100 batched
 /// 256 × 256 eigendecompositions) took 13.8 s spinning and 1.7 s passive; an EK-FAC score job on
 /// the Fashion-MNIST MLP scored in 1.5 s instead of 2.3–2.6 s.
 /// </para>
