@@ -17,9 +17,11 @@ public sealed class ReferenceRuns : IAsyncLifetime
     [
         "loo", "--train", Tools.DataFile("digits_train.csv"), "--test", Tools.DataFile("digits_test.csv"),
         "--model", "logreg", "--l2", "1e-2", "--test-indices", "0-4", "--shards", "3",
-        "--remove", "random:200,1", "--retrain", "cold",
+        // Enough retrains that a silo started mid-job still finds work: with OpenMP's passive wait
+        // 200 of them finished before a newcomer's first membership check.
+        "--remove", "random:400,1", "--retrain", "cold",
     ];
-    public const int LooRows = 200 * 5;
+    public const int LooRows = 400 * 5;
 
     public static readonly string[] ScoreArgs =
     [
@@ -76,6 +78,20 @@ public sealed class ClusterFailureTests(ReferenceRuns reference) : IClassFixture
         var early = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done >= s.Total * 0.15 || s.IsFinished, JobTimeout);
         Assert.False(early.IsFinished, $"{early.Phase}: {early.Error}");
         var newcomer = await cluster.AddSiloAsync();
+        // The newcomer takes units while the job runs (the coordinator checks membership every 5 s).
+        var joined = System.Diagnostics.Stopwatch.StartNew();
+        async Task<double> Started()
+        {
+            try { return await newcomer.CounterAsync("influence_retrains_started_total"); }
+            catch (HttpRequestException) { return 0; } // its metrics endpoint is not up yet
+        }
+        while (await Started() == 0)
+        {
+            var now = await cluster.WaitForAsync<ILooJobGrain>(jobId, _ => true, TimeSpan.FromSeconds(10));
+            Assert.False(now.IsFinished || joined.Elapsed > TimeSpan.FromSeconds(60),
+                $"the silo that joined took no unit in {joined.Elapsed.TotalSeconds:F0} s (job {now.Phase}, {now.Done}/{now.Total})\n{cluster.Logs()}");
+            await Task.Delay(500);
+        }
         var status = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done >= s.Total * 0.4 || s.IsFinished, JobTimeout);
         Assert.False(status.IsFinished, $"the job ended before a silo could be killed: {status.Phase} {status.Error}");
         var victim = cluster.Silos.First(s => s != newcomer && !s.Owns(status.Coordinator));
