@@ -23,14 +23,6 @@ namespace Influence.Core.Compute;
 /// the time goes, are unchanged. Special cases (explicit Scalars at single call sites) would not
 /// cover TorchSharp's own implicit ones.
 /// </para>
-/// <para>
-/// The same re-execution sets <c>OMP_WAIT_POLICY=PASSIVE</c> unless the environment chooses a
-/// policy: libtorch's OpenMP threads otherwise spin after every parallel region, and a silo calls
-/// libtorch from several threads (compute executor, solver thread, client), whose thread teams
-/// then spin against each other. Measured on 2 cores, with a LOO run busy in another process: building rank-32 query factors (100 batched
-/// 256 × 256 eigendecompositions) took 13.8 s spinning and 1.7 s passive; an EK-FAC score job on
-/// the Fashion-MNIST MLP scored in 1.5 s instead of 2.3–2.6 s.
-/// </para>
 /// </summary>
 public static class NativeLifetimeGuard
 {
@@ -42,18 +34,13 @@ public static class NativeLifetimeGuard
     /// <summary>True when this process runs with the setting (it cannot be changed once started).</summary>
     public static bool Active => Environment.GetEnvironmentVariable(MinOptsVariable) == "1";
 
-    public const string OmpWaitPolicyVariable = "OMP_WAIT_POLICY";
-
-    /// <summary>True when OpenMP's wait policy is set (to PASSIVE by the re-execution, or by the user).</summary>
-    public static bool WaitPolicySet => Environment.GetEnvironmentVariable(OmpWaitPolicyVariable) is { Length: > 0 };
-
     /// <summary>
     /// Call first thing in Main. Returns when the process is safe, or when it cannot re-execute
     /// (not Linux, or execve failed), after a warning on stderr; on success it does not return.
     /// </summary>
     public static void EnsureActive()
     {
-        if (Active && WaitPolicySet) return;
+        if (Active) return;
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(AttemptedVariable) == "1")
         {
             Console.Error.WriteLine($"warning: {MinOptsVariable}=1 is not set: TorchSharp objects can be freed during native calls (intermittent crashes); set it in the environment");
@@ -65,7 +52,6 @@ public static class NativeLifetimeGuard
             .Select(e => $"{e.Key}={e.Value}")
             .Where(e => !e.StartsWith(MinOptsVariable + "=", StringComparison.Ordinal) && !e.StartsWith(TieredVariable + "=", StringComparison.Ordinal))
             .Concat([$"{MinOptsVariable}=1", $"{TieredVariable}=0", $"{AttemptedVariable}=1"])
-            .Concat(WaitPolicySet ? [] : [$"{OmpWaitPolicyVariable}=PASSIVE"])
             .ToArray();
         Console.Out.Flush();
         Console.Error.Flush();

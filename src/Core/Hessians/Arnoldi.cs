@@ -41,7 +41,7 @@ public static class Arnoldi
         iterations = (int)Math.Min(iterations, parameterCount);
         keep = Math.Min(keep, iterations);
         using var scope = NewDisposeScope();
-        Tensor Project(Tensor v) => flat is null ? v : v.sub(flat.matmul(flat.t().matmul(v)));
+        Tensor Project(Tensor v) => Models.Network.WithoutFlat(v, flat);
 
         var basis = zeros(parameterCount, iterations + 1, dtype: dtype, device: device);
         var hess = zeros(iterations + 1, iterations, dtype: ScalarType.Float64);

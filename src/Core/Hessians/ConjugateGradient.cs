@@ -25,7 +25,7 @@ public static class ConjugateGradient
         if (maxIterations < 1) throw new ArgumentOutOfRangeException(nameof(maxIterations), "at least one iteration");
         int q = (int)b.shape[1];
         using var scope = NewDisposeScope();
-        Tensor Project(Tensor v) => flat is null ? v : v.sub(flat.matmul(flat.t().matmul(v)));
+        Tensor Project(Tensor v) => Models.Network.WithoutFlat(v, flat);
 
         var rhs = Project(b);
         var x = zeros_like(rhs);

@@ -281,8 +281,7 @@ public sealed partial class ScoreJob
             throw new InvalidOperationException($"all {repeats} LiSSA repeats diverged: the scale {report.Details["scale"]} is below the largest eigenvalue of the batch curvature + δ; raise --lissa-scale or --lissa-batch");
         if (kept < repeats) report.Warnings.Add($"{repeats - kept} of {repeats} LiSSA repeats diverged and were left out of the mean");
         var flat = Network.FlatDirections(checkpoint.Spec, Device)?.to(sum!.dtype);
-        var mean = sum!.div(kept);
-        if (flat is not null) mean = mean.sub(flat.matmul(flat.t().matmul(mean)));
+        var mean = Network.WithoutFlat(sum!.div(kept), flat);
         return FinishPreconditioning(checkpoint.Theta(Device), mean.t().contiguous(), report);
     }
 

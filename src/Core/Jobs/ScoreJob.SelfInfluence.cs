@@ -39,7 +39,7 @@ public sealed partial class ScoreJob
         using var rows = DataTensors.From(train, spec, Device);
         var objective = new Objective(spec, rows, train.Count, Device);
         var flat = Network.FlatDirections(spec, Device)?.to(spec.ScalarType);
-        Tensor Project(Tensor v) => flat is null ? v : v.sub(flat.matmul(flat.t().matmul(v)));
+        var cg = CurvatureOperator.Of(objective, theta, report.Damping, o.Curvature);
         int block = SelfSolveColumns(spec, end - start);
         var values = new double[end - start];
         var stats = new SelfSolveStats(0, 0, 0, 0, 0, 0, 0);
@@ -52,18 +52,18 @@ public sealed partial class ScoreJob
             Tensor x;
             if (Method == Methods.Cg)
             {
-                var op = CurvatureOperator.Of(objective, theta, report.Damping, o.Curvature);
-                var (solution, solves) = ConjugateGradient.Solve(Checked(op.Apply), g, o.Tolerance, o.MaxIterations, flat);
+                long before = cg.Products;
+                var (solution, solves) = ConjugateGradient.Solve(Checked(cg.Apply), g, o.Tolerance, o.MaxIterations, flat);
                 x = solution;
                 stats = stats.Add(new SelfSolveStats(len, solves.Count(r => !r.Converged), solves.Count(r => r.NegativeCurvature),
-                    solves.Max(r => r.RelativeResidual), 0, 0, op.Products));
+                    solves.Max(r => r.RelativeResidual), 0, 0, cg.Products - before));
             }
             else
             {
                 double scale = report.Details["scale"]!.GetValue<double>();
                 var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, o.LissaRepeats, o.LissaBatch, Seed: o.Seed * 7919 + 1_000_000 + b0);
                 var (estimate, lissa) = Lissa.Solve(Checked<long[]>((v, batch) => CurvatureOperator.OnRows(objective, theta, batch, report.Damping, v, o.Curvature)), g, train.Count, settings);
-                x = Project(estimate);
+                x = Network.WithoutFlat(estimate, flat);
                 stats = stats.Add(new SelfSolveStats(len, 0, 0, 0, lissa.Diverged, lissa.Diverged == lissa.Repeats ? len : 0, lissa.Products));
             }
             var s = g.mul(x).sum(0L, false).to(ScalarType.Float64).cpu().data<double>().ToArray();

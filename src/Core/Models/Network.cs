@@ -75,6 +75,9 @@ public static class Network
         return mask;
     }
 
+    /// <summary>V with its components along the flat directions (<see cref="FlatDirections"/>) removed; V itself when there are none.</summary>
+    public static Tensor WithoutFlat(Tensor v, Tensor? flat) => flat is null ? v : v.sub(flat.matmul(flat.t().matmul(v)));
+
     /// <summary>Orthonormal basis (P×m) of the directions the objective is flat along; null when there are none.</summary>
     public static Tensor? FlatDirections(ModelSpec spec, Device device)
     {
