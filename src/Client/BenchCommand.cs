@@ -25,7 +25,7 @@ public static class BenchCommand
 
     public static Command Create()
     {
-        var grads = new Command("grads", "Per-example gradients: loop, batched, dot products with 10 queries, and the plain forward+backward floor (MLP 784-256-10, float32)");
+        var grads = new Command("grads", "Per-example gradients: loop, batched, dot products with 10 and 100 queries (exact and rank 32), and the plain forward+backward floor (MLP 784-256-10, float32)");
         grads.Options.Add(Batch);
         grads.Options.Add(Seconds);
         grads.Options.Add(Threads);
@@ -94,11 +94,22 @@ public static class BenchCommand
         double dots = Measure(seconds, batchSize, () => PerExampleGradients.DotWithQueries(spec, theta, batch, queries).Dispose());
         buffer.Dispose();
 
+        // Many queries: exact per-layer blocks against rank-32 factors (--query-rank), whose one-off construction is timed too.
+        using var manyVectors = randn(100, spec.ParameterCount, dtype: spec.ScalarType, generator: new Generator(2)).to(device);
+        using var many = new PerExampleGradients.Queries(spec, manyVectors);
+        var built = Stopwatch.StartNew();
+        using var lowRank = new PerExampleGradients.Queries(spec, manyVectors, rank: 32);
+        double construction = built.Elapsed.TotalSeconds;
+        double manyDots = Measure(seconds, batchSize, () => PerExampleGradients.DotWithQueries(spec, theta, batch, many).Dispose());
+        double lowRankDots = Measure(seconds, batchSize, () => PerExampleGradients.DotWithQueries(spec, theta, batch, lowRank).Dispose());
+
         var table = new Table().AddColumns("path", "examples/s", "ratio to floor");
         void Row(string name, double v) => table.AddRow(name, v.ToString("N0"), (v / floor).ToString("F3"));
         Row("per-example loop (autograd per example)", loop);
         Row("batched per-example gradients (B×P buffer)", batched);
         Row("dot products with 10 queries (no B×P)", dots);
+        Row("dot products with 100 queries", manyDots);
+        Row($"dot products with 100 queries at rank 32 (factors built once in {construction:F2} s)", lowRankDots);
         Row("plain batched forward+backward (floor)", floor);
         AnsiConsole.Write(table);
         return 0;

@@ -17,8 +17,8 @@ public sealed class ReferenceRuns : IAsyncLifetime
     [
         "loo", "--train", Tools.DataFile("digits_train.csv"), "--test", Tools.DataFile("digits_test.csv"),
         "--model", "logreg", "--l2", "1e-2", "--test-indices", "0-4", "--shards", "3",
-        // Enough retrains that a silo started mid-job still finds work: with OpenMP's passive wait
-        // 200 of them finished before a newcomer's first membership check.
+        // Enough retrains that a silo started mid-job still finds work: in one CI run 200 of them
+        // finished before a newcomer's first membership check.
         "--remove", "random:400,1", "--retrain", "cold",
     ];
     public const int LooRows = 400 * 5;
