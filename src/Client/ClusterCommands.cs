@@ -10,7 +10,12 @@ namespace Influence.Client;
 public static class ClusterCommands
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
-    private static readonly Option<string> RequiredCluster = new("--cluster") { Description = "The cluster: redis://HOST:PORT or localhost:GATEWAY_PORT", Required = true };
+    private static readonly Option<string?> RequiredCluster = new("--cluster")
+    {
+        Description = $"The cluster: redis://HOST:PORT[,password=...] or localhost:GATEWAY_PORT (default ${ClusterConnection.ClusterVariable})",
+        DefaultValueFactory = _ => ClusterConnection.DefaultCluster(),
+        Validators = { r => { if (r.GetValueOrDefault<string?>() is null) r.AddError($"--cluster is required (or set ${ClusterConnection.ClusterVariable})"); } },
+    };
     private static readonly Option<bool> All = new("--all") { Description = "List every job the cluster remembers, finished ones and those started by other jobs too" };
     private static readonly Argument<string> Job = new("JOB") { Description = "The job id (as printed when it was submitted)" };
 
@@ -36,10 +41,37 @@ public static class ClusterCommands
         }
         show.SetAction((p, ct) => JobAsync(p.GetValue(RequiredCluster)!, p.GetValue(Job)!, cancel: false, ct));
         cancel.SetAction((p, ct) => JobAsync(p.GetValue(RequiredCluster)!, p.GetValue(Job)!, cancel: true, ct));
-        var command = new Command("job", "Look at or cancel one job");
+        var export = new Command("export", "Copy a finished job's outputs from the artifact store into --out (no cluster needed: the store the silos use)");
+        export.Arguments.Add(Job);
+        foreach (var o in new Option[] { ScoreCommand.Out, ScoreCommand.Overwrite, ScoreCommand.Store }) export.Options.Add(o);
+        export.SetAction(p => Export(p.GetValue(Job)!, p));
+        var command = new Command("job", "Look at, cancel or export one job");
         command.Subcommands.Add(show);
         command.Subcommands.Add(cancel);
+        command.Subcommands.Add(export);
         return command;
+    }
+
+    private static int Export(string jobId, ParseResult parse)
+    {
+        OutputFolder output;
+        try
+        {
+            LooCommand.CheckJobId(jobId);
+            output = ScoreCommand.PrepareOut(parse, "job export");
+        }
+        catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
+        Influence.Core.Storage.IArtifactStore store;
+        try { store = Influence.Storage.ArtifactStores.Open(Influence.Storage.ArtifactStoreOptions.Parse(parse.GetValue(ScoreCommand.Store)!)); }
+        catch (Influence.Storage.ArtifactStoreException e) { return ScoreCommand.Fail($"--store: {e.Message}", 3); }
+        var prefix = $"jobs/{jobId}";
+        // LOO jobs and studies list their files in outputs.json; a score job has the standard set.
+        var required = store.Exists($"{prefix}/outputs.json") ? "outputs.json" : "summary.json";
+        if (!store.Exists($"{prefix}/{required}"))
+            return ScoreCommand.Fail($"no finished job '{jobId}' in the store {Influence.Core.Safety.Secrets.Redact(store.Describe(prefix))} (is --store the silos' store?)", 2);
+        var written = output.Export(store, jobId, prefix, Influence.Core.Jobs.ScoreOutputs.Files, required);
+        Console.WriteLine($"Files in {output.FullPath}: {string.Join(", ", written)}");
+        return 0;
     }
 
     public static IJobGrain Grain(IClusterClient client, JobEntry entry) => entry.Kind switch

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Influence.Core.Safety;
 using Influence.Core.Storage;
 using Influence.Silo;
 using Influence.Storage;
@@ -12,7 +13,7 @@ using StackExchange.Redis;
 namespace Influence.Client;
 
 /// <summary>A cluster the client cannot use as given (unreachable, bad address, bad store).</summary>
-public sealed class ConnectionException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ConnectionException(string message, Exception? inner = null) : Exception(Secrets.Redact(message), inner);
 
 /// <summary>
 /// A connection to a cluster: an embedded single silo in this process (the default), or a client
@@ -23,6 +24,12 @@ public sealed class ClusterConnection : IAsyncDisposable
 {
     /// <summary>Cluster and service id of a cluster the client joins; the silos' Cluster:ClusterId (default "influence").</summary>
     public const string ClusterIdVariable = "INFLUENCE_CLUSTER_ID";
+    /// <summary>The default --cluster (it may hold a Redis password: an environment variable keeps it out of process listings).</summary>
+    public const string ClusterVariable = "INFLUENCE_CLUSTER";
+
+    public static string? DefaultCluster() => Environment.GetEnvironmentVariable(ClusterVariable) is { Length: > 0 } c ? c : null;
+    /// <summary>TLS to the gateways (silos started with Tls:CertificateFile): the PEM certificate, key and CA the client presents and trusts.</summary>
+    public const string TlsCertificateVariable = "INFLUENCE_TLS_CERT", TlsKeyVariable = "INFLUENCE_TLS_KEY", TlsCaVariable = "INFLUENCE_TLS_CA";
 
     private readonly IHost host;
 
@@ -72,20 +79,35 @@ public sealed class ClusterConnection : IAsyncDisposable
             var settings = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, PrimaryPort = siloPort, ClusterId = $"embedded-{siloPort}" };
             var compute = new ComputeSettings { ConcurrentTasks = Math.Max(1, concurrentTasks) };
             if (concurrentTasks > 1) compute.TorchThreads = Math.Max(1, Environment.ProcessorCount / concurrentTasks);
-            builder.UseOrleans(silo => silo.UseInfluenceCluster(settings).AddInfluence(compute, artifacts));
+            builder.UseOrleans(silo => silo.UseInfluenceCluster(settings).AddInfluence(compute, artifacts, allowLocalFiles: true));
             description = "embedded single-silo cluster";
         }
         else
         {
             var clusterId = Environment.GetEnvironmentVariable(ClusterIdVariable) is { Length: > 0 } id ? id : "influence";
             var redis = await ParseClusterAsync(cluster!);
+            var tlsSettings = new TlsSettings
+            {
+                CertificateFile = Environment.GetEnvironmentVariable(TlsCertificateVariable),
+                KeyFile = Environment.GetEnvironmentVariable(TlsKeyVariable),
+                CaFile = Environment.GetEnvironmentVariable(TlsCaVariable),
+            };
+            string VariableOf(string property) => "$" + property switch { nameof(TlsSettings.KeyFile) => TlsKeyVariable, nameof(TlsSettings.CaFile) => TlsCaVariable, _ => TlsCertificateVariable };
+            if (tlsSettings.Problems(VariableOf).FirstOrDefault() is { } tlsProblem) throw new ConnectionException(tlsProblem);
+            TlsCertificates? tls = null;
+            if (tlsSettings.Enabled)
+            {
+                try { tls = TlsCertificates.Load(tlsSettings); }
+                catch (TlsSettingsException e) { throw new ConnectionException(e.Message, e); }
+            }
             builder.UseOrleansClient(c =>
             {
                 c.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = clusterId; });
                 if (redis is not null) c.UseRedisClustering(o => o.ConfigurationOptions = redis);
                 else c.UseStaticClustering(new IPEndPoint(IPAddress.Loopback, ParseGateway(cluster!)));
+                if (tls is not null) c.UseInfluenceTls(tls);
             });
-            description = $"cluster at {cluster}";
+            description = $"cluster at {Secrets.Redact(cluster)}";
         }
         var host = builder.Build();
         try { await host.StartAsync(ct); }

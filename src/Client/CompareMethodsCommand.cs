@@ -41,7 +41,7 @@ public static class CompareMethodsCommand
         ScoreJobRequest baseRequest;
         string[] methods;
         LooTruth? loo = null;
-        string outDir = Path.GetFullPath(parse.GetValue(ScoreCommand.Out)!);
+        OutputFolder output;
         try
         {
             baseRequest = ScoreCommand.BuildRequest(parse);
@@ -57,6 +57,7 @@ public static class CompareMethodsCommand
                 loo = LooTruth.Read(csv, parse.GetValue(LooMode)!);
                 baseRequest = baseRequest with { Checkpoint = Path.GetFullPath(checkpoint), TestIndices = loo.TestIndices };
             }
+            output = ScoreCommand.PrepareOut(parse, "compare-methods");
         }
         catch (Exception e) when (e is ArgumentException or Influence.Core.Data.DataFormatException)
         {
@@ -64,7 +65,6 @@ public static class CompareMethodsCommand
         }
 
         await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
-        Directory.CreateDirectory(outDir);
         var rows = new List<Row>();
         var scores = new Dictionary<string, Dictionary<int, double[]>>();
         int trainCount = 0;
@@ -79,7 +79,8 @@ public static class CompareMethodsCommand
             if (method == Methods.TracIn && request.Training.Optimizer == "lbfgs")
                 request = request with { Training = request.Training with { Optimizer = "sgd" }, Checkpoint = null };
             else if (method == Methods.TracIn) request = request with { Checkpoint = null };
-            var dir = Path.Combine(outDir, method);
+            var methodOut = output.Sub(method);
+            var dir = methodOut.FullPath;
             PeakMemory.Reset();
             var jobId = JobRunner.NewJobId("score");
             Console.WriteLine($"{method}: job {jobId}");
@@ -92,7 +93,7 @@ public static class CompareMethodsCommand
                 rows.Add(new Row(method, "", Agreement.None, Agreement.None, status.ElapsedSeconds, peak, 0, $"failed: {status.Error}"));
                 continue;
             }
-            JobRunner.Export(connection, status.OutputPrefix!, dir);
+            methodOut.Export(connection.Store, jobId, status.OutputPrefix!, ScoreOutputs.Files, "summary.json");
             using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")));
             var root = summary.RootElement;
             trainCount = root.GetProperty("training").GetProperty("train_examples").GetInt32();
@@ -109,9 +110,9 @@ public static class CompareMethodsCommand
             for (int i = 0; i < rows.Count; i++)
                 if (scores.ContainsKey(rows[i].Method)) rows[i] = rows[i] with { VsExact = ScoreComparison.Against(scores[rows[i].Method], reference) };
 
-        Write(outDir, rows, baseRequest, model, parameters, trainCount, loo);
+        Write(output, rows, baseRequest, model, parameters, trainCount, loo);
         Print(rows, loo is not null, scores.ContainsKey(Methods.Exact));
-        Console.WriteLine($"Table in {Path.Combine(outDir, "compare.md")} and compare.csv; each method's outputs in {outDir}/METHOD/.");
+        Console.WriteLine($"Table in {Path.Combine(output.FullPath, "compare.md")} and compare.csv; each method's outputs in {output.FullPath}/METHOD/.");
         return rows.Any(r => r.Note.StartsWith("failed", StringComparison.Ordinal)) ? 1 : 0;
     }
 
@@ -124,13 +125,13 @@ public static class CompareMethodsCommand
 
     private static string F(double v) => double.IsNaN(v) ? "–" : v.ToString("0.000", CultureInfo.InvariantCulture);
 
-    private static void Write(string outDir, List<Row> rows, ScoreJobRequest request, string model, long parameters, int trainCount, LooTruth? loo)
+    private static void Write(OutputFolder output, List<Row> rows, ScoreJobRequest request, string model, long parameters, int trainCount, LooTruth? loo)
     {
         var csv = new StringBuilder("method,settings,exact_mean_spearman,exact_min_spearman,exact_mean_pearson,loo_mean_spearman,loo_min_spearman,loo_mean_pearson,seconds,peak_mb,warnings,note\n");
         foreach (var r in rows)
             csv.AppendLine(string.Join(",", r.Method, Q(r.Settings), R(r.VsExact.MeanSpearman), R(r.VsExact.MinSpearman), R(r.VsExact.MeanPearson),
                 R(r.VsLoo.MeanSpearman), R(r.VsLoo.MinSpearman), R(r.VsLoo.MeanPearson), R(r.Seconds), R(r.PeakMb), r.Warnings, Q(r.Note)));
-        File.WriteAllText(Path.Combine(outDir, "compare.csv"), csv.ToString());
+        output.WriteText("compare.csv", csv.ToString());
 
         var md = new StringBuilder();
         md.AppendLine($"# Method comparison\n\n{model}, {parameters} parameters, {trainCount} training rows, test points {string.Join(",", request.TestIndices.Take(10))}{(request.TestIndices.Length > 10 ? $"… ({request.TestIndices.Length})" : "")}.");
@@ -139,7 +140,7 @@ public static class CompareMethodsCommand
         foreach (var r in rows)
             md.AppendLine($"| {r.Method} | {r.Settings} | {F(r.VsExact.MeanSpearman)} | {F(r.VsExact.MinSpearman)} | {F(r.VsExact.MeanPearson)} | {F(r.VsLoo.MeanSpearman)} | {F(r.VsLoo.MinSpearman)} | {F(r.VsLoo.MeanPearson)} | {r.Seconds:F1} | {(double.IsNaN(r.PeakMb) ? "–" : r.PeakMb.ToString("F0", CultureInfo.InvariantCulture))} | {r.Note.Replace("|", "/")} |");
         md.AppendLine("\nPeak memory is the peak resident set of this process (the embedded silo) during each job; a cluster run reports none.");
-        File.WriteAllText(Path.Combine(outDir, "compare.md"), md.ToString());
+        output.WriteText("compare.md", md.ToString());
     }
 
     private static string R(double v) => double.IsNaN(v) ? "" : v.ToString("R", CultureInfo.InvariantCulture);

@@ -37,7 +37,11 @@ public sealed class DataUpload(IArtifactStore store)
         if (uploaded.TryGetValue(path, out var reference)) return reference;
         string hash;
         using (var f = File.OpenRead(path)) hash = Convert.ToHexStringLower(SHA256.HashData(f))[..16];
-        var key = $"datasets/{hash}/{Path.GetFileName(path)}";
+        // The file's name, made a valid key segment (the hash keeps different files apart).
+        var name = new string(Path.GetFileName(path).Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' ? c : '_').ToArray());
+        if (name.Length > 100) name = name[^100..];
+        if (name.Trim('.').Length == 0) name = "data";
+        var key = $"datasets/{hash}/{name}";
         if (!store.Exists(key))
             store.Write(key, target => { using var source = File.OpenRead(path); source.CopyTo(target); });
         return uploaded[path] = StoredFiles.Reference(key);

@@ -6,7 +6,7 @@ namespace Influence.Client;
 /// <summary>`influence demo`: a score job on the bundled digits data in an embedded silo, no arguments needed.</summary>
 public static class DemoCommand
 {
-    private static readonly Option<string> Out = new("--out") { Description = "Output folder", DefaultValueFactory = _ => "influence-demo" };
+    private static readonly Option<string> Out = new("--out") { Description = "Output folder (the demo's own: a second run replaces the first's results)", DefaultValueFactory = _ => "influence-demo" };
 
     public static Command Create()
     {
@@ -27,8 +27,11 @@ public static class DemoCommand
                 Shards = 4,
                 TopK = 10,
             };
+            OutputFolder output;
+            try { output = OutputFolder.Prepare(parse.GetValue(Out)!, overwrite: true, "demo"); }
+            catch (ArgumentException e) { return Task.FromResult(ScoreCommand.Fail(e.Message, 2)); }
             Console.WriteLine("Demo: softmax logistic regression on 1257 8×8 digit images (bundled), exact influence on test points 0-4.");
-            return ScoreCommand.RunJobAsync(request, parse.GetValue(Out)!, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 3, ct);
+            return ScoreCommand.RunJobAsync(request, output, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 3, ct);
         });
         return command;
     }

@@ -8,8 +8,12 @@ namespace Influence.Client;
 /// <summary>Submits a score job, shows its progress until it ends, and copies its outputs to the output folder.</summary>
 public static class JobRunner
 {
+    /// <summary>The job this process last submitted (the interrupt message names it), or null.</summary>
+    public static (string JobId, string Kind, bool Embedded)? Submitted { get; private set; }
+
     public static Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreJobRequest request, CancellationToken ct)
     {
+        Submitted = (jobId, "score", connection.IsEmbedded);
         var grain = connection.Client.GetGrain<IScoreJobGrain>(jobId);
         if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
@@ -17,6 +21,7 @@ public static class JobRunner
 
     public static Task<JobStatus> RunLooAsync(ClusterConnection connection, string jobId, LooJobRequest request, CancellationToken ct)
     {
+        Submitted = (jobId, "loo", connection.IsEmbedded);
         var grain = connection.Client.GetGrain<ILooJobGrain>(jobId);
         if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
@@ -24,6 +29,7 @@ public static class JobRunner
 
     public static Task<JobStatus> RunStudyAsync(ClusterConnection connection, string jobId, StudyJobRequest request, CancellationToken ct)
     {
+        Submitted = (jobId, "study", connection.IsEmbedded);
         var grain = connection.Client.GetGrain<IStudyJobGrain>(jobId);
         if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
@@ -86,29 +92,6 @@ public static class JobRunner
     }
 
     private static string Shorten(string s) => s.Length <= 70 ? s : s[..67] + "...";
-
-    /// <summary>Copies the job's output files from the artifact store into <paramref name="outDir"/>.</summary>
-    public static void Export(ClusterConnection connection, string prefix, string outDir)
-    {
-        Directory.CreateDirectory(outDir);
-        // A job that writes more than the score outputs lists its files in outputs.json.
-        var files = ScoreOutputs.Files;
-        if (connection.Store.Exists($"{prefix}/outputs.json"))
-        {
-            using var manifest = connection.Store.OpenRead($"{prefix}/outputs.json");
-            files = System.Text.Json.JsonSerializer.Deserialize<string[]>(manifest) ?? files;
-        }
-        foreach (var file in files)
-        {
-            var key = $"{prefix}/{file}";
-            if (!connection.Store.Exists(key)) continue;
-            using var source = connection.Store.OpenRead(key);
-            var target = Path.Combine(outDir, file);
-            var temp = target + ".partial";
-            using (var dest = File.Create(temp)) source.CopyTo(dest);
-            File.Move(temp, target, overwrite: true);
-        }
-    }
 
     public static string NewJobId(string kind) => $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
 }

@@ -38,9 +38,17 @@ public static class LooCommand
         return modes.Length > 0 ? modes : throw new ArgumentException("--retrain selects no mode");
     }
 
+    /// <summary>A --resume JOB must be a job id as this program makes them (one plain name): it becomes part of store keys.</summary>
+    public static void CheckJobId(string? jobId)
+    {
+        if (jobId is not null && (!Influence.Core.Safety.StoreKeys.IsPlainFileName(jobId) || jobId.StartsWith('.')))
+            throw new ArgumentException($"--resume '{Influence.Core.Safety.Echo.Cap(jobId)}' is not a job id (letters, digits, '.', '_' and '-', as printed by the run that started it)");
+    }
+
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         LooJobRequest request;
+        OutputFolder output;
         try
         {
             request = new LooJobRequest
@@ -55,13 +63,15 @@ public static class LooCommand
             };
             Influence.Grains.RequestMapping.ToSettings(request).Validate();
             if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
+            CheckJobId(parse.GetValue(Resume));
+            output = ScoreCommand.PrepareOut(parse, "loo");
         }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
-        return await RunJobAsync(request, parse.GetValue(ScoreCommand.Out)!, parse.GetValue(Resume), parse.GetValue(ScoreCommand.Cluster),
+        return await RunJobAsync(request, output, parse.GetValue(Resume), parse.GetValue(ScoreCommand.Cluster),
             parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
     }
 
-    public static async Task<int> RunJobAsync(LooJobRequest request, string outDir, string? resume, string? cluster, string storeRoot, bool verbose, CancellationToken ct)
+    public static async Task<int> RunJobAsync(LooJobRequest request, OutputFolder output, string? resume, string? cluster, string storeRoot, bool verbose, CancellationToken ct)
     {
         await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct, request.ParallelPerSilo);
         var jobId = resume ?? JobRunner.NewJobId("loo");
@@ -72,10 +82,9 @@ public static class LooCommand
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
 
-        JobRunner.Export(connection, status.OutputPrefix!, outDir);
-        var full = Path.GetFullPath(outDir);
-        PrintSummary(full);
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(full, "report.md")}");
+        output.Export(connection.Store, jobId, status.OutputPrefix!, Influence.Core.Jobs.ScoreOutputs.Files, "loo_summary.json");
+        PrintSummary(output.FullPath);
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, "report.md")}");
         return 0;
     }
 

@@ -33,8 +33,8 @@ public static class MislabelCommand
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
-        var outDir = Path.GetFullPath(parse.GetValue(ScoreCommand.Out)!);
         ScoreJobRequest request;
+        OutputFolder output;
         NoisyLabels labels;
         Dataset noisy;
         try
@@ -46,9 +46,9 @@ public static class MislabelCommand
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);
             // The silos read the noisy training set from a file: write it (features already scaled).
-            Directory.CreateDirectory(outDir);
-            var noisyPath = Path.Combine(outDir, "train_noisy_labels.csv");
-            WriteCsv(noisy, noisyPath);
+            output = ScoreCommand.PrepareOut(parse, "mislabel");
+            var noisyPath = output.PathOf("train_noisy_labels.csv");
+            output.Write("train_noisy_labels.csv", s => WriteCsv(noisy, s));
             // mislabel ranks by self-influence: cg and lissa solve for it (one solve per training example).
             request = request with
             {
@@ -58,15 +58,15 @@ public static class MislabelCommand
         }
         catch (Exception e) when (e is ArgumentException or DataFormatException) { return ScoreCommand.Fail(e.Message, 2); }
 
-        int exit = await ScoreCommand.RunJobAsync(request, outDir, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 0, ct);
+        int exit = await ScoreCommand.RunJobAsync(request, output, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 0, ct);
         if (exit != 0) return exit;
-        Report(outDir, noisy, labels, parse.GetValue(RandomSeed));
+        Report(output, noisy, labels, parse.GetValue(RandomSeed));
         return 0;
     }
 
-    private static void WriteCsv(Dataset data, string path)
+    private static void WriteCsv(Dataset data, Stream target)
     {
-        using var w = new StreamWriter(path, false, new UTF8Encoding(false));
+        using var w = new StreamWriter(target, new UTF8Encoding(false));
         w.WriteLine("label," + string.Join(",", Enumerable.Range(0, data.FeatureCount).Select(j => $"f{j}")));
         var sb = new StringBuilder();
         for (int i = 0; i < data.Count; i++)
@@ -77,15 +77,15 @@ public static class MislabelCommand
         }
     }
 
-    private static void Report(string outDir, Dataset train, NoisyLabels labels, int randomSeed)
+    private static void Report(OutputFolder output, Dataset train, NoisyLabels labels, int randomSeed)
     {
-        using var ckStream = File.OpenRead(Path.Combine(outDir, "checkpoint.json"));
+        using var ckStream = File.OpenRead(Path.Combine(output.FullPath, "checkpoint.json"));
         var checkpoint = Checkpoint.Load(ckStream);
         var device = Influence.Core.Compute.Devices.Default;
         using var tensors = DataTensors.From(train, checkpoint.Spec, device);
         using var theta = checkpoint.Theta(device);
         var (loss, gradNorm) = MislabelRanking.PerExample(checkpoint.Spec, theta, tensors);
-        var self = File.ReadLines(Path.Combine(outDir, "self_influence.csv")).Skip(1)
+        var self = File.ReadLines(Path.Combine(output.FullPath, "self_influence.csv")).Skip(1)
             .Select(l => l.Split(',')).OrderBy(f => int.Parse(f[0], CultureInfo.InvariantCulture))
             .Select(f => double.Parse(f[1], CultureInfo.InvariantCulture)).ToArray();
         var changed = labels.Changed;
@@ -107,14 +107,15 @@ public static class MislabelCommand
             table.AddRow([name, .. recalls.Select(r => r.ToString("P1", CultureInfo.InvariantCulture))]);
             md.AppendLine($"| {name} | " + string.Join(" | ", recalls.Select(r => r.ToString("0.000", CultureInfo.InvariantCulture))) + " |");
         }
-        File.WriteAllText(Path.Combine(outDir, "mislabel.md"), md.ToString());
-        using (var w = new StreamWriter(Path.Combine(outDir, "mislabel.csv"), false, new UTF8Encoding(false)))
+        output.WriteText("mislabel.md", md.ToString());
+        output.Write("mislabel.csv", stream =>
         {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false));
             w.WriteLine("train_index,label_noisy,label_clean,changed,self_influence,loss,gradient_norm");
             for (int i = 0; i < train.Count; i++)
                 w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i},{labels.Noisy[i]},{labels.Clean[i]},{(changed[i] ? 1 : 0)},{self[i]:R},{loss[i]:R},{gradNorm[i]:R}"));
-        }
+        });
         AnsiConsole.Write(table);
-        Console.WriteLine($"Written: {Path.Combine(outDir, "mislabel.md")}, mislabel.csv");
+        Console.WriteLine($"Written: {Path.Combine(output.FullPath, "mislabel.md")}, mislabel.csv");
     }
 }

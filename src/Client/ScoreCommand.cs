@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Jobs;
+using Influence.Core.Safety;
 using Influence.Core.Storage;
 using Spectre.Console;
 
@@ -31,8 +32,13 @@ public static class ScoreCommand
     public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => 10 };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => 512 };
-    public static readonly Option<string> Out = new("--out") { Description = "Output folder", Required = true };
-    public static readonly Option<string?> Cluster = new("--cluster") { Description = "A running cluster: redis://HOST:PORT, or localhost:GATEWAY_PORT; default: an embedded silo" };
+    public static readonly Option<string> Out = new("--out") { Description = "Output folder (new or empty; one holding an earlier run's results needs --overwrite)", Required = true };
+    public static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace the results of an earlier run in --out (its files are removed first)" };
+    public static readonly Option<string?> Cluster = new("--cluster")
+    {
+        Description = $"A running cluster: redis://HOST:PORT[,password=...], or localhost:GATEWAY_PORT; default ${ClusterConnection.ClusterVariable}, else an embedded silo",
+        DefaultValueFactory = _ => ClusterConnection.DefaultCluster(),
+    };
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
     public static readonly Option<string?> CheckpointOpt = new("--checkpoint") { Description = "Score this trained model (checkpoint.json of an earlier score or loo run) instead of training one" };
@@ -66,7 +72,7 @@ public static class ScoreCommand
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
-        CheckpointEvery, CheckpointOpt, Out, Cluster, Store, Verbose,
+        CheckpointEvery, CheckpointOpt, Out, Overwrite, Cluster, Store, Verbose,
     ];
 
     public static Command Create()
@@ -103,7 +109,7 @@ public static class ScoreCommand
             Damping = auto ? 0 : damping,
             AutoDamping = auto,
             MemoryBudgetMb = p.GetValue(MemoryBudget),
-            Checkpoint = p.GetValue(CheckpointOpt) is string c ? (File.Exists(c) ? Path.GetFullPath(c) : throw new ArgumentException($"--checkpoint {c}: file not found")) : null,
+            Checkpoint = p.GetValue(CheckpointOpt) is string c ? InputFile("--checkpoint", c) : null,
             MethodSettings = new MethodSettings
             {
                 Curvature = p.GetValue(CurvatureOpt)!, CgTolerance = p.GetValue(CgTolerance), CgMaxIterations = p.GetValue(CgMaxIterations),
@@ -124,27 +130,60 @@ public static class ScoreCommand
             BatchSize = p.GetValue(BatchSize),
         };
         // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
-        Influence.Grains.RequestMapping.ToSettings(request).Validate();
+        var settings = Influence.Grains.RequestMapping.ToSettings(request);
+        settings.Validate();
+        // The model's size from the training file's header alone (at least two classes): a model
+        // too large for the method or the machine exits 2 before any data is loaded or trained.
+        if (settings.Train.PeekFeatureCount() is int features and > 0) settings.CheckSize(settings.BuildSpec(features, 2));
+        if (request.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
+        {
+            try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }
+            catch (InvalidDataException e) { throw new ArgumentException($"--checkpoint {Echo.Cap(checkpoint)}: {e.Message}"); }
+        }
         return request;
     }
 
-    private static DataSource Source(string path, string? labels, double scale)
+    private static DataSource Source(string path, string? labels, double scale) =>
+        new() { Path = InputFile("--train/--test", path), LabelsPath = labels is null ? null : InputFile("--train-labels/--test-labels", labels), FeatureScale = scale };
+
+    /// <summary>
+    /// An input file as a request names it: store:KEY (an artifact already in the store; the key is
+    /// checked here, its existence by the silo) or the full path of an existing local file.
+    /// </summary>
+    public static string InputFile(string option, string path)
     {
-        var full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new ArgumentException($"{path}: file not found");
-        return new DataSource { Path = full, LabelsPath = labels is null ? null : Path.GetFullPath(labels), FeatureScale = scale };
+        if (StoredFiles.IsStored(path))
+        {
+            var key = path[StoredFiles.Scheme.Length..];
+            return StoreKeys.Problem(key) is { } problem ? throw new ArgumentException($"{option} {Echo.Cap(path)}: {problem}") : path;
+        }
+        string full;
+        try { full = Path.GetFullPath(path); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException) { throw new ArgumentException($"{option} '{Echo.Cap(path)}' is not a usable path: {e.Message}"); }
+        if (Directory.Exists(full)) throw new ArgumentException($"{Echo.Cap(path)}: is a folder, not a file");
+        if (!File.Exists(full)) throw new ArgumentException($"{Echo.Cap(path)}: file not found");
+        return full;
     }
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         ScoreJobRequest request;
-        try { request = BuildRequest(parse); }
+        OutputFolder output;
+        try
+        {
+            request = BuildRequest(parse);
+            output = PrepareOut(parse, "score");
+        }
         catch (ArgumentException e) { return Fail(e.Message, 2); }
-        return await RunJobAsync(request, parse.GetValue(Out)!, parse.GetValue(Cluster), parse.GetValue(Store)!, parse.GetValue(Verbose), showTopK: 0, ct);
+        return await RunJobAsync(request, output, parse.GetValue(Cluster), parse.GetValue(Store)!, parse.GetValue(Verbose), showTopK: 0, ct);
     }
 
+    /// <summary>The checked and claimed --out of a command (ArgumentException when it cannot be used).</summary>
+    public static OutputFolder PrepareOut(ParseResult parse, string command) =>
+        OutputFolder.Prepare(parse.GetValue(Out)!, parse.GetValue(Overwrite), command);
+
     /// <summary>Runs one score job end to end; returns the process exit code.</summary>
-    public static async Task<int> RunJobAsync(ScoreJobRequest request, string outDir, string? cluster, string storeRoot, bool verbose, int showTopK, CancellationToken ct)
+    public static async Task<int> RunJobAsync(ScoreJobRequest request, OutputFolder output, string? cluster, string storeRoot, bool verbose, int showTopK, CancellationToken ct)
     {
         await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct);
         var jobId = JobRunner.NewJobId("score");
@@ -153,11 +192,9 @@ public static class ScoreCommand
         if (status.Phase == JobPhase.Cancelled) return Fail($"job {jobId} was cancelled", 4);
         if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
 
-        JobRunner.Export(connection, status.OutputPrefix!, outDir);
-        var full = Path.GetFullPath(outDir);
-        PrintSummary(full, showTopK);
-        var written = ScoreOutputs.Files.Where(f => File.Exists(Path.Combine(full, f)));
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {full}: {string.Join(", ", written)}");
+        var written = output.Export(connection.Store, jobId, status.OutputPrefix!, ScoreOutputs.Files, "summary.json");
+        PrintSummary(output.FullPath, showTopK);
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {output.FullPath}: {string.Join(", ", written)}");
         return 0;
     }
 
@@ -172,6 +209,8 @@ public static class ScoreCommand
         Console.WriteLine(FormattableString.Invariant($"Training: objective {t.GetProperty("objective").GetDouble():G10}, |grad F| {t.GetProperty("gradient_norm").GetDouble():E2}, train accuracy {t.GetProperty("train_accuracy").GetDouble():P1}, test accuracy {t.GetProperty("test_accuracy").GetDouble():P1}"));
         string Eig(string name) => h.GetProperty(name).ValueKind == JsonValueKind.Number ? h.GetProperty(name).GetDouble().ToString("E3", CultureInfo.InvariantCulture) : "?";
         Console.WriteLine(FormattableString.Invariant($"Method {root.GetProperty("settings").GetProperty("method").GetString()}: curvature eigenvalues [{Eig("min_eigenvalue")}, {Eig("max_eigenvalue")}], damping {h.GetProperty("damping").GetDouble():G6}"));
+        if (root.TryGetProperty("data_warnings", out var dataWarnings))
+            foreach (var w in dataWarnings.EnumerateArray()) Console.WriteLine($"warning: {w.GetString()}");
         foreach (var w in method.GetProperty("warnings").EnumerateArray()) Console.WriteLine($"warning: {w.GetString()}");
         if (showTopK <= 0) return;
 
@@ -185,7 +224,7 @@ public static class ScoreCommand
 
     public static int Fail(string message, int code)
     {
-        Console.Error.WriteLine($"error: {message}");
+        Console.Error.WriteLine($"error: {Secrets.Redact(message)}");
         return code;
     }
 }

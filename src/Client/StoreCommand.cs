@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Influence.Core.Safety;
 using Influence.Storage;
 
 namespace Influence.Client;
@@ -16,7 +17,7 @@ public static class StoreCommand
             try
             {
                 bool created = ArtifactStores.CreateContainer(ArtifactStoreOptions.Parse(spec));
-                Console.WriteLine(created ? $"created {spec}" : $"{spec} exists");
+                Console.WriteLine(created ? $"created {Secrets.Redact(spec)}" : $"{Secrets.Redact(spec)} exists");
                 return 0;
             }
             catch (ArtifactStoreException e) { return ScoreCommand.Fail($"--store {spec}: {e.Message}", 3); }

@@ -8,13 +8,12 @@ namespace Influence.Client;
 public static class StudyCommand
 {
     private static readonly Argument<string> Spec = new("spec") { Description = "Study spec (YAML, or JSON for .json), e.g. studies/basu-iris.yaml" };
-    private static readonly Option<string> Out = new("--out") { Description = "Output folder", Required = true };
 
     public static Command Create()
     {
         var command = new Command("study", "Run a grid of leave-one-out studies (model shapes × weight decays × seeds) and tabulate them");
         command.Arguments.Add(Spec);
-        foreach (var o in new Option[] { Out, LooCommand.Parallel, LooCommand.Resume, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose }) command.Options.Add(o);
+        foreach (var o in new Option[] { ScoreCommand.Out, ScoreCommand.Overwrite, LooCommand.Parallel, LooCommand.Resume, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose }) command.Options.Add(o);
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
     }
@@ -50,7 +49,13 @@ public static class StudyCommand
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         StudyJobRequest request;
-        try { request = BuildRequest(StudySpec.Load(parse.GetValue(Spec)!), parse.GetValue(LooCommand.Parallel)); }
+        OutputFolder output;
+        try
+        {
+            request = BuildRequest(StudySpec.Load(parse.GetValue(Spec)!), parse.GetValue(LooCommand.Parallel));
+            LooCommand.CheckJobId(parse.GetValue(LooCommand.Resume));
+            output = ScoreCommand.PrepareOut(parse, "study");
+        }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
 
         await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct,
@@ -60,10 +65,9 @@ public static class StudyCommand
         var status = await JobRunner.RunStudyAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"study {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"study {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
-        var outDir = parse.GetValue(Out)!;
-        JobRunner.Export(connection, status.OutputPrefix!, outDir);
-        Console.WriteLine(File.ReadAllText(Path.Combine(outDir, "study.md")));
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Table: {Path.GetFullPath(Path.Combine(outDir, "study.csv"))}; each configuration's report is in the store under jobs/{jobId}-cNNN/.");
+        output.Export(connection.Store, jobId, status.OutputPrefix!, ["study.csv", "study.md"], "study.csv");
+        Console.WriteLine(File.ReadAllText(Path.Combine(output.FullPath, "study.md")));
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Table: {Path.Combine(output.FullPath, "study.csv")}; each configuration's report is in the store under jobs/{jobId}-cNNN/.");
         return 0;
     }
 }

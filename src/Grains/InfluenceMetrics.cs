@@ -3,6 +3,15 @@ using System.Diagnostics.Metrics;
 
 namespace Influence.Grains;
 
+/// <summary>The kinds of job a coordinator runs: the "kind" label of the job metrics.</summary>
+public static class JobKinds
+{
+    public const string Score = "score";
+    public const string Loo = "loo";
+    public const string Study = "study";
+    public static readonly IReadOnlyList<string> All = [Score, Loo, Study];
+}
+
 /// <summary>
 /// The project's own meter ("Influence"); the silo exports it (with Orleans' meters) as
 /// Prometheus metrics with the influence_ prefix. Labels carry no data values or paths: job
@@ -32,11 +41,14 @@ public static class InfluenceMetrics
 
     static InfluenceMetrics()
     {
+        // One series per running job, removed when the job ends: between jobs there is none. The
+        // label is job_id, not job: Prometheus' own "job" label (the scrape job) would rename it.
         Meter.CreateObservableGauge("influence.job.progress", () => Progress.Select(p =>
-            new Measurement<double>(p.Value, new KeyValuePair<string, object?>("job", p.Key.Job), new KeyValuePair<string, object?>("kind", p.Key.Kind))),
-            "1", "Fraction of the current phase done, per running job coordinated on this silo");
-        Meter.CreateObservableGauge("influence.jobs.running", () => Progress.GroupBy(p => p.Key.Kind).Select(g =>
-            new Measurement<long>(g.Count(), new KeyValuePair<string, object?>("kind", g.Key))),
+            new Measurement<double>(p.Value, new KeyValuePair<string, object?>("job_id", p.Key.Job), new KeyValuePair<string, object?>("kind", p.Key.Kind))),
+            "1", "Fraction of the current phase done, per running job coordinated on this silo (no series between jobs)");
+        // Every kind always has a series, 0 when idle: a dashboard then reads 0, not "no data".
+        Meter.CreateObservableGauge("influence.jobs.running", () => JobKinds.All.Select(kind =>
+            new Measurement<long>(Progress.Keys.Count(k => k.Kind == kind), new KeyValuePair<string, object?>("kind", kind))),
             "{job}", "Jobs coordinated on this silo now (kind)");
     }
 
@@ -53,8 +65,11 @@ public static class InfluenceMetrics
         CurvatureProducts.Add(0);
     }
 
-    public static void JobProgress(string jobId, string kind, long done, long total) =>
+    public static void JobProgress(string jobId, string kind, long done, long total)
+    {
+        if (!JobKinds.All.Contains(kind)) throw new ArgumentException($"unknown job kind '{kind}'", nameof(kind));
         Progress[(jobId, kind)] = total > 0 ? Math.Clamp((double)done / total, 0, 1) : 0;
+    }
 
     public static void JobEnded(string jobId, string kind, string outcome)
     {

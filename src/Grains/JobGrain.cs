@@ -48,7 +48,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     /// <summary>Cancelled when the user cancels the job.</summary>
     protected CancellationToken Cancellation => cancellation.Token;
 
-    /// <summary>"score", "loo" or "study".</summary>
+    /// <summary>One of <see cref="JobKinds"/>.</summary>
     protected abstract string Kind { get; }
 
     /// <summary>Checks the request (ArgumentException: the job fails with its message) and returns the work.</summary>
@@ -79,6 +79,12 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 
     public async Task<JobStatus> Start(TRequest request)
     {
+        // The id names the job's folder in the store (jobs/ID/...): one plain segment, whoever sent it.
+        if (!Influence.Core.Safety.StoreKeys.IsPlainFileName(JobId) || JobId.StartsWith('.'))
+        {
+            Tracker.Fail($"'{Influence.Core.Safety.Echo.Cap(JobId)}' is not a job id (letters, digits, '.', '_' and '-')");
+            return await Tracker.Snapshot();
+        }
         if (record.State.Final is { Phase: JobPhase.Completed } completed) return completed;
         if (record.State.Final is not null)
         {
@@ -127,8 +133,13 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             }
             catch (Exception e)
             {
-                LogFailed(e, JobId, Kind);
-                Tracker.Fail(e is AggregateException { InnerException: { } inner } ? inner.Message : e.Message);
+                var cause = e is AggregateException { InnerException: { } inner } ? inner : e;
+                // Bad input (data, settings, files) is the user's to fix: its message says what and
+                // where, and a stack trace would only bury it. Anything else is a bug: log it whole.
+                if (cause is ArgumentException or Influence.Core.Data.DataFormatException or InvalidDataException or FileNotFoundException)
+                    LogRejected(JobId, Kind, Influence.Core.Safety.Secrets.Redact(cause.Message));
+                else LogFailed(e, JobId, Kind);
+                Tracker.Fail(cause.Message);
             }
             await Finish();
         };
@@ -185,6 +196,9 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Kind} job {JobId} failed")]
     private partial void LogFailed(Exception e, string jobId, string kind);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Kind} job {JobId} failed on its input: {Problem}")]
+    private partial void LogRejected(string jobId, string kind, string problem);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Kind} job {JobId}: cancelled")]
     private partial void LogCancelled(string jobId, string kind);

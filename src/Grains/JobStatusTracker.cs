@@ -73,10 +73,13 @@ public sealed class JobStatusTracker(string jobId, string? coordinator = null, A
         status = new JobStatus { JobId = jobId, Phase = JobPhase.Cancelled, Message = message, Done = s.Done, Total = s.Total, OutputPrefix = s.OutputPrefix };
     }
 
-    /// <summary>Marks the job failed, keeping the last message and progress for context.</summary>
+    /// <summary>
+    /// Marks the job failed, keeping the last message and progress for context. The error is kept
+    /// short and free of secrets: it is persisted in the job record and shown to every client.
+    /// </summary>
     public void Fail(string error)
     {
         var s = status;
-        status = new JobStatus { JobId = jobId, Phase = JobPhase.Failed, Error = error, Message = s.Message, Done = s.Done, Total = s.Total };
+        status = new JobStatus { JobId = jobId, Phase = JobPhase.Failed, Error = Influence.Core.Safety.Echo.Cap(Influence.Core.Safety.Secrets.Redact(error), 1000), Message = s.Message, Done = s.Done, Total = s.Total };
     }
 }

@@ -27,6 +27,7 @@ public sealed partial class LooJobGrain(
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILogger<LooJobGrain> logger) : JobGrain<LooJobRequest>(record, logger), ILooJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
@@ -35,7 +36,7 @@ public sealed partial class LooJobGrain(
     public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
     private const int MaxAttempts = 3;
 
-    protected override string Kind => "loo";
+    protected override string Kind => JobKinds.Loo;
 
     protected override Func<Task> Prepare(LooJobRequest request)
     {
@@ -57,7 +58,7 @@ public sealed partial class LooJobGrain(
     private async Task RunAsync(LooJobRequest request, LooSettings settings)
     {
         Set(JobPhase.Training, 0, 0, "starting");
-        var job = new LooJob(store, JobId, settings);
+        var job = new LooJob(store, JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         await executor.Run(() => { job.CheckSettings(); return 0; });
@@ -88,7 +89,7 @@ public sealed partial class LooJobGrain(
     {
         if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
         var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
-        await RegisterAsync(JobId, "score", parent: JobId);
+        await RegisterAsync(JobId, JobKinds.Score, parent: JobId);
         var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
         {
             Set(status.Phase, status.Done, status.Total, $"score job: {status.Message}");

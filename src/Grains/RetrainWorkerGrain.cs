@@ -14,6 +14,7 @@ public sealed partial class RetrainWorkerGrain(
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILocalSiloDetails silo,
     ILogger<RetrainWorkerGrain> logger) : Grain, IRetrainWorkerGrain
 {
@@ -70,7 +71,7 @@ public sealed partial class RetrainWorkerGrain(
 
     private int Work(RetrainAssignment a)
     {
-        var job = new LooJob(store, a.JobId, a.Request.ToSettings());
+        var job = new LooJob(store, a.JobId, a.Request.ToSettings()) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var plan = cache.GetOrAdd(job.PlanKey, () => job.LoadPlan() ?? throw new InvalidOperationException($"job {a.JobId} has no plan yet"));
         var unit = plan.Units.FirstOrDefault(u => u.Id == a.UnitId) ?? throw new InvalidOperationException($"unit {a.UnitId} is not in the plan of job {a.JobId}");
         if (job.IsDone(unit)) return unit.Items.Length;

@@ -19,13 +19,14 @@ public sealed partial class ScoreJobGrain(
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILogger<ScoreJobGrain> logger) : JobGrain<ScoreJobRequest>(record, logger), IScoreJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProductPollInterval = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
 
-    protected override string Kind => "score";
+    protected override string Kind => JobKinds.Score;
 
     private ComputeExecutor Executor => executor;
 
@@ -42,7 +43,7 @@ public sealed partial class ScoreJobGrain(
     private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
     {
         Set(JobPhase.Training, 0, 0, "loading data");
-        var job = new ScoreJob(store, JobId, settings) { Stopping = executor.Stopping };
+        var job = new ScoreJob(store, JobId, settings) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         var data = await executor.Run(job.LoadData);

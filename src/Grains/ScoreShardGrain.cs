@@ -14,6 +14,7 @@ public sealed partial class ScoreShardGrain(
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILocalSiloDetails silo,
     ILogger<ScoreShardGrain> logger) : Grain, IScoreShardGrain
 {
@@ -82,7 +83,7 @@ public sealed partial class ScoreShardGrain(
 
     private (string? Key, TopKLists? Top) Work(ShardAssignment a)
     {
-        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping };
+        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
         if (a.Stage != ShardStage.Score)

@@ -18,7 +18,7 @@ public sealed partial class StudyJobGrain(
 
     private string Prefix => $"jobs/{JobId}";
 
-    protected override string Kind => "study";
+    protected override string Kind => JobKinds.Study;
 
     protected override Func<Task> Prepare(StudyJobRequest request) =>
         request.Points.Length > 0 ? () => RunAsync(request) : throw new ArgumentException("the study grid is empty");

@@ -16,7 +16,8 @@ public static class InfluenceSiloBuilderExtensions
     public const string JobStorage = JobGrainNames.StorageName;
 
     /// <summary>Registers what every Influence grain needs: the compute executor, the artifact cache, the artifact store, the placement of workers.</summary>
-    public static ISiloBuilder AddInfluence(this ISiloBuilder silo, ComputeSettings compute, IArtifactStore store)
+    /// <param name="allowLocalFiles">Whether jobs may name local input files: only for a silo inside the user's own process (the embedded mode).</param>
+    public static ISiloBuilder AddInfluence(this ISiloBuilder silo, ComputeSettings compute, IArtifactStore store, bool allowLocalFiles = false)
     {
         var problems = compute.Problems().ToList();
         if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems));
@@ -26,6 +27,7 @@ public static class InfluenceSiloBuilderExtensions
         silo.Services.AddHostedService<ComputeDrain>();
         silo.Services.AddSingleton<ArtifactCache>();
         silo.Services.AddSingleton(store);
+        silo.Services.AddSingleton<IOptions<InputFileOptions>>(Options.Create(new InputFileOptions { AllowLocalFiles = allowLocalFiles }));
         return silo;
     }
 
@@ -48,8 +50,8 @@ public static class InfluenceSiloBuilderExtensions
             silo.AddRedisGrainStorage(JobStorage, o => o.ConfigurationOptions = redis.Clone());
             silo.UseRedisReminderService(o => o.ConfigurationOptions = redis.Clone());
             var ip = cluster.AdvertisedIP is { Length: > 0 } a ? IPAddress.Parse(a) : FirstAddress();
-            // Listen on every interface (a pod's IP is not known to the container's loopback).
-            silo.ConfigureEndpoints(ip, cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
+            // Listen on the advertised address only, unless told otherwise (a pod's IP is on its own interface).
+            silo.ConfigureEndpoints(ip, cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: cluster.ListenOnAllInterfaces);
         }
         else
         {

@@ -1,3 +1,6 @@
+using System.Net;
+using System.Net.Sockets;
+using Influence.Core.Safety;
 using Influence.Core.Storage;
 using Influence.Grains;
 using Influence.Silo;
@@ -10,6 +13,7 @@ using Microsoft.Extensions.Logging;
 
 // A silo process. Settings come from appsettings.json, environment variables (Cluster__Redis=...)
 // and flags (--Cluster:Redis=localhost:6379); see README "Running a cluster".
+// Exit codes: 2 bad settings, 3 a configured service (Redis, the store, the metrics port, TLS files) unusable.
 Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Logging.ClearProviders();
@@ -19,34 +23,84 @@ var settings = SiloHostSettings.Read(builder.Configuration);
 var problems = settings.Problems();
 if (problems.Count > 0)
 {
-    foreach (var p in problems) Console.Error.WriteLine($"error: {p}");
+    foreach (var p in problems) Console.Error.WriteLine($"error: {Secrets.Redact(p)}");
     return 2;
 }
 
 // Fail fast, with the reason, on services that are configured but unusable.
 if (settings.Cluster.IsRedis && await RedisCheck.ProblemAsync(settings.Cluster.Redis!) is { } redisProblem)
 {
-    Console.Error.WriteLine($"error: {redisProblem}");
+    Console.Error.WriteLine($"error: {Secrets.Redact(redisProblem)}");
     return 3;
 }
 IArtifactStore store;
 try { store = ArtifactStores.Open(settings.Store); }
 catch (ArtifactStoreException e)
 {
-    Console.Error.WriteLine($"error: artifact store: {e.Message}");
+    Console.Error.WriteLine($"error: artifact store: {Secrets.Redact(e.Message)}");
     return 3;
+}
+if (settings.Metrics.Enabled && MetricsPortProblem(settings.Metrics) is { } portProblem)
+{
+    Console.Error.WriteLine($"error: {portProblem}");
+    return 3;
+}
+TlsCertificates? tls = null;
+if (settings.Tls.Enabled)
+{
+    try { tls = TlsCertificates.Load(settings.Tls); }
+    catch (TlsSettingsException e)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return 3;
+    }
 }
 
 var instance = settings.Cluster.SiloName is { Length: > 0 } name ? name : $"{Environment.MachineName}:{settings.Cluster.SiloPort}";
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(settings.Cluster.ShutdownTimeoutSeconds));
-builder.UseOrleans(silo => silo.UseInfluenceCluster(settings.Cluster).AddInfluence(settings.Compute, store));
+builder.UseOrleans(silo =>
+{
+    silo.UseInfluenceCluster(settings.Cluster).AddInfluence(settings.Compute, store);
+    if (tls is not null) silo.UseInfluenceTls(tls);
+});
 builder.Services.AddInfluenceTelemetry(instance);
-builder.WebHost.UseUrls($"http://{settings.Metrics.Host}:{settings.Metrics.Port}");
+// Metrics:Port=0 turns the endpoint off: Kestrel then listens nowhere.
+builder.WebHost.ConfigureKestrel(k =>
+{
+    if (settings.Metrics.Enabled) k.Listen(settings.Metrics.Endpoint());
+});
+builder.WebHost.UseUrls(); // no default http://localhost:5000: only what ConfigureKestrel says
 
 var app = builder.Build();
-app.MapGet("/healthz", () => "ok");
-app.MapPrometheusScrapingEndpoint();
-await app.StartAsync();
+if (settings.Metrics.Enabled)
+{
+    app.MapGet("/healthz", () => "ok");
+    app.MapPrometheusScrapingEndpoint();
+}
+try { await app.StartAsync(); }
+catch (IOException e) when (e.InnerException is SocketException or null)
+{
+    // The metrics port was taken between the check above and the start.
+    Console.Error.WriteLine($"error: Metrics:Port {settings.Metrics.Port} on {settings.Metrics.Host}: {e.Message}");
+    try { await app.StopAsync(); } catch (Exception) { /* it did not start */ }
+    return 3;
+}
 InfluenceMetrics.Initialise(); // now that the meter provider listens
 await app.WaitForShutdownAsync();
 return 0;
+
+// A port in use would otherwise abort the process after the silo joined.
+static string? MetricsPortProblem(MetricsSettings metrics)
+{
+    try
+    {
+        using var probe = new TcpListener(metrics.Endpoint());
+        probe.Start();
+        probe.Stop();
+        return null;
+    }
+    catch (SocketException e)
+    {
+        return $"Metrics:Port {metrics.Port} on {metrics.Host} cannot be used ({e.SocketErrorCode}: {e.Message}); choose another port, or 0 to turn the endpoint off";
+    }
+}

@@ -1,3 +1,4 @@
+using Influence.Core.Safety;
 using StackExchange.Redis;
 
 namespace Influence.Silo;
@@ -10,7 +11,7 @@ public static class RedisCheck
     {
         ConfigurationOptions options;
         try { options = ConfigurationOptions.Parse(connection); }
-        catch (ArgumentException e) { return $"'{connection}' is not a Redis connection string: {e.Message}"; }
+        catch (ArgumentException e) { return $"'{Secrets.Redact(connection)}' is not a Redis connection string: {Secrets.Redact(e.Message)}"; }
         options.AbortOnConnectFail = true;
         options.ConnectTimeout = 5000;
         options.ConnectRetry = 1;
@@ -22,7 +23,7 @@ public static class RedisCheck
         }
         catch (RedisException e)
         {
-            return $"cannot reach Redis at {connection}: {e.Message.Split('\n')[0]}";
+            return $"cannot reach Redis at '{Secrets.Redact(connection)}': {Secrets.Redact(e.Message.Split('\n')[0])}";
         }
     }
 }

@@ -20,8 +20,10 @@ public sealed class ClusterSettings
     public int GatewayPort { get; set; } = 30000;
     /// <summary>Localhost clustering: the primary silo's port.</summary>
     public int PrimaryPort { get; set; } = 11111;
-    /// <summary>The address other silos and clients reach this silo at (Kubernetes: the pod IP); default loopback for localhost clustering, else this host's first address.</summary>
+    /// <summary>The address other silos and clients reach this silo at (Kubernetes: the pod IP); default loopback for localhost clustering, else this host's first address. The silo and gateway ports listen on this address only.</summary>
     public string? AdvertisedIP { get; set; }
+    /// <summary>Listen on every interface instead of the advertised address only (behind NAT, where the advertised address is not local).</summary>
+    public bool ListenOnAllInterfaces { get; set; }
     /// <summary>The silo's name (Kubernetes: the pod name); default the machine name and port.</summary>
     public string? SiloName { get; set; }
     /// <summary>"default" (Orleans' liveness settings) or "fast": a dead silo is declared in ~2-4 s (tests, small clusters). Every silo must use the same.</summary>
@@ -72,24 +74,30 @@ public sealed class MetricsSettings
 {
     /// <summary>Port of /metrics and /healthz; 0 turns the endpoint off.</summary>
     public int Port { get; set; } = 9400;
-    /// <summary>Address Kestrel listens on ("*" for every interface, as in a pod).</summary>
+    /// <summary>The IP address the endpoint listens on (a pod: its IP; "*" for every interface).</summary>
     public string Host { get; set; } = "127.0.0.1";
+
+    public bool Enabled => Port != 0;
+
+    public IPEndPoint Endpoint() => new(Host == "*" ? IPAddress.Any : IPAddress.Parse(Host), Port);
 
     public IEnumerable<string> Problems()
     {
         if (Port is < 0 or > 65535) yield return $"Metrics:Port must be 0 (off) or a TCP port, not {Port}";
+        if (Host != "*" && !IPAddress.TryParse(Host, out _)) yield return $"Metrics:Host must be an IP address or *, not '{Influence.Core.Safety.Echo.Cap(Host)}'";
     }
 }
 
 /// <summary>Every setting of a silo process, read from configuration and checked before anything starts.</summary>
-public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics)
+public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics, TlsSettings Tls)
 {
     public static SiloHostSettings Read(IConfiguration configuration) => new(
         configuration.GetSection("Cluster").Get<ClusterSettings>() ?? new ClusterSettings(),
         configuration.GetSection("Compute").Get<ComputeSettings>() ?? new ComputeSettings(),
         configuration.GetSection("Store").Get<ArtifactStoreOptions>() ?? new ArtifactStoreOptions(),
-        configuration.GetSection("Metrics").Get<MetricsSettings>() ?? new MetricsSettings());
+        configuration.GetSection("Metrics").Get<MetricsSettings>() ?? new MetricsSettings(),
+        configuration.GetSection("Tls").Get<TlsSettings>() ?? new TlsSettings());
 
     public IReadOnlyList<string> Problems() =>
-        [.. Cluster.Problems(), .. Compute.Problems(), .. Store.Problems(), .. Metrics.Problems()];
+        [.. Cluster.Problems(), .. Compute.Problems(), .. Store.Problems(), .. Metrics.Problems(), .. Tls.Problems(n => $"Tls:{n}")];
 }

@@ -38,7 +38,7 @@ public sealed class ArtifactStoreOptions
                 if (hasConnection == hasUrl)
                     problems.Add($"{section}:Kind is blob: give exactly one of {section}:ConnectionString (or ${ConnectionStringVariable}) and {section}:ContainerUrl");
                 if (hasUrl && !Uri.TryCreate(ContainerUrl, UriKind.Absolute, out _))
-                    problems.Add($"{section}:ContainerUrl '{ContainerUrl}' is not an absolute URL");
+                    problems.Add($"{section}:ContainerUrl '{Influence.Core.Safety.Secrets.Redact(ContainerUrl)}' is not an absolute URL");
                 if (hasConnection && !BlobArtifactStore.IsValidContainerName(Container))
                     problems.Add($"{section}:Container '{Container}' is not a valid container name (3-63 lowercase letters, digits and single hyphens)");
                 break;

@@ -5,7 +5,7 @@ using Influence.Core.Storage;
 namespace Influence.Storage;
 
 /// <summary>A store that cannot be used as configured: unreachable, credentials refused, container missing.</summary>
-public sealed class ArtifactStoreException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ArtifactStoreException(string message, Exception? inner = null) : Exception(Influence.Core.Safety.Secrets.Redact(message), inner);
 
 public static class ArtifactStores
 {
@@ -26,7 +26,7 @@ public static class ArtifactStores
     {
         if (ContainerFor(options) is not { } container) return false;
         try { return container.CreateIfNotExists() is not null; }
-        catch (RequestFailedException e) { throw new ArtifactStoreException($"cannot create blob container '{container.Name}' at {container.Uri}: {e.Status} {e.ErrorCode}", e); }
+        catch (RequestFailedException e) { throw new ArtifactStoreException($"cannot create blob container '{container.Name}' at {BlobArtifactStore.Location(container)}: {e.Status} {e.ErrorCode}", e); }
     }
 
     /// <summary>The blob container the settings name (after checking them), or null for a local store.</summary>
@@ -54,19 +54,19 @@ public static class ArtifactStores
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {
-            throw new ArtifactStoreException($"blob container '{container.Name}' does not exist at {container.Uri} (create it first, e.g. az storage container create -n {container.Name})", e);
+            throw new ArtifactStoreException($"blob container '{container.Name}' does not exist at {BlobArtifactStore.Location(container)} (create it first, e.g. az storage container create -n {container.Name})", e);
         }
         catch (RequestFailedException e) when (e.Status is 401 or 403)
         {
-            throw new ArtifactStoreException($"blob storage at {container.Uri} refused the credentials ({e.Status} {e.ErrorCode}): check the account key or SAS token", e);
+            throw new ArtifactStoreException($"blob storage at {BlobArtifactStore.Location(container)} refused the credentials ({e.Status} {e.ErrorCode}): check the account key or SAS token", e);
         }
         catch (RequestFailedException e)
         {
-            throw new ArtifactStoreException($"blob storage at {container.Uri} answered {e.Status} {e.ErrorCode}: {FirstLine(e.Message)}", e);
+            throw new ArtifactStoreException($"blob storage at {BlobArtifactStore.Location(container)} answered {e.Status} {e.ErrorCode}: {FirstLine(e.Message)}", e);
         }
         catch (Exception e) when (e is OperationCanceledException or AggregateException or System.Net.Http.HttpRequestException)
         {
-            throw new ArtifactStoreException($"cannot reach blob storage at {container.Uri} within {timeout.TotalSeconds:F0} s: {FirstLine(e.Message)}", e);
+            throw new ArtifactStoreException($"cannot reach blob storage at {BlobArtifactStore.Location(container)} within {timeout.TotalSeconds:F0} s: {FirstLine(e.Message)}", e);
         }
     }
 

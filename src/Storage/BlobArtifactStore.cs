@@ -34,6 +34,9 @@ public sealed partial class BlobArtifactStore : IArtifactStore
 
     public Uri ContainerUri => container.Uri;
 
+    /// <summary>The container's URL for messages: without its query, which holds a SAS token's signature.</summary>
+    public static string Location(BlobContainerClient container) => container.Uri.GetLeftPart(UriPartial.Path);
+
     public bool Exists(string key) => Blob(key).Exists().Value;
 
     public Stream OpenRead(string key)
@@ -41,7 +44,7 @@ public sealed partial class BlobArtifactStore : IArtifactStore
         try { return Blob(key).OpenRead(new BlobOpenReadOptions(allowModifications: false) { BufferSize = 4 << 20 }); }
         catch (RequestFailedException e) when (e.Status == 404)
         {
-            throw new FileNotFoundException($"artifact '{key}' not found in {container.Uri}", Describe(key), e);
+            throw new FileNotFoundException($"artifact '{Influence.Core.Safety.Echo.Cap(key)}' not found in {Location(container)}", Describe(key), e);
         }
     }
 
@@ -73,7 +76,7 @@ public sealed partial class BlobArtifactStore : IArtifactStore
             container.GetBlobClient(item.Name).DeleteIfExists();
     }
 
-    public string Describe(string key) => $"{container.Uri}/{key}";
+    public string Describe(string key) => $"{Location(container)}/{Influence.Core.Safety.Echo.Cap(key, 200)}";
 
     private BlobClient Blob(string key)
     {

@@ -46,8 +46,10 @@ public class CommandLineTests
         Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
         Assert.True(p.WaitForExit(TimeSpan.FromSeconds(40)), "still running 40 s after SIGTERM");
         Assert.True(p.ExitCode == 130, $"exit {p.ExitCode} after {sw.Elapsed.TotalSeconds:F1} s\n{await stderr}");
-        Assert.Contains("an embedded LOO job or study resumes with --resume JOB", await stderr);
-        Assert.Contains("Job loo-", await stdout);
+        // The message names the job to resume, not a placeholder.
+        var jobId = System.Text.RegularExpressions.Regex.Match(await stdout, @"Job (loo-\S+) on the").Groups[1].Value;
+        Assert.StartsWith("loo-", jobId, StringComparison.Ordinal);
+        Assert.Contains($"an embedded LOO job or study resumes with --resume {jobId}", await stderr);
     }
 
     [Fact]

@@ -109,12 +109,12 @@ public sealed class BlobArtifactStoreTests : IAsyncLifetime
         var store = OpenStore(out _);
         var csv = "label,x1,x2\n0,1.5,2\n1,3,4\n"u8.ToArray();
         store.Write("datasets/abc/tiny.csv", s => s.Write(csv));
-        var local = StoredFiles.LocalPath(store, StoredFiles.Reference("datasets/abc/tiny.csv"));
+        var local = StoredFiles.LocalPath(store, StoredFiles.Reference("datasets/abc/tiny.csv"), allowLocalFiles: false);
         Assert.Equal(csv, File.ReadAllBytes(local));
-        var data = new Influence.Core.Data.DatasetSpec(StoredFiles.Reference("datasets/abc/tiny.csv")).Resolve(store).Load();
+        var data = new Influence.Core.Data.DatasetSpec(StoredFiles.Reference("datasets/abc/tiny.csv")).Resolve(store, allowLocalFiles: false).Load();
         Assert.Equal(2, data.Count);
-        var e = Assert.Throws<FileNotFoundException>(() => StoredFiles.LocalPath(store, "store:datasets/missing.csv"));
-        Assert.Contains("dataset 'datasets/missing.csv' is not in the artifact store", e.Message, StringComparison.Ordinal);
+        var e = Assert.Throws<FileNotFoundException>(() => StoredFiles.LocalPath(store, "store:datasets/missing.csv", allowLocalFiles: false));
+        Assert.Contains("'datasets/missing.csv' is not in the artifact store", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -71,7 +71,7 @@ public sealed partial class HelmChartTests
     public void Default_values_render_silos_that_take_name_and_address_from_the_pod_and_stop_within_the_grace_period()
     {
         var docs = Template();
-        Assert.Equal(["ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service", "Service", "StatefulSet"], docs.Select(d => (string)d["kind"]).Order());
+        Assert.Equal(["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service", "Service", "StatefulSet"], docs.Select(d => (string)d["kind"]).Order());
 
         var silo = One(docs, "StatefulSet");
         var podSpec = Map(silo, "spec", "template", "spec");
@@ -80,11 +80,35 @@ public sealed partial class HelmChartTests
         Assert.Equal("status.podIP", Map(env["Cluster__AdvertisedIP"], "valueFrom", "fieldRef")["fieldPath"]);
         Assert.Equal("metadata.name", Map(env["Cluster__SiloName"], "valueFrom", "fieldRef")["fieldPath"]);
         Assert.Equal("connection-string", Map(env["Store__ConnectionString"], "valueFrom", "secretKeyRef")["key"]);
+        // The silo listens on the pod's IP, not every interface, for /metrics too.
+        Assert.Equal("status.podIP", Map(env["Metrics__Host"], "valueFrom", "fieldRef")["fieldPath"]);
 
+        // The Redis connection (with the password generated at install) lives in a Secret only.
+        var redisSecret = Map(One(docs, "Secret"), "stringData");
+        var password = (string)redisSecret["password"];
+        Assert.Matches("^[A-Za-z0-9]{32}$", password);
+        Assert.Equal($"rel-influence-redis:6379,password={password}", redisSecret["connection"]);
+        Assert.Equal(Map(One(docs, "Secret"), "metadata")["name"], Map(env["Cluster__Redis"], "valueFrom", "secretKeyRef")["name"]);
+        Assert.Equal("connection", Map(env["Cluster__Redis"], "valueFrom", "secretKeyRef")["key"]);
+        var redis = (Dictionary<object, object>)List(Map(One(docs, "Deployment"), "spec", "template", "spec"), "containers")[0];
+        Assert.Contains("--requirepass", List(redis, "args").Cast<string>());
         var config = Map(docs.Single(d => (string)d["kind"] == "ConfigMap" && ((string)Map(d, "metadata")["name"]).EndsWith("-silo", StringComparison.Ordinal)), "data");
         Assert.Equal("redis", config["Cluster__Clustering"]);
-        Assert.Equal("rel-influence-redis:6379", config["Cluster__Redis"]);
-        Assert.Equal("*", config["Metrics__Host"]);
+        Assert.False(config.ContainsKey("Cluster__Redis"));
+        Assert.False(config.ContainsKey("Metrics__Host"));
+        var (_, rendered) = Helm("template", "rel", Chart);
+        foreach (var doc in rendered.Split("\n---").Where(d => !d.Contains("kind: Secret", StringComparison.Ordinal)))
+            Assert.DoesNotContain(password, doc, StringComparison.Ordinal);
+
+        // NetworkPolicies: silo ports from silos and the release's clients, metrics from Prometheus, Redis from silos and clients.
+        var policies = docs.Where(d => (string)d["kind"] == "NetworkPolicy").ToDictionary(d => (string)Map(d, "metadata")["name"]);
+        var siloIngress = List(Map(policies["rel-influence-silo"], "spec"), "ingress").Cast<Dictionary<object, object>>().ToList();
+        string Port(Dictionary<object, object> rule) => (string)((Dictionary<object, object>)List(rule, "ports")[0])["port"];
+        Assert.Equal(["silo", "gateway", "metrics"], siloIngress.Select(Port));
+        Assert.All(siloIngress, r => Assert.NotEmpty(List(r, "from")));
+        Assert.Equal("client", Map((Dictionary<object, object>)List(siloIngress[1], "from")[1], "podSelector", "matchLabels")["app.kubernetes.io/component"]);
+        Assert.Equal("prometheus", Map((Dictionary<object, object>)List(siloIngress[2], "from")[0], "podSelector", "matchLabels")["app.kubernetes.io/name"]);
+        Assert.Equal("redis", Port((Dictionary<object, object>)List(Map(policies["rel-influence-redis"], "spec"), "ingress")[0]));
         Assert.True(int.Parse((string)podSpec["terminationGracePeriodSeconds"], System.Globalization.CultureInfo.InvariantCulture) > int.Parse((string)config["Cluster__ShutdownTimeoutSeconds"], System.Globalization.CultureInfo.InvariantCulture));
 
         // Prometheus finds the pods by annotation; every selector matches the pods' labels.
@@ -119,12 +143,40 @@ public sealed partial class HelmChartTests
         Assert.Equal("true", Map(podSpec, "nodeSelector")["nvidia.com/gpu.present"]);
         Assert.StartsWith("ghcr.io/influence/influence-cuda:", (string)container["image"], StringComparison.Ordinal);
 
-        Assert.Equal("UseDevelopmentStorage=true", Map(One(docs, "Secret"), "stringData")["connection-string"]);
+        Assert.Equal("UseDevelopmentStorage=true", Map(docs.Single(d => (string)d["kind"] == "Secret" && ((string)Map(d, "metadata")["name"]).EndsWith("-store", StringComparison.Ordinal)), "stringData")["connection-string"]);
         Assert.Equal("metrics", ((Dictionary<object, object>)List(Map(One(docs, "ServiceMonitor"), "spec"), "endpoints")[0])["port"]);
         var job = One(docs, "Job");
         var client = (Dictionary<object, object>)List(Map(job, "spec", "template", "spec"), "containers")[0];
-        var args = List(client, "args").Cast<string>().ToList();
-        Assert.Equal("redis://rel-influence-redis:6379", args[args.IndexOf("--cluster") + 1]);
+        // The cluster address, password included, comes from the Redis Secret, not the Job's arguments.
+        Assert.DoesNotContain("--cluster", List(client, "args").Cast<string>());
+        var clientEnv = List(client, "env").Cast<Dictionary<object, object>>().ToDictionary(e => (string)e["name"]);
+        Assert.Equal("cluster-url", Map(clientEnv["INFLUENCE_CLUSTER"], "valueFrom", "secretKeyRef")["key"]);
+    }
+
+    [Fact]
+    public void TLS_values_mount_the_certificate_secret_into_silos_and_the_client_job_and_an_external_redis_stays_in_a_secret()
+    {
+        var docs = Template("--set", "tls.enabled=true", "--set", "tls.secretName=influence-tls", "--set", "client.enabled=true",
+            "--set", "redis.bundled=false", "--set", "redis.external.address=redis.example:6380\\,password=hunter2-external");
+        var config = Map(docs.Single(d => (string)d["kind"] == "ConfigMap" && ((string)Map(d, "metadata")["name"]).EndsWith("-silo", StringComparison.Ordinal)), "data");
+        Assert.Equal("/etc/influence/tls/tls.crt", config["Tls__CertificateFile"]);
+        Assert.Equal("/etc/influence/tls/ca.crt", config["Tls__CaFile"]);
+        foreach (var kind in new[] { "StatefulSet", "Job" })
+        {
+            var podSpec = Map(One(docs, kind), "spec", "template", "spec");
+            Assert.Equal("influence-tls", Map((Dictionary<object, object>)Assert.Single(List(podSpec, "volumes")), "secret")["secretName"]);
+            var mount = (Dictionary<object, object>)Assert.Single(List((Dictionary<object, object>)List(podSpec, "containers")[0], "volumeMounts"));
+            Assert.Equal("/etc/influence/tls", mount["mountPath"]);
+        }
+        var clientEnv = List((Dictionary<object, object>)List(Map(One(docs, "Job"), "spec", "template", "spec"), "containers")[0], "env").Cast<Dictionary<object, object>>().ToDictionary(e => (string)e["name"]);
+        Assert.Equal("/etc/influence/tls/tls.key", clientEnv["INFLUENCE_TLS_KEY"]["value"]);
+        Assert.Equal("redis://redis.example:6380,password=hunter2-external", Map(One(docs, "Secret"), "stringData")["cluster-url"]);
+        Assert.DoesNotContain(docs, d => (string)d["kind"] == "Deployment"); // no bundled Redis
+        var (_, rendered) = Helm("template", "rel", Chart, "--set", "client.enabled=true", "--set", "redis.bundled=false", "--set", "redis.external.address=redis.example:6380\\,password=hunter2-external");
+        Assert.Single(rendered.Split("\n---"), d => d.Contains("hunter2-external", StringComparison.Ordinal)); // the Secret alone
+        (int exit, string output) = Helm("template", "rel", Chart, "--set", "tls.enabled=true");
+        Assert.NotEqual(0, exit);
+        Assert.Contains("tls.secretName is required", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -135,7 +187,7 @@ public sealed partial class HelmChartTests
         Assert.Contains("silo.terminationGracePeriodSeconds (10) must be longer than silo.shutdownTimeoutSeconds (20)", output, StringComparison.Ordinal);
         (exit, output) = Helm("template", "rel", Chart, "--set", "redis.bundled=false");
         Assert.NotEqual(0, exit);
-        Assert.Contains("redis.external.address is required", output, StringComparison.Ordinal);
+        Assert.Contains("redis.external.address (HOST:PORT[,password=...]) or redis.external.existingSecret is required", output, StringComparison.Ordinal);
     }
 
     [GeneratedRegex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]

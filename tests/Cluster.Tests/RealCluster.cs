@@ -46,12 +46,15 @@ public sealed class RealCluster : IAsyncDisposable
     private readonly List<SiloProcess> silos = [];
     private IHost? clientHost;
 
-    private RealCluster(RedisServer redis, AzuriteServer azurite, string container)
+    private readonly string[] siloOverrides;
+
+    private RealCluster(RedisServer redis, AzuriteServer azurite, string container, string[] siloOverrides)
     {
         Redis = redis;
         Azurite = azurite;
         Container = container;
         ClusterId = $"test-{Guid.NewGuid():N}"[..13];
+        this.siloOverrides = siloOverrides;
     }
 
     public RedisServer Redis { get; }
@@ -60,11 +63,13 @@ public sealed class RealCluster : IAsyncDisposable
     public string ClusterId { get; }
     public IReadOnlyList<SiloProcess> Silos => silos;
 
-    public static async Task<RealCluster> StartAsync(int silos)
+    /// <param name="redisPassword">Redis requires this password (silos and clients get it in their connection).</param>
+    /// <param name="siloOverrides">Settings every silo of the cluster runs with ("Tls:CertificateFile=...").</param>
+    public static async Task<RealCluster> StartAsync(int silos, string? redisPassword = null, params string[] siloOverrides)
     {
-        var redis = await RedisServer.StartAsync();
+        var redis = await RedisServer.StartAsync(redisPassword);
         var azurite = await AzuriteServer.StartAsync();
-        var cluster = new RealCluster(redis, azurite, azurite.CreateContainer("influence"));
+        var cluster = new RealCluster(redis, azurite, azurite.CreateContainer("influence"), siloOverrides);
         await Task.WhenAll(Enumerable.Range(0, silos).Select(_ => cluster.AddSiloAsync()));
         return cluster;
     }
@@ -107,7 +112,7 @@ public sealed class RealCluster : IAsyncDisposable
     {
         int siloPort = Tools.FreePort(), gatewayPort = Tools.FreePort(), metricsPort = Tools.FreePort();
         var name = $"silo-{siloPort}";
-        var process = StartSiloProcess(name, SiloArgs(siloPort, gatewayPort, metricsPort, name));
+        var process = StartSiloProcess(name, SiloArgs(siloPort, gatewayPort, metricsPort, name, siloOverrides));
         var silo = new SiloProcess(name, siloPort, gatewayPort, metricsPort, process);
         lock (silos) silos.Add(silo);
         await Tools.WaitForPortAsync(gatewayPort, TimeSpan.FromSeconds(60), () => process.HasExited ? $"the silo exited ({process.ExitCode}):\n{process.Tail()}" : process.Tail());
@@ -124,8 +129,15 @@ public sealed class RealCluster : IAsyncDisposable
     public string[] ClientArgs() => ["--cluster", $"redis://{Redis.Connection}", "--store", $"azblob:{Container}"];
 
     /// <summary>Runs `influence ARGS` against this cluster in the background.</summary>
-    public ChildProcess StartClient(string name, params string[] args) =>
-        new(name, "dotnet", [Tools.Bin("influence.dll"), .. args, .. ClientArgs()], ClientEnv());
+    public ChildProcess StartClient(string name, params string[] args) => StartClient(name, new Dictionary<string, string>(), args);
+
+    /// <summary>Runs `influence ARGS` against this cluster in the background, with more environment variables.</summary>
+    public ChildProcess StartClient(string name, IDictionary<string, string> env, params string[] args)
+    {
+        var all = ClientEnv();
+        foreach (var (k, v) in env) all[k] = v;
+        return new(name, "dotnet", [Tools.Bin("influence.dll"), .. args, .. ClientArgs()], all);
+    }
 
     /// <summary>An Orleans client inside the test, for watching jobs closely.</summary>
     public async Task<IClusterClient> ClientAsync()

@@ -8,19 +8,54 @@ public sealed class RedisServer : IAsyncDisposable
     private readonly ChildProcess process;
     private readonly string dir = Tools.TempDir("redis");
 
-    private RedisServer(int port)
+    private RedisServer(int port, string? password)
     {
         Port = port;
+        Password = password;
         process = new ChildProcess($"redis-{port}", Tools.Find("redis-server"),
-            ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir]);
+            ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+             .. password is null ? Array.Empty<string>() : ["--requirepass", password]]);
     }
 
     public int Port { get; }
-    public string Connection => $"127.0.0.1:{Port}";
+    public string? Password { get; }
+    /// <summary>StackExchange.Redis configuration: HOST:PORT[,password=...].</summary>
+    public string Connection => Password is null ? $"127.0.0.1:{Port}" : $"127.0.0.1:{Port},password={Password}";
 
-    public static async Task<RedisServer> StartAsync()
+    /// <summary>Every key and value in the server, as text (job records, membership, reminders).</summary>
+    public async Task<string> DumpAsync()
     {
-        var server = new RedisServer(Tools.FreePort());
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Connection);
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        var db = redis.GetDatabase();
+        var text = new System.Text.StringBuilder();
+        await foreach (var key in server.KeysAsync(pattern: "*"))
+        {
+            text.Append(key.ToString()).Append(" = ");
+            switch (await db.KeyTypeAsync(key))
+            {
+                case StackExchange.Redis.RedisType.String: text.Append(System.Text.Encoding.UTF8.GetString((byte[])(await db.StringGetAsync(key))!)); break;
+                case StackExchange.Redis.RedisType.Hash:
+                    foreach (var e in await db.HashGetAllAsync(key)) text.Append(e.Name.ToString()).Append(':').Append(System.Text.Encoding.UTF8.GetString((byte[])e.Value!)).Append(' ');
+                    break;
+                case StackExchange.Redis.RedisType.SortedSet:
+                    foreach (var e in await db.SortedSetRangeByRankAsync(key)) text.Append(System.Text.Encoding.UTF8.GetString((byte[])e!)).Append(' ');
+                    break;
+                case StackExchange.Redis.RedisType.List:
+                    foreach (var e in await db.ListRangeAsync(key)) text.Append(System.Text.Encoding.UTF8.GetString((byte[])e!)).Append(' ');
+                    break;
+                case StackExchange.Redis.RedisType.Set:
+                    foreach (var e in await db.SetMembersAsync(key)) text.Append(System.Text.Encoding.UTF8.GetString((byte[])e!)).Append(' ');
+                    break;
+            }
+            text.Append('\n');
+        }
+        return text.ToString();
+    }
+
+    public static async Task<RedisServer> StartAsync(string? password = null)
+    {
+        var server = new RedisServer(Tools.FreePort(), password);
         await Tools.WaitForPortAsync(server.Port, TimeSpan.FromSeconds(20), () => server.process.Tail());
         return server;
     }

@@ -69,7 +69,7 @@ public class ScoreMethodTests
     {
         var dir = storeDir ?? Directory.CreateTempSubdirectory("influence-methods-").FullName;
         var store = new LocalArtifactStore(dir);
-        var job = new ScoreJob(store, jobId, settings);
+        var job = new ScoreJob(store, jobId, settings) { AllowLocalFiles = true };
         var result = InProcessStages.Run(job);
         var rows = File.ReadLines(Path.Combine(dir, $"jobs/{jobId}/influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
         int n = rows.Count / settings.TestIndices.Length;
@@ -176,7 +176,7 @@ public class ScoreMethodTests
     {
         // Fashion-MNIST's MLP: P = 203,530 float32 values; six P-vectors per column in 2 GB.
         var settings = Settings(Methods.Cg, s => s with { MemoryBudgetMb = 2048 });
-        var job = new ScoreJob(new LocalArtifactStore(Directory.CreateTempSubdirectory().FullName), "job", settings);
+        var job = new ScoreJob(new LocalArtifactStore(Directory.CreateTempSubdirectory().FullName), "job", settings) { AllowLocalFiles = true };
         var spec = ModelSpec.Mlp(784, 10, [256], Activation.Tanh, 1e-2, DecayOn.All, Precision.Float32, 0);
         Assert.Equal(203_530, spec.ParameterCount);
         Assert.Equal((int)((2048L << 20) / (6 * 4 * 203_530L)), job.SelfSolveColumns(spec, 500));

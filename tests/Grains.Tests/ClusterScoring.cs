@@ -12,7 +12,7 @@ public static class ClusterScoring
     public static async Task<InProcessTestCluster> StartAsync(short silos, string storeRoot)
     {
         var builder = new InProcessTestClusterBuilder(silos);
-        builder.ConfigureSilo((_, silo) => silo.AddInMemoryJobState().AddInfluence(new ComputeSettings(), new LocalArtifactStore(storeRoot)));
+        builder.ConfigureSilo((_, silo) => silo.AddInMemoryJobState().AddInfluence(new ComputeSettings(), new LocalArtifactStore(storeRoot), allowLocalFiles: true));
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return cluster;

@@ -51,7 +51,7 @@ public class ScoreMethodClusterTests
             var distributed = ClusterScoring.ReadInfluence(store, status.OutputPrefix!);
 
             var local = new LocalArtifactStore(ClusterScoring.TempStore());
-            InProcessStages.Run(new ScoreJob(local, "job", request.ToSettings()));
+            InProcessStages.Run(new ScoreJob(local, "job", request.ToSettings()) { AllowLocalFiles = true });
             var reference = ClusterScoring.ReadInfluence(local, "jobs/job");
             Assert.Equal(reference.Count, distributed.Count);
             double scale = reference.Values.Max(Math.Abs);

@@ -24,11 +24,17 @@ app.kubernetes.io/component: silo
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{- define "influence.redisAddress" -}}
-{{- if .Values.redis.bundled -}}
+{{/* The bundled Redis' host and port (no secret in it). */}}
+{{- define "influence.redisHost" -}}
 {{ include "influence.fullname" . }}-redis:6379
+{{- end -}}
+
+{{/* The Secret holding the Redis connection ("connection": HOST:PORT,password=...; "cluster-url": redis://...). */}}
+{{- define "influence.redisSecret" -}}
+{{- if and (not .Values.redis.bundled) .Values.redis.external.existingSecret -}}
+{{ .Values.redis.external.existingSecret }}
 {{- else -}}
-{{- required "redis.external.address is required when redis.bundled is false" .Values.redis.external.address -}}
+{{ include "influence.fullname" . }}-redis
 {{- end -}}
 {{- end -}}
 
@@ -40,7 +46,7 @@ app.kubernetes.io/component: silo
 {{- end -}}
 {{- end -}}
 
-{{/* Settings shared by silos and the client Job: the blob store and the cluster id. */}}
+{{/* Settings shared by silos and the client Job: the blob store, the cluster id, TLS. */}}
 {{- define "influence.storeEnv" -}}
 - name: Store__ConnectionString
   valueFrom:
@@ -55,3 +61,23 @@ app.kubernetes.io/component: silo
 - name: INFLUENCE_CLUSTER_ID
   value: {{ .Values.silo.clusterId | quote }}
 {{- end -}}
+
+{{/* Where silos and the client Job mount the TLS Secret. */}}
+{{- define "influence.tlsDir" -}}/etc/influence/tls{{- end -}}
+
+{{- define "influence.tlsVolume" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ required "tls.secretName is required when tls.enabled (a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt)" .Values.tls.secretName }}
+{{- end }}
+{{- end -}}
+
+{{- define "influence.tlsMount" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ include "influence.tlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+

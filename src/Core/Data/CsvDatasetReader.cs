@@ -1,4 +1,5 @@
 using System.Globalization;
+using Influence.Core.Safety;
 
 namespace Influence.Core.Data;
 
@@ -11,6 +12,7 @@ public static class CsvDatasetReader
 {
     public static Dataset Read(string path, double featureScale = 1.0)
     {
+        if (Directory.Exists(path)) throw new DataFormatException(path, null, "is a folder, not a file");
         if (!File.Exists(path)) throw new DataFormatException(path, null, "file not found");
         using var reader = new StreamReader(path);
         return Read(reader, path, featureScale);
@@ -35,7 +37,7 @@ public static class CsvDatasetReader
             lineNumber++;
             if (line.Length == 0 || (line.Length == 1 && line[0] == '\r')) continue;
             int row = labels.Count;
-            string Where(int col) => $"line {lineNumber} (row {row}), column {col + 1} ('{columns[col].Trim()}')";
+            string Where(int col) => $"line {lineNumber} (row {row}), column {col + 1} ('{Echo.Cap(columns[col].Trim(), 40)}')";
             var cells = line.TrimEnd('\r').Split(',');
             if (cells.Length != columns.Length)
                 throw new DataFormatException(name, $"line {lineNumber} (row {row})", $"{cells.Length} fields where the header has {columns.Length}");
@@ -45,7 +47,7 @@ public static class CsvDatasetReader
             {
                 // Accept integral floats such as "3.0", reject anything else.
                 if (!double.TryParse(labelText, NumberStyles.Float, CultureInfo.InvariantCulture, out double asDouble) || asDouble != Math.Floor(asDouble) || double.IsInfinity(asDouble))
-                    throw new DataFormatException(name, Where(0), $"the label '{labelText}' is not a non-negative integer");
+                    throw new DataFormatException(name, Where(0), $"the label '{Echo.Cap(labelText)}' is not a non-negative integer");
                 label = (long)asDouble;
             }
             if (label < 0 || label > 1_000_000)
@@ -56,9 +58,9 @@ public static class CsvDatasetReader
             {
                 var text = cells[c].Trim();
                 if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v))
-                    throw new DataFormatException(name, Where(c), text.Length == 0 ? "empty field" : $"'{text}' is not a number");
+                    throw new DataFormatException(name, Where(c), text.Length == 0 ? "empty field" : $"'{Echo.Cap(text)}' is not a number");
                 if (!double.IsFinite(v))
-                    throw new DataFormatException(name, Where(c), $"{text} is not finite (NaN and infinities are not allowed)");
+                    throw new DataFormatException(name, Where(c), $"{Echo.Cap(text)} is not finite (NaN and infinities are not allowed)");
                 features.Add(v / featureScale);
             }
         }

@@ -17,12 +17,29 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
         return CsvDatasetReader.Read(Path, FeatureScale);
     }
 
-    /// <summary>This spec with files named "store:KEY" replaced by local copies of those artifacts.</summary>
-    public DatasetSpec Resolve(Storage.IArtifactStore store) => this with
+    /// <summary>This spec with files named "store:KEY" replaced by local copies of those artifacts (local paths only where <paramref name="allowLocalFiles"/>).</summary>
+    public DatasetSpec Resolve(Storage.IArtifactStore store, bool allowLocalFiles) => this with
     {
-        Path = Storage.StoredFiles.LocalPath(store, Path),
-        LabelsPath = LabelsPath is null ? null : Storage.StoredFiles.LocalPath(store, LabelsPath),
+        Path = Storage.StoredFiles.LocalPath(store, Path, allowLocalFiles),
+        LabelsPath = LabelsPath is null ? null : Storage.StoredFiles.LocalPath(store, LabelsPath, allowLocalFiles),
     };
+
+    /// <summary>
+    /// Features per row from the file's header alone (a CSV's first line, an IDX header), for checks
+    /// made before the data is loaded; null for a stored artifact or a file that cannot be read.
+    /// </summary>
+    public int? PeekFeatureCount()
+    {
+        if (Storage.StoredFiles.IsStored(Path) || !File.Exists(Path)) return null;
+        try
+        {
+            if (IsIdx(Path)) return IdxDatasetReader.FeatureCount(Path);
+            using var reader = new StreamReader(Path);
+            var header = reader.ReadLine();
+            return header is null ? null : header.Split(',').Length - 1;
+        }
+        catch (Exception e) when (e is IOException or DataFormatException or InvalidDataException or UnauthorizedAccessException) { return null; }
+    }
 
     public static bool IsIdx(string path) =>
         path.Contains("idx", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase);
@@ -37,8 +54,8 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
     }
 }
 
-/// <summary>A training set and a test set that fit together, and the number of classes.</summary>
-public sealed record TrainTestData(Dataset Train, Dataset Test, int ClassCount)
+/// <summary>A training set and a test set that fit together, the number of classes, and what looked wrong but not fatal (empty classes).</summary>
+public sealed record TrainTestData(Dataset Train, Dataset Test, int ClassCount, IReadOnlyList<string> Warnings)
 {
     /// <summary>Loads both sets and checks that they fit: same feature count, test labels among the training classes.</summary>
     public static TrainTestData Load(DatasetSpec train, DatasetSpec test)
@@ -52,11 +69,29 @@ public sealed record TrainTestData(Dataset Train, Dataset Test, int ClassCount)
     {
         if (train.FeatureCount != test.FeatureCount)
             throw new DataFormatException(test.Source, null, $"{test.FeatureCount} features per row, but the training set {train.Source} has {train.FeatureCount}");
+        // K = largest label + 1. Labels are class indices: a typo (7 among 0-2) or a stray id
+        // (999999) would silently make a model with empty classes, or millions of outputs.
         int classes = train.MaxLabel + 1;
-        if (classes < 2) throw new DataFormatException(train.Source, null, "the training labels have a single class; at least two are needed");
+        var present = train.Labels.Distinct().Order().ToArray();
+        if (present.Length < 2)
+            throw new DataFormatException(train.Source, null, $"the training labels have a single class (every label is {(present.Length == 0 ? "missing" : present[0].ToString(System.Globalization.CultureInfo.InvariantCulture))}); at least two are needed");
+        int largestRow = Array.IndexOf(train.Labels, classes - 1);
+        if (classes > MaxClassesFor(present.Length))
+            throw new DataFormatException(train.Source, $"row {largestRow}",
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"label {classes - 1} makes {classes:N0} classes, but only {present.Length} distinct labels occur ({Shown(present)}): labels must be class indices 0..K-1"));
+        var warnings = new List<string>();
+        var empty = Enumerable.Range(0, classes).Except(present).ToArray();
+        if (empty.Length > 0)
+            warnings.Add($"{train.Source}: {empty.Length} of {classes} classes have no training example ({Shown(empty)}); the largest label {classes - 1} is at row {largestRow}: check the labels");
         for (int i = 0; i < test.Count; i++)
             if (test.Labels[i] >= classes)
                 throw new DataFormatException(test.Source, $"row {i}", $"label {test.Labels[i]} never occurs in the training set (classes 0..{classes - 1})");
-        return new TrainTestData(train, test, classes);
+        return new TrainTestData(train, test, classes, warnings);
     }
+
+    /// <summary>The most classes K (the largest label + 1) accepted when <paramref name="distinct"/> labels occur: empty classes beyond that are a labelling error.</summary>
+    public static int MaxClassesFor(int distinct) => Math.Max(2 * distinct, distinct + 10);
+
+    private static string Shown(int[] labels) =>
+        string.Join(", ", labels.Take(10)) + (labels.Length > 10 ? $", … ({labels.Length} in all)" : "");
 }

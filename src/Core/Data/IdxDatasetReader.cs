@@ -6,9 +6,15 @@ namespace Influence.Core.Data;
 /// <summary>
 /// Reads MNIST-format IDX files (images: unsigned bytes, any number of dimensions after the first;
 /// labels: one unsigned byte each), gzip-compressed or not. Pixels are divided by <c>featureScale</c>.
+/// The header is read first and checked against <see cref="MaxValues"/>; then exactly the values it
+/// promises are read, so that a small file that inflates to gigabytes (a gzip bomb) stops at the
+/// promised size with an error naming the file instead of filling memory.
 /// </summary>
 public static class IdxDatasetReader
 {
+    /// <summary>At most this many values in one file (the whole Fashion-MNIST training set holds 47 million).</summary>
+    public const long MaxValues = 1_000_000_000;
+
     public static Dataset Read(string imagesPath, string labelsPath, double featureScale = 1.0)
     {
         var (imageDims, pixels) = ReadIdx(imagesPath);
@@ -18,47 +24,97 @@ public static class IdxDatasetReader
         if (imageDims[0] != labelDims[0])
             throw new DataFormatException(labelsPath, "header", $"{labelDims[0]} labels for {imageDims[0]} images in {imagesPath}");
         if (imageDims[0] == 0) throw new DataFormatException(imagesPath, null, "no images");
-        int featureCount = 1;
-        for (int d = 1; d < imageDims.Length; d++) featureCount *= imageDims[d];
+        int featureCount = RowSize(imageDims);
         var features = new double[pixels.Length];
         for (int i = 0; i < pixels.Length; i++) features[i] = pixels[i] / featureScale;
         var labels = labelBytes.Select(b => (int)b).ToArray();
         return new Dataset(imagesPath, features, labels, featureCount);
     }
 
+    /// <summary>Values per image, from the header alone.</summary>
+    public static int FeatureCount(string imagesPath)
+    {
+        using var stream = Open(imagesPath);
+        var dims = ReadHeader(stream, imagesPath);
+        if (dims.Length < 2) throw new DataFormatException(imagesPath, "header", $"an image file needs at least 2 dimensions, found {dims.Length}");
+        return RowSize(dims);
+    }
+
     /// <summary>True when the file starts like an IDX file of unsigned bytes (plain or gzip).</summary>
     public static bool LooksLikeIdx(string path) =>
         path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) || path.Contains("-ubyte", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".idx", StringComparison.OrdinalIgnoreCase);
 
-    private static (int[] Dims, byte[] Data) ReadIdx(string path)
+    private static int RowSize(int[] dims)
     {
+        long size = 1;
+        for (int d = 1; d < dims.Length; d++) size *= dims[d]; // bounded by MaxValues in ReadHeader
+        return (int)size;
+    }
+
+    private static Stream Open(string path)
+    {
+        if (Directory.Exists(path)) throw new DataFormatException(path, null, "is a folder, not a file");
         if (!File.Exists(path)) throw new DataFormatException(path, null, "file not found");
-        using var file = File.OpenRead(path);
-        Stream stream = file;
+        var file = File.OpenRead(path);
         var magic = new byte[2];
-        if (file.Read(magic, 0, 2) < 2) throw new DataFormatException(path, null, "empty file");
+        int read = file.Read(magic, 0, 2);
         file.Position = 0;
-        if (magic[0] == 0x1f && magic[1] == 0x8b) stream = new GZipStream(file, CompressionMode.Decompress);
-        using var ms = new MemoryStream();
-        try { stream.CopyTo(ms); }
-        catch (InvalidDataException e) { throw new DataFormatException(path, null, $"corrupt gzip data ({e.Message})"); }
-        var bytes = ms.ToArray();
-        if (bytes.Length < 4) throw new DataFormatException(path, "header", "too short for an IDX header");
-        if (bytes[0] != 0 || bytes[1] != 0) throw new DataFormatException(path, "header", "not an IDX file (the magic number must start with two zero bytes)");
-        if (bytes[2] != 0x08) throw new DataFormatException(path, "header", $"element type 0x{bytes[2]:x2} is not supported (only unsigned bytes, 0x08)");
-        int rank = bytes[3];
-        if (bytes.Length < 4 + 4 * rank) throw new DataFormatException(path, "header", "truncated dimension list");
+        if (read < 2) { file.Dispose(); throw new DataFormatException(path, null, "empty file"); }
+        return magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
+
+    /// <summary>The dimensions the header promises, checked: non-negative, and at most <see cref="MaxValues"/> values in all.</summary>
+    private static int[] ReadHeader(Stream stream, string path)
+    {
+        var head = new byte[4];
+        ReadExactly(stream, head, path, "header", "too short for an IDX header");
+        if (head[0] != 0 || head[1] != 0) throw new DataFormatException(path, "header", "not an IDX file (the magic number must start with two zero bytes)");
+        if (head[2] != 0x08) throw new DataFormatException(path, "header", $"element type 0x{head[2]:x2} is not supported (only unsigned bytes, 0x08)");
+        int rank = head[3];
+        if (rank == 0) throw new DataFormatException(path, "header", "no dimensions");
+        var raw = new byte[4 * rank];
+        ReadExactly(stream, raw, path, "header", "truncated dimension list");
         var dims = new int[rank];
         long total = 1;
         for (int d = 0; d < rank; d++)
         {
-            dims[d] = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4 + 4 * d));
-            if (dims[d] < 0) throw new DataFormatException(path, "header", $"dimension {d} is negative");
+            dims[d] = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(4 * d));
+            if (dims[d] < 0) throw new DataFormatException(path, "header", $"dimension {d} is negative ({dims[d]})");
+            // Checked as it grows: the product of a few large dimensions overflows a long.
+            if (dims[d] > 0 && total > MaxValues / dims[d])
+                throw new DataFormatException(path, "header", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the dimensions {string.Join(" × ", dims.Take(d + 1))}{(d + 1 < rank ? " × …" : "")} promise more than {MaxValues:N0} values, the most this reader accepts"));
             total *= dims[d];
         }
-        long offset = 4 + 4 * rank;
-        if (bytes.Length - offset != total)
-            throw new DataFormatException(path, null, $"the header promises {total} values but the file holds {bytes.Length - offset}");
-        return (dims, bytes[(int)offset..]);
+        return dims;
+    }
+
+    private static (int[] Dims, byte[] Data) ReadIdx(string path)
+    {
+        using var stream = Open(path);
+        try
+        {
+            var dims = ReadHeader(stream, path);
+            long total = 1;
+            foreach (var d in dims) total *= d;
+            var data = new byte[total];
+            int got = ReadUpTo(stream, data);
+            if (got < total) throw new DataFormatException(path, null, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the header promises {total:N0} values but the file holds {got:N0}"));
+            // Exactly what was promised: one more byte means the file is not what its header says (and is not inflated further).
+            if (stream.ReadByte() >= 0) throw new DataFormatException(path, null, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the file holds more than the {total:N0} values its header promises"));
+            return (dims, data);
+        }
+        catch (InvalidDataException e) { throw new DataFormatException(path, null, $"corrupt gzip data ({e.Message})"); }
+    }
+
+    private static void ReadExactly(Stream stream, byte[] buffer, string path, string where, string problem)
+    {
+        if (ReadUpTo(stream, buffer) < buffer.Length) throw new DataFormatException(path, where, problem);
+    }
+
+    private static int ReadUpTo(Stream stream, byte[] buffer)
+    {
+        int total = 0, n;
+        while (total < buffer.Length && (n = stream.Read(buffer, total, buffer.Length - total)) > 0) total += n;
+        return total;
     }
 }

@@ -58,7 +58,7 @@ public static class MethodComparison
                 progress?.Report(method);
                 var job = new ScoreJob(store, method, method == Methods.TracIn
                     ? settings with { Method = method, Training = tracinTraining, InitialCheckpoint = null }
-                    : settings with { Method = method, InitialCheckpoint = checkpoint });
+                    : settings with { Method = method, InitialCheckpoint = checkpoint }) { AllowLocalFiles = true }; // a local benchmark
                 var clock = Stopwatch.StartNew();
                 var result = InProcessStages.Run(job);
                 double seconds = clock.Elapsed.TotalSeconds;

@@ -23,7 +23,7 @@ public sealed record NoisyLabels(int[] Clean, int[] Noisy)
             line++;
             if (line == 1)
             {
-                if (raw.Trim() != "index,label_clean,label_noisy") throw new DataFormatException(path, "line 1", $"the header must be 'index,label_clean,label_noisy', not '{raw}'");
+                if (raw.Trim() != "index,label_clean,label_noisy") throw new DataFormatException(path, "line 1", $"the header must be 'index,label_clean,label_noisy', not '{Safety.Echo.Cap(raw)}'");
                 continue;
             }
             if (raw.Length == 0) continue;
@@ -32,7 +32,7 @@ public sealed record NoisyLabels(int[] Clean, int[] Noisy)
             var v = new int[3];
             for (int k = 0; k < 3; k++)
                 if (!int.TryParse(f[k], NumberStyles.None, CultureInfo.InvariantCulture, out v[k]))
-                    throw new DataFormatException(path, $"line {line}, column {k + 1}", $"'{f[k]}' is not a non-negative integer");
+                    throw new DataFormatException(path, $"line {line}, column {k + 1}", $"'{Safety.Echo.Cap(f[k])}' is not a non-negative integer");
             if (v[0] >= trainCount) throw new DataFormatException(path, $"line {line}", $"index {v[0]} is outside the training set (rows 0..{trainCount - 1})");
             if (clean[v[0]] >= 0) throw new DataFormatException(path, $"line {line}", $"index {v[0]} appears twice");
             clean[v[0]] = v[1];

@@ -30,7 +30,7 @@ public sealed record LooTruth(IReadOnlyDictionary<int, (int[] Train, double[] De
             if (modeColumn >= 0 && !p[modeColumn].Equals(mode, StringComparison.OrdinalIgnoreCase)) continue;
             if (!int.TryParse(p[0], NumberStyles.None, CultureInfo.InvariantCulture, out int test) || !int.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out int train)
                 || !double.TryParse(p[3], NumberStyles.Float, CultureInfo.InvariantCulture, out double delta))
-                throw new DataFormatException(path, $"line {i + 1}", $"'{lines[i]}' is not test_index,train_index,predicted_delta,loo_delta");
+                throw new DataFormatException(path, $"line {i + 1}", $"'{Safety.Echo.Cap(lines[i])}' is not test_index,train_index,predicted_delta,loo_delta");
             if (!byTest.TryGetValue(test, out var list)) byTest[test] = list = ([], []);
             list.Item1.Add(train);
             list.Item2.Add(delta);

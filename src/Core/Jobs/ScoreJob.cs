@@ -20,6 +20,8 @@ namespace Influence.Core.Jobs;
 public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSettings settings)
 {
     public IArtifactStore Store { get; } = store;
+    /// <summary>Whether the request's input files may be local paths (the embedded mode); else only store:KEY.</summary>
+    public bool AllowLocalFiles { get; init; }
     public string JobId { get; } = jobId;
     public ScoreSettings Settings { get; } = settings;
     /// <summary>Cancelled when the silo stops: training gives up at its next iteration.</summary>
@@ -37,11 +39,11 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public string ScoreBlockKey(int shard) => $"{Prefix}/work/scores-{shard:D4}.bin";
 
     /// <summary>The training set alone (a shard's rows come from it).</summary>
-    public Dataset LoadTrain() => Settings.Train.Resolve(Store).Load();
+    public Dataset LoadTrain() => Settings.Train.Resolve(Store, AllowLocalFiles).Load();
 
     public TrainTestData LoadData()
     {
-        var data = TrainTestData.Load(Settings.Train.Resolve(Store), Settings.Test.Resolve(Store));
+        var data = TrainTestData.Load(Settings.Train.Resolve(Store, AllowLocalFiles), Settings.Test.Resolve(Store, AllowLocalFiles));
         foreach (var i in Settings.TestIndices)
             if (i < 0 || i >= data.Test.Count)
                 throw new ArgumentException($"test index {i} is outside the test set {Settings.Test.Path} (rows 0..{data.Test.Count - 1})");
@@ -57,6 +59,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             return Checkpoint.Load(s);
         }
         var spec = Settings.BuildSpec(data);
+        Settings.CheckSize(spec);
         if (Settings.InitialCheckpoint is not null) return AdoptCheckpoint(spec);
         var device = Compute.Devices.Default;
         using var tensors = DataTensors.From(data.Train, spec, device);
@@ -87,16 +90,32 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         return checkpoint;
     }
 
+    /// <summary>
+    /// The settings in which two models differ ("L2 0.01 against 0.02"), or null when they are the
+    /// same model. The seed is left out: it only chose the starting point of training.
+    /// </summary>
+    private static string? SpecDifference(ModelSpec stored, ModelSpec wanted)
+    {
+        var a = System.Text.Json.JsonSerializer.SerializeToElement(stored);
+        var b = System.Text.Json.JsonSerializer.SerializeToElement(wanted);
+        var differing = a.EnumerateObject()
+            .Where(p => p.Name != nameof(ModelSpec.Seed) && (!b.TryGetProperty(p.Name, out var q) || q.GetRawText() != p.Value.GetRawText()))
+            .Select(p => $"{p.Name} {Safety.Echo.Cap(p.Value.GetRawText(), 40)} against {(b.TryGetProperty(p.Name, out var q) ? Safety.Echo.Cap(q.GetRawText(), 40) : "none")}")
+            .ToList();
+        return differing.Count == 0 ? null : string.Join(", ", differing);
+    }
+
     /// <summary>Takes a trained model from an earlier job, after checking it is the model the settings describe.</summary>
     private Checkpoint AdoptCheckpoint(ModelSpec spec)
     {
-        var path = StoredFiles.LocalPath(Store, Settings.InitialCheckpoint!);
+        var path = StoredFiles.LocalPath(Store, Settings.InitialCheckpoint!, AllowLocalFiles);
         if (!File.Exists(path)) throw new FileNotFoundException($"--checkpoint {Settings.InitialCheckpoint}: file not found");
         Checkpoint checkpoint;
         try { using var s = File.OpenRead(path); checkpoint = Checkpoint.Load(s); }
-        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"--checkpoint {Settings.InitialCheckpoint}: not a checkpoint.json ({e.Message})"); }
-        if (checkpoint.Spec.Describe() != spec.Describe() || checkpoint.Parameters.Length != spec.ParameterCount)
-            throw new ArgumentException($"--checkpoint {Settings.InitialCheckpoint} holds {checkpoint.Spec.Describe()}, but the options describe {spec.Describe()}");
+        catch (InvalidDataException e) { throw new InvalidDataException($"--checkpoint {Settings.InitialCheckpoint}: {e.Message}"); }
+        if (SpecDifference(checkpoint.Spec, spec) is { } difference)
+            throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"--checkpoint {Settings.InitialCheckpoint} holds {checkpoint.Spec.Describe()} ({checkpoint.Parameters.Length:N0} parameters), but the options and data describe {spec.Describe()} ({spec.ParameterCount:N0} parameters): they differ in {difference}"));
         if (Methods.NeedsCheckpoints(Settings.Method))
             throw new ArgumentException($"--method {Settings.Method} needs the training run's checkpoints, which --checkpoint does not carry: let the job train with --optimizer sgd or adam");
         Store.Write(CheckpointKey, checkpoint.Save);

@@ -136,6 +136,7 @@ public static class ScoreOutputs
                 ["positive_definite"] = method.SmallestEigenvalue is double min ? min + method.Damping > 0 : null,
                 ["eigenvalues_of"] = s.Method == Methods.Exact ? method.Details["eigenvalues_of"]?.DeepClone() : $"estimated by {s.Method} (see method.details)",
             },
+            ["data_warnings"] = new JsonArray(data.Warnings.Select(w => (JsonNode)w).ToArray()),
             ["method"] = method.ToJson(),
             ["self_influence"] = s.GivesSelfInfluence ? "self_influence.csv" : Methods.NoSelfInfluenceReason(s.Method),
             ["scoring"] = Throughput(shards, timingsOfShards, q),

@@ -50,10 +50,12 @@ public sealed record ScoreSettings
         Options.Validate(Method);
         if (Methods.NeedsCheckpoints(Method) && Training.Optimizer is null)
             throw new ArgumentException($"--method {Method} sums over training checkpoints: train with --optimizer sgd or adam (full-batch L-BFGS keeps none)");
-        if (Training.Optimizer is not null && (!(Training.LearningRate > 0) || Training.Epochs < 1 || Training.BatchSize < 1 || Training.CheckpointEvery < 1))
-            throw new ArgumentException("--lr must be positive and --epochs, --train-batch and --checkpoint-every ≥ 1");
+        if (Training.Optimizer is not null && (!(Training.LearningRate > 0) || double.IsInfinity(Training.LearningRate) || Training.Epochs < 1 || Training.BatchSize < 1 || Training.CheckpointEvery < 1))
+            throw new ArgumentException("--lr must be a finite positive number and --epochs, --train-batch and --checkpoint-every ≥ 1");
         if (MemoryBudgetMb < 16) throw new ArgumentException($"--memory-budget-mb must be ≥ 16, not {MemoryBudgetMb}");
-        if (!(L2 >= 0)) throw new ArgumentException($"--l2 must be ≥ 0, not {L2}");
+        if (!(L2 >= 0) || double.IsInfinity(L2)) throw new ArgumentException($"--l2 must be a finite number ≥ 0, not {L2}");
+        if (!(Train.FeatureScale > 0) || double.IsInfinity(Train.FeatureScale) || !(Test.FeatureScale > 0) || double.IsInfinity(Test.FeatureScale))
+            throw new ArgumentException($"--pixel-scale must be a finite positive number, not {Train.FeatureScale}");
         if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new ArgumentException($"--damping must be a finite number ≥ 0, not {Damping}");
         if (TestIndices.Length == 0) throw new ArgumentException("--test-indices selects no test point");
         if (Shards < 1) throw new ArgumentException($"--shards must be ≥ 1, not {Shards}");
@@ -61,21 +63,43 @@ public sealed record ScoreSettings
         if (BatchSize < 1) throw new ArgumentException($"--batch-size must be ≥ 1, not {BatchSize}");
     }
 
-    public ModelSpec BuildSpec(TrainTestData data)
+    public ModelSpec BuildSpec(TrainTestData data) => BuildSpec(data.Train.FeatureCount, data.ClassCount);
+
+    /// <summary>The model for rows of <paramref name="features"/> values and <paramref name="classes"/> classes (no data needed: a spec allocates nothing).</summary>
+    public ModelSpec BuildSpec(int features, int classes)
     {
-        int features = data.Train.FeatureCount;
         var spec = ModelKind switch
         {
-            "logreg" => ModelSpec.LogisticRegression(features, data.ClassCount, L2, Precision, Seed),
-            "mlp" => ModelSpec.Mlp(features, data.ClassCount, Hidden, Activation, L2, DecayOn, Precision, Seed),
+            "logreg" => ModelSpec.LogisticRegression(features, classes, L2, Precision, Seed),
+            "mlp" => ModelSpec.Mlp(features, classes, Hidden, Activation, L2, DecayOn, Precision, Seed),
             _ => ModelSpec.Cnn(
                 Image ?? ImageShape.SquareOf(features) ?? throw new ArgumentException($"{Train.Path}: rows have {features} features, not a square image: give --image CxHxW"),
-                data.ClassCount, Convolutions ?? ConvLayer.ParseList(ConvLayer.LeNet), Hidden, Activation, L2, DecayOn, Precision, Seed),
+                classes, Convolutions ?? ConvLayer.ParseList(ConvLayer.LeNet), Hidden, Activation, L2, DecayOn, Precision, Seed),
         };
         if (Image is not null && Image.Size != features)
             throw new ArgumentException($"--image {Image} has {Image.Size} values but the rows of {Train.Path} have {features} features");
         spec.Validate();
         return spec;
+    }
+
+    /// <summary>Parameter-sized vectors that training holds at least (θ, its gradient, two optimiser or search vectors).</summary>
+    private const int ParameterCopiesInTraining = 4;
+
+    /// <summary>
+    /// Refuses, before anything is allocated or trained, a model the method or the machine cannot
+    /// hold: an exact Hessian beyond <see cref="Hessians.ExactHessian.MaxParameters"/>, or parameter
+    /// vectors that do not fit in this process's memory. Throws ArgumentException with the numbers.
+    /// </summary>
+    public void CheckSize(ModelSpec spec)
+    {
+        long p = spec.ParameterCount;
+        if (Method == Methods.Exact && p > Hessians.ExactHessian.MaxParameters)
+            throw new ArgumentException(FormattableString.Invariant($"--method exact holds a P×P Hessian, and {spec.Describe()} has {p:N0} parameters (the limit is {Hessians.ExactHessian.MaxParameters:N0}): use cg, arnoldi, ekfac or another method"));
+        long bytesPerValue = Precision == Precision.Float64 ? 8 : 4;
+        double needed = (double)p * bytesPerValue * ParameterCopiesInTraining;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (needed > available)
+            throw new ArgumentException(FormattableString.Invariant($"{spec.Describe()} has {p:N0} parameters: training holds at least {needed / (1L << 30):F1} GiB of parameter vectors, more than the {available / (double)(1L << 30):F1} GiB this process may use"));
     }
 
     /// <summary>Contiguous, nearly equal ranges [start, end) of N rows over min(Shards, N) shards.</summary>

@@ -25,9 +25,13 @@ public sealed record UnitRow(RetrainMode Mode, UnitKind Kind, int Item, int Test
 public sealed class LooJob(IArtifactStore store, string jobId, LooSettings settings)
 {
     public IArtifactStore Store { get; } = store;
+    /// <summary>Whether the request's index files may be local paths (the embedded mode); else only store:KEY.</summary>
+    public bool AllowLocalFiles { get; init; }
     public string JobId { get; } = jobId;
     public LooSettings Settings { get; } = settings;
-    public ScoreJob Score { get; } = new(store, jobId, settings.Score);
+    private ScoreJob? score;
+    /// <summary>The score job this LOO study checks (same id, same store, same file access).</summary>
+    public ScoreJob Score => score ??= new(Store, JobId, Settings.Score) { AllowLocalFiles = AllowLocalFiles };
     public string Prefix => $"jobs/{JobId}";
     public string PlanKey => $"{Prefix}/loo/plan.json";
     public string UnitKey(int id) => $"{Prefix}/loo/units/unit-{id:D5}.csv";
@@ -61,7 +65,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
         if (LoadPlan() is { } existing) return existing;
         int n = data.Train.Count;
         // Index files the client put into the store are read through local copies.
-        var removal = Settings.Removal.WithFiles(path => StoredFiles.LocalPath(Store, path));
+        var removal = Settings.Removal.WithFiles(path => StoredFiles.LocalPath(Store, path, AllowLocalFiles));
         bool fast = checkpoint.Spec.IsLogisticRegression && checkpoint.Spec.Precision == Precision.Float64;
         var units = new List<LooUnit>();
         void Add(RetrainMode mode, UnitKind kind, IReadOnlyList<int> items, int size)

@@ -1,3 +1,4 @@
+using Influence.Core.Safety;
 using System.Globalization;
 
 namespace Influence.Core.Loo;
@@ -43,22 +44,22 @@ public sealed record RemovalSet(string Text, IReadOnlyList<RemovalSet.Part> Part
             case "bottom": return new Bottom(PositiveInt(arg, part));
             case "random":
                 var pieces = arg.Split(',', StringSplitOptions.TrimEntries);
-                if (pieces.Length > 2) throw new ArgumentException($"--remove '{part}': expected random:K or random:K,SEED");
+                if (pieces.Length > 2) throw new ArgumentException($"--remove '{Echo.Cap(part)}': expected random:K or random:K,SEED");
                 return new Random(PositiveInt(pieces[0], part), pieces.Length == 2 ? Int(pieces[1], part) : 0);
             case "file" when arg.Length > 0: return new FromFile(arg);
-            case "subsets": throw new ArgumentException($"--remove '{part}': subsets:M,α cannot be combined with other removal sets");
-            default: throw new ArgumentException($"--remove '{part}' is not a removal set; use all, top:K, bottom:K, random:K[,seed], file:PATH or subsets:M,α[,seed]");
+            case "subsets": throw new ArgumentException($"--remove '{Echo.Cap(part)}': subsets:M,α cannot be combined with other removal sets");
+            default: throw new ArgumentException($"--remove '{Echo.Cap(part)}' is not a removal set; use all, top:K, bottom:K, random:K[,seed], file:PATH or subsets:M,α[,seed]");
         }
     }
 
     private static int Int(string s, string part) =>
         int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
-            ? v : throw new ArgumentException($"--remove '{part}': '{s}' is not an integer");
+            ? v : throw new ArgumentException($"--remove '{Echo.Cap(part)}': '{Echo.Cap(s)}' is not an integer");
 
     private static int PositiveInt(string s, string part)
     {
         int v = Int(s, part);
-        return v > 0 ? v : throw new ArgumentException($"--remove '{part}': K must be positive, not {v}");
+        return v > 0 ? v : throw new ArgumentException($"--remove '{Echo.Cap(part)}': K must be positive, not {v}");
     }
 
     /// <summary>
@@ -115,7 +116,7 @@ public sealed record RemovalSet(string Text, IReadOnlyList<RemovalSet.Part> Part
     /// <summary>Reads training indices from a text file; errors name the file, line and problem.</summary>
     public static IEnumerable<int> ReadIndexFile(string path, int trainCount)
     {
-        if (!File.Exists(path)) throw new ArgumentException($"--remove file:{path}: file not found");
+        if (!File.Exists(path)) throw new ArgumentException($"--remove file:{Echo.Cap(path)}: file not found");
         int lineNumber = 0;
         var result = new List<int>();
         foreach (var raw in File.ReadLines(path))
@@ -127,13 +128,13 @@ public sealed record RemovalSet(string Text, IReadOnlyList<RemovalSet.Part> Part
             foreach (var token in line.Split([',', ' ', '\t', ';'], StringSplitOptions.RemoveEmptyEntries))
             {
                 if (!int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out int i))
-                    throw new ArgumentException($"{path}, line {lineNumber}: '{token}' is not a training index");
+                    throw new ArgumentException($"{Echo.Cap(path)}, line {lineNumber}: '{Echo.Cap(token)}' is not a training index");
                 if (i >= trainCount)
-                    throw new ArgumentException($"{path}, line {lineNumber}: index {i} is outside the training set (rows 0..{trainCount - 1})");
+                    throw new ArgumentException($"{Echo.Cap(path)}, line {lineNumber}: index {i} is outside the training set (rows 0..{trainCount - 1})");
                 result.Add(i);
             }
         }
-        if (result.Count == 0) throw new ArgumentException($"{path}: no training index in the file");
+        if (result.Count == 0) throw new ArgumentException($"{Echo.Cap(path)}: no training index in the file");
         return result;
     }
 }
@@ -144,14 +145,14 @@ public sealed record LdsSubsets(int Count, double Fraction, int Seed)
     public static LdsSubsets Parse(string arg)
     {
         var pieces = arg.Split(',', StringSplitOptions.TrimEntries);
-        if (pieces.Length is < 2 or > 3) throw new ArgumentException($"--remove subsets:{arg}: expected subsets:M,α or subsets:M,α,SEED");
+        if (pieces.Length is < 2 or > 3) throw new ArgumentException($"--remove subsets:{Echo.Cap(arg)}: expected subsets:M,α or subsets:M,α,SEED");
         if (!int.TryParse(pieces[0], NumberStyles.None, CultureInfo.InvariantCulture, out int m) || m < 3)
-            throw new ArgumentException($"--remove subsets:{arg}: M must be an integer ≥ 3 (a Spearman correlation needs several subsets)");
+            throw new ArgumentException($"--remove subsets:{Echo.Cap(arg)}: M must be an integer ≥ 3 (a Spearman correlation needs several subsets)");
         if (!double.TryParse(pieces[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double alpha) || !(alpha > 0 && alpha < 1))
-            throw new ArgumentException($"--remove subsets:{arg}: α must be a fraction strictly between 0 and 1");
+            throw new ArgumentException($"--remove subsets:{Echo.Cap(arg)}: α must be a fraction strictly between 0 and 1");
         int seed = 0;
         if (pieces.Length == 3 && !int.TryParse(pieces[2], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out seed))
-            throw new ArgumentException($"--remove subsets:{arg}: '{pieces[2]}' is not an integer seed");
+            throw new ArgumentException($"--remove subsets:{Echo.Cap(arg)}: '{Echo.Cap(pieces[2])}' is not an integer seed");
         return new LdsSubsets(m, alpha, seed);
     }
 

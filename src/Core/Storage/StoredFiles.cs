@@ -1,9 +1,12 @@
+using Influence.Core.Safety;
+
 namespace Influence.Core.Storage;
 
 /// <summary>
-/// Dataset files that live in the artifact store: a path "store:KEY" names the artifact KEY. A
-/// silo reads such a file through a local copy (datasets are read whole, by readers that take a
-/// path), downloaded once per process into a temporary folder and shared by every job.
+/// Input files of a job (datasets, index files, checkpoints) named in its request: "store:KEY" for
+/// an artifact, or a local path. A request is untrusted: a silo of a cluster reads inputs only from
+/// the artifact store, with the key checked before any filesystem access; local paths are for the
+/// embedded mode, where the request comes from the same user on the same machine.
 /// </summary>
 public static class StoredFiles
 {
@@ -11,16 +14,25 @@ public static class StoredFiles
 
     public static bool IsStored(string path) => path.StartsWith(Scheme, StringComparison.Ordinal);
 
-    public static string Reference(string key) => Scheme + key;
+    public static string Reference(string key) => Scheme + StoreKeys.Check(key);
 
-    /// <summary>A local path for <paramref name="path"/>: itself, or a local copy of the stored file.</summary>
-    public static string LocalPath(IArtifactStore store, string path)
+    /// <summary>
+    /// A local path for <paramref name="path"/>: itself when local files are allowed, or a local
+    /// copy of the stored artifact. Throws <see cref="ArgumentException"/> for a local path where
+    /// they are not, or a malformed key.
+    /// </summary>
+    public static string LocalPath(IArtifactStore store, string path, bool allowLocalFiles)
     {
-        if (!IsStored(path)) return path;
-        var key = path[Scheme.Length..];
+        if (!IsStored(path))
+        {
+            if (!allowLocalFiles)
+                throw new ArgumentException($"'{Echo.Cap(path)}' is a local path: silos of a cluster read inputs only from the artifact store (store:KEY; the client uploads its files there)");
+            return path;
+        }
+        var key = StoreKeys.Check(path[Scheme.Length..]);
         var local = Path.Combine(Path.GetTempPath(), $"influence-datasets-{Environment.ProcessId}", key.Replace('/', Path.DirectorySeparatorChar));
         if (File.Exists(local)) return local; // downloaded already: no call to the store
-        if (!store.Exists(key)) throw new FileNotFoundException($"dataset '{key}' is not in the artifact store ({store.Describe(key)})", path);
+        if (!store.Exists(key)) throw new FileNotFoundException($"'{Echo.Cap(key)}' is not in the artifact store ({Secrets.Redact(store.Describe(key))})", Echo.Cap(path));
         Directory.CreateDirectory(Path.GetDirectoryName(local)!);
         var temp = $"{local}.partial-{Guid.NewGuid():N}";
         try

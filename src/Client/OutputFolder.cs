@@ -1,0 +1,182 @@
+using System.Text.Json;
+using Influence.Core.Safety;
+using Influence.Core.Storage;
+
+namespace Influence.Client;
+
+/// <summary>A job finished, but its outputs cannot be copied into --out (missing from the store, or listed under names that are not plain file names).</summary>
+public sealed class JobOutputException(string message) : Exception(message);
+
+/// <summary>
+/// The --out folder of a command. Checked before any job runs (a file, a device or an unwritable
+/// place exits 2 at once), and claimed with a manifest (<see cref="ManifestName"/>) that lists
+/// every file the run writes there. A folder that already holds results is refused unless
+/// --overwrite is given; then the files of the earlier run are removed first, so that no stale
+/// file of another kind of job stays beside the new ones. Files are only ever written under
+/// plain names (no '/', no '..'), each through a temporary name unique to the write.
+/// </summary>
+public sealed class OutputFolder
+{
+    public const string ManifestName = ".influence-outputs.json";
+
+    private readonly List<string> files = [];
+
+    private OutputFolder(string path, string command)
+    {
+        FullPath = path;
+        Command = command;
+    }
+
+    public string FullPath { get; }
+    private string Command { get; }
+
+    /// <summary>
+    /// Checks <paramref name="path"/> and claims it for <paramref name="command"/>. Throws
+    /// <see cref="ArgumentException"/> (exit 2) when it cannot be used: a file, not writable, or
+    /// holding results without <paramref name="overwrite"/>.
+    /// </summary>
+    public static OutputFolder Prepare(string path, bool overwrite, string command)
+    {
+        string full;
+        try { full = Path.GetFullPath(path); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ArgumentException($"--out '{Echo.Cap(path)}' is not a usable path: {e.Message}");
+        }
+        if (File.Exists(full)) throw new ArgumentException($"--out {Echo.Cap(full)} is a file, not a folder");
+        var manifest = Path.Combine(full, ManifestName);
+        if (Directory.Exists(full))
+        {
+            bool hasResults = File.Exists(manifest);
+            bool empty = !Directory.EnumerateFileSystemEntries(full).Any();
+            if (hasResults && !overwrite)
+                throw new ArgumentException($"--out {Echo.Cap(full)} holds the results of an earlier run ({Describe(manifest)}): give --overwrite to replace them, or choose another folder");
+            if (!empty && !hasResults && !overwrite)
+                throw new ArgumentException($"--out {Echo.Cap(full)} is not empty and holds no earlier results of this program: choose an empty or new folder (--overwrite writes beside its files)");
+        }
+        try
+        {
+            Directory.CreateDirectory(full);
+            // Writable? Found now, not after the job has run.
+            var probe = Path.Combine(full, $".influence-probe-{Guid.NewGuid():N}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"--out {Echo.Cap(full)}: cannot write there ({e.Message})");
+        }
+        var folder = new OutputFolder(full, command);
+        if (overwrite && File.Exists(manifest)) folder.RemoveEarlierResults(manifest);
+        folder.SaveManifest();
+        return folder;
+    }
+
+    /// <summary>The path of the plain file <paramref name="name"/> in this folder, recorded as written by this run.</summary>
+    public string PathOf(string name)
+    {
+        if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output file name");
+        if (!files.Contains(name))
+        {
+            files.Add(name);
+            SaveManifest();
+        }
+        return Path.Combine(FullPath, name);
+    }
+
+    /// <summary>A subfolder (compare-methods: one per method), recorded so that --overwrite removes it too.</summary>
+    public OutputFolder Sub(string name)
+    {
+        var path = PathOf(name);
+        if (File.Exists(path)) throw new ArgumentException($"--out {Echo.Cap(FullPath)}: '{name}' is a file, not a folder");
+        return Prepare(path, overwrite: true, Command);
+    }
+
+    /// <summary>Writes a file through a temporary name unique to this write, then renames it into place.</summary>
+    public void Write(string name, Action<Stream> write)
+    {
+        var target = PathOf(name);
+        var temp = Path.Combine(FullPath, $".{name}.partial-{Guid.NewGuid():N}");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write)) write(stream);
+            File.Move(temp, target, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    public void WriteText(string name, string text) => Write(name, s => { using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false)); w.Write(text); });
+
+    /// <summary>
+    /// Copies a finished job's outputs from the store. The names come from the store (the job's
+    /// outputs.json), which is not trusted: every one must be a plain file name, or nothing is copied.
+    /// </summary>
+    public IReadOnlyList<string> Export(IArtifactStore store, string jobId, string prefix, IReadOnlyList<string> defaultFiles, string required)
+    {
+        IReadOnlyList<string> names = defaultFiles;
+        var manifestKey = $"{prefix}/outputs.json";
+        if (store.Exists(manifestKey))
+        {
+            try
+            {
+                using var manifest = store.OpenRead(manifestKey);
+                names = JsonSerializer.Deserialize<string[]>(manifest) ?? [];
+            }
+            catch (JsonException e) { throw new JobOutputException($"job {jobId}: its outputs.json in the store is not a list of file names ({Echo.Cap(e.Message)}); nothing was exported"); }
+        }
+        var bad = names.FirstOrDefault(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName);
+        if (bad is not null)
+            throw new JobOutputException($"job {jobId}: its outputs.json lists '{Echo.Cap(bad)}', which is not a plain file name; nothing was exported (someone with write access to the store may have changed it)");
+        if (names.Count > 1000) throw new JobOutputException($"job {jobId}: its outputs.json lists {names.Count} files; at most 1000 are exported");
+        if (!store.Exists($"{prefix}/{required}"))
+            throw new JobOutputException($"job {jobId} completed and its outputs are under '{prefix}' in the silos' artifact store, but this client's --store ({Secrets.Redact(store.Describe(prefix))}) does not hold its {required}: give --store the silos' store (their Store settings) and export again with `influence job export {jobId}`");
+        var written = new List<string>();
+        foreach (var name in names.Distinct(StringComparer.Ordinal))
+        {
+            var key = $"{prefix}/{name}";
+            if (!store.Exists(key)) continue;
+            Write(name, target => { using var source = store.OpenRead(key); source.CopyTo(target); });
+            written.Add(name);
+        }
+        return written;
+    }
+
+    private void RemoveEarlierResults(string manifest)
+    {
+        foreach (var name in ReadManifest(manifest).Files)
+        {
+            // Plain names only: a manifest edited to name "../x" removes nothing outside this folder.
+            if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) continue;
+            var path = Path.Combine(FullPath, name);
+            if (File.Exists(path)) File.Delete(path);
+            else if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+        }
+    }
+
+    private void SaveManifest()
+    {
+        var json = JsonSerializer.Serialize(new Manifest(Command, DateTime.UtcNow, [.. files]), ManifestJson);
+        var temp = Path.Combine(FullPath, $"{ManifestName}.partial-{Guid.NewGuid():N}");
+        File.WriteAllText(temp, json);
+        File.Move(temp, Path.Combine(FullPath, ManifestName), overwrite: true);
+    }
+
+    private static string Describe(string manifest)
+    {
+        var m = ReadManifest(manifest);
+        return $"influence {Echo.Cap(m.Command, 40)}, {m.Files.Length} files, {m.WrittenUtc:yyyy-MM-dd HH:mm} UTC";
+    }
+
+    private static Manifest ReadManifest(string path)
+    {
+        try { return JsonSerializer.Deserialize<Manifest>(File.ReadAllText(path), ManifestJson) ?? new Manifest("?", default, []); }
+        catch (JsonException) { return new Manifest("?", default, []); }
+    }
+
+    private static readonly JsonSerializerOptions ManifestJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    private sealed record Manifest(string Command, DateTime WrittenUtc, string[] Files);
+}
