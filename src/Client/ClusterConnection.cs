@@ -31,6 +31,8 @@ public sealed class ClusterConnection : IAsyncDisposable
     /// <summary>TLS to the gateways (silos started with Tls:CertificateFile): the PEM certificate, key and CA the client presents and trusts.</summary>
     public const string TlsCertificateVariable = "INFLUENCE_TLS_CERT", TlsKeyVariable = "INFLUENCE_TLS_KEY", TlsCaVariable = "INFLUENCE_TLS_CA";
 
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
+
     private readonly IHost host;
 
     private ClusterConnection(IHost host, IClusterClient client, IArtifactStore store, string description, bool embedded)
@@ -66,6 +68,9 @@ public sealed class ClusterConnection : IAsyncDisposable
         builder.Logging.SetMinimumLevel(verbose ? LogLevel.Information : LogLevel.Warning);
         // The watchdog warns once at start-up about time spent before the silo existed; not the user's concern.
         builder.Logging.AddFilter("Orleans.Runtime.Watchdog", verbose ? LogLevel.Warning : LogLevel.Error);
+        // Refused or dropped connections are retried, and said once in the error if they end the
+        // command: their warnings (with stack traces) are for --verbose.
+        builder.Logging.AddFilter("Orleans.Runtime.Messaging", verbose ? LogLevel.Warning : LogLevel.Error);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         // The command line owns Ctrl+C and SIGTERM (they cancel the command, which then disposes this
         // connection); the host's console lifetime would swallow them and stop the silo under a running poll.
@@ -110,11 +115,16 @@ public sealed class ClusterConnection : IAsyncDisposable
             description = $"cluster at {Secrets.Redact(cluster)}";
         }
         var host = builder.Build();
-        try { await host.StartAsync(ct); }
-        catch (Exception e) when (!embedded && e is not OperationCanceledException)
+        // A gateway that drops the connection at once (TLS on one side only, a certificate it does
+        // not trust) is retried without end by Orleans: give up after ConnectTimeout instead.
+        using var connecting = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (!embedded) connecting.CancelAfter(ConnectTimeout);
+        try { await host.StartAsync(connecting.Token); }
+        catch (Exception e) when (!embedded && !ct.IsCancellationRequested)
         {
             host.Dispose();
-            throw new ConnectionException($"cannot connect to the cluster at {cluster}: {e.Message.Split('\n')[0]} (are its silos running, with Cluster:ClusterId '{Environment.GetEnvironmentVariable(ClusterIdVariable) ?? "influence"}'?)", e);
+            var reason = e is OperationCanceledException ? $"no gateway accepted the connection within {ConnectTimeout.TotalSeconds:F0} s" : e.Message.Split('\n')[0];
+            throw new ConnectionException($"cannot connect to the cluster at {cluster}: {reason} (are its silos running, with Cluster:ClusterId '{Environment.GetEnvironmentVariable(ClusterIdVariable) ?? "influence"}'? If they use TLS, set ${TlsCertificateVariable} and ${TlsKeyVariable} to a certificate they trust)", e);
         }
         var client = host.Services.GetRequiredService<IClusterClient>();
         return new ClusterConnection(host, client, artifacts, description, embedded);

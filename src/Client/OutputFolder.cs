@@ -47,8 +47,11 @@ public sealed class OutputFolder
         var manifest = Path.Combine(full, ManifestName);
         if (Directory.Exists(full))
         {
-            bool hasResults = File.Exists(manifest);
-            bool empty = !Directory.EnumerateFileSystemEntries(full).Any();
+            // Claimed by an earlier run that wrote nothing (cancelled, interrupted, failed): free to reuse,
+            // so that `--resume JOB --out SAME` works.
+            bool claimed = File.Exists(manifest);
+            bool hasResults = claimed && ReadManifest(manifest).Files.Length > 0;
+            bool empty = !Directory.EnumerateFileSystemEntries(full).Any(e => !claimed || Path.GetFileName(e) != ManifestName);
             if (hasResults && !overwrite)
                 throw new ArgumentException($"--out {Echo.Cap(full)} holds the results of an earlier run ({Describe(manifest)}): give --overwrite to replace them, or choose another folder");
             if (!empty && !hasResults && !overwrite)
@@ -67,7 +70,7 @@ public sealed class OutputFolder
             throw new ArgumentException($"--out {Echo.Cap(full)}: cannot write there ({e.Message})");
         }
         var folder = new OutputFolder(full, command);
-        if (overwrite && File.Exists(manifest)) folder.RemoveEarlierResults(manifest);
+        if (File.Exists(manifest)) folder.RemoveEarlierResults(manifest); // only with --overwrite, or when it lists nothing
         folder.SaveManifest();
         return folder;
     }

@@ -124,7 +124,7 @@ public sealed class ClusterFailureTests(ReferenceRuns reference) : IClassFixture
         });
         var failed = await cluster.WaitForAsync<IScoreJobGrain>("broken-dataset", s => s.IsFinished, TimeSpan.FromMinutes(1));
         Assert.Equal(JobPhase.Failed, failed.Phase);
-        Assert.Contains("dataset 'datasets/0000/missing.csv' is not in the artifact store", failed.Error, StringComparison.Ordinal);
+        Assert.Contains("'datasets/0000/missing.csv' is not in the artifact store", failed.Error, StringComparison.Ordinal);
 
         var status = await cluster.WaitForAsync<ILooJobGrain>(jobId, s => s.Phase == JobPhase.Retraining && s.Done >= s.Total * 0.3 || s.IsFinished, JobTimeout);
         Assert.False(status.IsFinished, $"the job ended before its coordinator could be killed: {status.Phase} {status.Error}");

@@ -44,7 +44,7 @@ public sealed class ConfigurationTests : IAsyncLifetime
     {
         var (exit, output, took) = await RunSilo($"--Cluster:Redis=127.0.0.1:{Tools.FreePort()}");
         Assert.Equal(3, exit);
-        Assert.Contains("error: cannot reach Redis at 127.0.0.1:", output, StringComparison.Ordinal);
+        Assert.Contains("error: cannot reach Redis at '127.0.0.1:", output, StringComparison.Ordinal);
         Assert.True(took < TimeSpan.FromSeconds(30), $"took {took}");
     }
 
@@ -83,7 +83,7 @@ public sealed class ConfigurationTests : IAsyncLifetime
         await using (var client = new ChildProcess("client", "dotnet", [Tools.Bin("influence.dll"), "cluster", "status", "--cluster", $"redis://127.0.0.1:{port}"]))
         {
             Assert.Equal(3, await client.WaitAsync(TimeSpan.FromSeconds(60)));
-            Assert.Contains($"error: --cluster redis://127.0.0.1:{port}: cannot reach Redis at 127.0.0.1:{port}", client.Output(), StringComparison.Ordinal);
+            Assert.Contains($"error: --cluster redis://127.0.0.1:{port}: cannot reach Redis at '127.0.0.1:{port}'", client.Output(), StringComparison.Ordinal);
         }
         await using (var client = new ChildProcess("client", "dotnet",
             [Tools.Bin("influence.dll"), "score", "--train", Tools.DataFile("iris_train.csv"), "--test", Tools.DataFile("iris_test.csv"), "--out", Tools.TempDir("out"), "--store", "azblob:missing-container"],

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Influence.Abstractions;
 
 namespace Influence.Cluster.Tests;
 
@@ -76,6 +77,60 @@ public sealed class SecurityTests
         foreach (var secret in new[] { RedisPassword, AzuriteServer.AccountKey, AzuriteServer.AccountKey[..20], SasSignature })
             foreach (var (where, text) in outputs)
                 Assert.False(text.Contains(secret, StringComparison.Ordinal), $"{where} shows a secret:\n{text[..Math.Min(text.Length, 3000)]}");
+    }
+
+    [Fact]
+    public async Task A_client_whose_store_is_not_the_silos_says_where_the_results_are_and_job_export_fetches_them()
+    {
+        await using var cluster = await RealCluster.StartAsync(silos: 1);
+        string Key(string file) => $"store:datasets/{Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Tools.DataFile(file))))[..16]}/{file}";
+        // A first run puts the datasets into the silos' store.
+        await using (var first = cluster.StartClient("first", "score", "--train", Tools.DataFile("iris_train.csv"), "--test", Tools.DataFile("iris_test.csv"), "--test-indices", "0", "--out", Tools.TempDir("first")))
+            Assert.True(await first.WaitAsync(TimeSpan.FromMinutes(3)) == 0, first.Tail());
+        // The second names them by key but reads another container: the job completes on the silos, the export cannot.
+        var other = cluster.Azurite.CreateContainer("other");
+        await using var mismatched = new ChildProcess("mismatched", "dotnet", [Tools.Bin("influence.dll"), "score", "--train", Key("iris_train.csv"), "--test", Key("iris_test.csv"),
+            "--test-indices", "0", "--out", Tools.TempDir("mismatched"), "--cluster", $"redis://{cluster.Redis.Connection}", "--store", $"azblob:{other}"], cluster.ClientEnv());
+        Assert.Equal(1, await mismatched.WaitAsync(TimeSpan.FromMinutes(3)));
+        var jobId = await JobOutputs.JobIdAsync(mismatched, TimeSpan.FromSeconds(1));
+        Assert.Contains($"job {jobId} completed and its outputs are under 'jobs/{jobId}' in the silos' artifact store", mismatched.Output(), StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", mismatched.Output(), StringComparison.Ordinal);
+        // Where it says to look, they are.
+        var outDir = Path.Combine(Tools.TempDir("export"), "out");
+        await using var export = new ChildProcess("export", "dotnet", [Tools.Bin("influence.dll"), "job", "export", jobId, "--store", $"azblob:{cluster.Container}", "--out", outDir], cluster.ClientEnv());
+        Assert.True(await export.WaitAsync(TimeSpan.FromMinutes(1)) == 0, export.Tail());
+        Assert.True(File.Exists(Path.Combine(outDir, "influence.csv")));
+    }
+
+    [Fact]
+    public async Task A_silo_refuses_requests_that_name_its_own_files_or_a_job_id_that_is_a_path()
+    {
+        await using var cluster = await RealCluster.StartAsync(silos: 1);
+        var client = await cluster.ClientAsync();
+        var secret = Path.Combine(Tools.TempDir("silo-disk"), "secret.csv");
+        File.WriteAllText(secret, "label,x\n0,SECRET-ROW-CONTENT\n1,2\n");
+        foreach (var (id, path, message) in new[]
+        {
+            ("local-path", secret, "is a local path: silos of a cluster read inputs only from the artifact store"),
+            ("escaping-key", "store:" + secret, "bad artifact key"),
+            ("dot-dot-key", "store:datasets/../../x.csv", "'.' or '..' segment"),
+        })
+        {
+            await client.GetGrain<IScoreJobGrain>(id).Start(new ScoreJobRequest
+            {
+                Train = new DataSource { Path = path }, Test = new DataSource { Path = path }, Model = new ModelSettings { Kind = "logreg" }, TestIndices = [0],
+            });
+            var failed = await cluster.WaitForAsync<IScoreJobGrain>(id, s => s.IsFinished, TimeSpan.FromMinutes(1));
+            Assert.Equal(JobPhase.Failed, failed.Phase);
+            Assert.Contains(message, failed.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain("SECRET-ROW-CONTENT", failed.Error, StringComparison.Ordinal);
+        }
+        var badId = await client.GetGrain<IScoreJobGrain>("../escape").Start(new ScoreJobRequest
+        {
+            Train = new DataSource { Path = "store:datasets/x/a.csv" }, Test = new DataSource { Path = "store:datasets/x/a.csv" }, Model = new ModelSettings { Kind = "logreg" }, TestIndices = [0],
+        });
+        Assert.Equal(JobPhase.Failed, badId.Phase);
+        Assert.Contains("is not a job id", badId.Error, StringComparison.Ordinal);
     }
 
     /// <summary>Ports of TCP sockets that process <paramref name="pid"/> listens on (from /proc).</summary>
