@@ -57,7 +57,7 @@ public static class ClusterCommands
         OutputFolder output;
         try
         {
-            LooCommand.CheckJobId(jobId);
+            Influence.Core.Safety.StoreKeys.CheckJobId(jobId, "JOB");
             output = ScoreCommand.PrepareOut(parse, "job export");
         }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }

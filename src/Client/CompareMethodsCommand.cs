@@ -42,6 +42,8 @@ public static class CompareMethodsCommand
         string[] methods;
         LooTruth? loo = null;
         OutputFolder output;
+        bool exact;
+        var methodOuts = new Dictionary<string, OutputFolder>();
         try
         {
             baseRequest = ScoreCommand.BuildRequest(parse);
@@ -58,6 +60,10 @@ public static class CompareMethodsCommand
                 baseRequest = baseRequest with { Checkpoint = Path.GetFullPath(checkpoint), TestIndices = loo.TestIndices };
             }
             output = ScoreCommand.PrepareOut(parse, "compare-methods");
+            // The first job trains the model (unless the LOO run's is given); every later one scores it.
+            exact = parse.GetValue(Exact) switch { "always" => true, "never" => false, _ => ParameterCount(baseRequest) <= ExactHessian.MaxParameters };
+            // Every method's folder, made before any job runs (a folder in the way exits 2 now, not after an hour).
+            foreach (var m in exact ? methods.Prepend(Methods.Exact) : methods) methodOuts[m] = output.Sub(m);
         }
         catch (Exception e) when (e is ArgumentException or Influence.Core.Data.DataFormatException)
         {
@@ -71,15 +77,13 @@ public static class CompareMethodsCommand
         long parameters = 0;
         string model = "";
 
-        // The first job trains the model (unless the LOO run's is given); every later one scores it.
-        bool exact = parse.GetValue(Exact) switch { "always" => true, "never" => false, _ => ParameterCount(baseRequest) <= ExactHessian.MaxParameters };
         foreach (var method in exact ? methods.Prepend(Methods.Exact) : methods)
         {
             var request = baseRequest with { Method = method };
             if (method == Methods.TracIn && request.Training.Optimizer == "lbfgs")
                 request = request with { Training = request.Training with { Optimizer = "sgd" }, Checkpoint = null };
             else if (method == Methods.TracIn) request = request with { Checkpoint = null };
-            var methodOut = output.Sub(method);
+            var methodOut = methodOuts[method];
             var dir = methodOut.FullPath;
             PeakMemory.Reset();
             var jobId = JobRunner.NewJobId("score");

@@ -38,13 +38,6 @@ public static class LooCommand
         return modes.Length > 0 ? modes : throw new ArgumentException("--retrain selects no mode");
     }
 
-    /// <summary>A --resume JOB must be a job id as this program makes them (one plain name): it becomes part of store keys.</summary>
-    public static void CheckJobId(string? jobId)
-    {
-        if (jobId is not null && (!Influence.Core.Safety.StoreKeys.IsPlainFileName(jobId) || jobId.StartsWith('.')))
-            throw new ArgumentException($"--resume '{Influence.Core.Safety.Echo.Cap(jobId)}' is not a job id (letters, digits, '.', '_' and '-', as printed by the run that started it)");
-    }
-
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         LooJobRequest request;
@@ -63,7 +56,7 @@ public static class LooCommand
             };
             Influence.Grains.RequestMapping.ToSettings(request).Validate();
             if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
-            CheckJobId(parse.GetValue(Resume));
+            if (parse.GetValue(Resume) is { } resume) Influence.Core.Safety.StoreKeys.CheckJobId(resume, "--resume");
             output = ScoreCommand.PrepareOut(parse, "loo");
         }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }

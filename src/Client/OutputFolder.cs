@@ -70,8 +70,15 @@ public sealed class OutputFolder
             throw new ArgumentException($"--out {Echo.Cap(full)}: cannot write there ({e.Message})");
         }
         var folder = new OutputFolder(full, command);
-        if (File.Exists(manifest)) folder.RemoveEarlierResults(manifest); // only with --overwrite, or when it lists nothing
-        folder.SaveManifest();
+        try
+        {
+            if (File.Exists(manifest)) folder.RemoveEarlierResults(manifest); // only with --overwrite, or when it lists nothing
+            folder.SaveManifest();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"--out {Echo.Cap(full)}: cannot replace the earlier results ({e.Message})");
+        }
         return folder;
     }
 
@@ -87,12 +94,21 @@ public sealed class OutputFolder
         return Path.Combine(FullPath, name);
     }
 
-    /// <summary>A subfolder (compare-methods: one per method), recorded so that --overwrite removes it too.</summary>
+    /// <summary>
+    /// A subfolder (compare-methods: one per method), created by this run and recorded so that a
+    /// later --overwrite removes it. One that is already there is not this run's (an earlier run's
+    /// were removed by --overwrite): it is refused rather than claimed, so no user folder is ever
+    /// recorded and later deleted. Call before any job runs (ArgumentException: exit 2).
+    /// </summary>
     public OutputFolder Sub(string name)
     {
-        var path = PathOf(name);
-        if (File.Exists(path)) throw new ArgumentException($"--out {Echo.Cap(FullPath)}: '{name}' is a file, not a folder");
-        return Prepare(path, overwrite: true, Command);
+        if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output folder name");
+        var path = Path.Combine(FullPath, name);
+        if (File.Exists(path) || Directory.Exists(path))
+            throw new ArgumentException($"--out {Echo.Cap(FullPath)} already has '{name}', which is not from an earlier run of this program: choose another folder");
+        var sub = Prepare(path, overwrite: false, Command);
+        PathOf(name); // recorded only once created
+        return sub;
     }
 
     /// <summary>Writes a file through a temporary name unique to this write, then renames it into place.</summary>
@@ -130,9 +146,11 @@ public sealed class OutputFolder
             }
             catch (JsonException e) { throw new JobOutputException($"job {jobId}: its outputs.json in the store is not a list of file names ({Echo.Cap(e.Message)}); nothing was exported"); }
         }
-        var bad = names.FirstOrDefault(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName);
-        if (bad is not null)
-            throw new JobOutputException($"job {jobId}: its outputs.json lists '{Echo.Cap(bad)}', which is not a plain file name; nothing was exported (someone with write access to the store may have changed it)");
+        if (names.Any(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName))
+        {
+            var bad = names.First(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName);
+            throw new JobOutputException($"job {jobId}: its outputs.json lists '{Echo.Cap(bad ?? "null")}', which is not a plain file name; nothing was exported (someone with write access to the store may have changed it)");
+        }
         if (names.Count > 1000) throw new JobOutputException($"job {jobId}: its outputs.json lists {names.Count} files; at most 1000 are exported");
         if (!store.Exists($"{prefix}/{required}"))
             throw new JobOutputException($"job {jobId} completed and its outputs are under '{prefix}' in the silos' artifact store, but this client's --store ({Secrets.Redact(store.Describe(prefix))}) does not hold its {required}: give --store the silos' store (their Store settings) and export again with `influence job export {jobId}`");
@@ -173,10 +191,15 @@ public sealed class OutputFolder
         return $"influence {Echo.Cap(m.Command, 40)}, {m.Files.Length} files, {m.WrittenUtc:yyyy-MM-dd HH:mm} UTC";
     }
 
+    /// <summary>The manifest of an earlier run; an unreadable or malformed one lists nothing (so nothing is removed).</summary>
     private static Manifest ReadManifest(string path)
     {
-        try { return JsonSerializer.Deserialize<Manifest>(File.ReadAllText(path), ManifestJson) ?? new Manifest("?", default, []); }
-        catch (JsonException) { return new Manifest("?", default, []); }
+        try
+        {
+            var m = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(path), ManifestJson);
+            return new Manifest(m?.Command ?? "?", m?.WrittenUtc ?? default, m?.Files?.Where(f => f is not null).ToArray() ?? []);
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { return new Manifest("?", default, []); }
     }
 
     private static readonly JsonSerializerOptions ManifestJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };

@@ -134,7 +134,8 @@ public static class ScoreCommand
         settings.Validate();
         // The model's size from the training file's header alone (at least two classes): a model
         // too large for the method or the machine exits 2 before any data is loaded or trained.
-        if (settings.Train.PeekFeatureCount() is int features and > 0) settings.CheckSize(settings.BuildSpec(features, 2));
+        if (settings.Train.PeekFeatureCount() is int features and > 0)
+            settings.CheckSize(settings.BuildSpec(features, 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
         if (request.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
         {
             try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }

@@ -53,7 +53,7 @@ public static class StudyCommand
         try
         {
             request = BuildRequest(StudySpec.Load(parse.GetValue(Spec)!), parse.GetValue(LooCommand.Parallel));
-            LooCommand.CheckJobId(parse.GetValue(LooCommand.Resume));
+            if (parse.GetValue(LooCommand.Resume) is { } resume) Influence.Core.Safety.StoreKeys.CheckJobId(resume, "--resume");
             output = ScoreCommand.PrepareOut(parse, "study");
         }
         catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }

@@ -80,7 +80,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     public async Task<JobStatus> Start(TRequest request)
     {
         // The id names the job's folder in the store (jobs/ID/...): one plain segment, whoever sent it.
-        if (!Influence.Core.Safety.StoreKeys.IsPlainFileName(JobId) || JobId.StartsWith('.'))
+        if (!Influence.Core.Safety.StoreKeys.IsJobId(JobId))
         {
             Tracker.Fail($"'{Influence.Core.Safety.Echo.Cap(JobId)}' is not a job id (letters, digits, '.', '_' and '-')");
             return await Tracker.Snapshot();

@@ -23,6 +23,7 @@ public sealed partial class RetrainWorkerGrain(
 
     public Task Start(RetrainAssignment a)
     {
+        Influence.Core.Safety.StoreKeys.CheckJobId(a.JobId, "job"); // anyone at a gateway can call a worker
         if (reports.TryGetValue(a.UnitId, out var r) && r.State is RetrainState.Running or RetrainState.Done)
             return Task.CompletedTask; // already under way or finished: starting again is a no-op
         reports[a.UnitId] = new RetrainReport { State = RetrainState.Running, UnitId = a.UnitId, Silo = silo.SiloAddress.ToString() };

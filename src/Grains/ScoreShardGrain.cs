@@ -24,6 +24,7 @@ public sealed partial class ScoreShardGrain(
 
     public Task Start(ShardAssignment assignment)
     {
+        Influence.Core.Safety.StoreKeys.CheckJobId(assignment.JobId, "job"); // anyone at a gateway can call a shard
         if (current is not null && current.Stage == assignment.Stage && report.State is ShardState.Running or ShardState.Done)
             return Task.CompletedTask; // already under way: starting again is a no-op
         current = assignment;

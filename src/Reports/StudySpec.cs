@@ -55,7 +55,7 @@ public sealed class StudySpec
         }
         if (spec is null) throw new ArgumentException($"{path}: the spec is empty");
         // The name becomes part of the study's job id and so of store keys: one plain segment.
-        if (!Influence.Core.Safety.StoreKeys.IsPlainFileName(spec.Name) || spec.Name.Length > 64 || spec.Name.StartsWith('.'))
+        if (!Influence.Core.Safety.StoreKeys.IsJobId(spec.Name) || spec.Name.Length > 64)
             throw new ArgumentException($"{path}: name '{Influence.Core.Safety.Echo.Cap(spec.Name)}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         string Resolve(string p) => Path.IsPathRooted(p) ? p : Path.GetFullPath(Path.Combine(dir, p));

@@ -78,9 +78,9 @@ if (settings.Metrics.Enabled)
     app.MapPrometheusScrapingEndpoint();
 }
 try { await app.StartAsync(); }
-catch (IOException e) when (e.InnerException is SocketException or null)
+catch (IOException e)
 {
-    // The metrics port was taken between the check above and the start.
+    // Kestrel could not bind (AddressInUseException and kin): the metrics port was taken between the check above and the start.
     Console.Error.WriteLine($"error: Metrics:Port {settings.Metrics.Port} on {settings.Metrics.Host}: {e.Message}");
     try { await app.StopAsync(); } catch (Exception) { /* it did not start */ }
     return 3;

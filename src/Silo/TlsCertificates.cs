@@ -11,10 +11,11 @@ public sealed class TlsSettingsException(string message) : Exception(message);
 
 /// <summary>
 /// Mutual TLS between silos and between clients and gateways (section "Tls" of a silo; the client's
-/// --tls-cert/--tls-key/--tls-ca). Every party presents a certificate and accepts a remote one only
-/// if it chains to the trusted CA (<see cref="CaFile"/>; by default the party's own certificate, so
-/// one shared self-signed certificate is enough for a small cluster). Host names are not checked:
-/// silos are reached by IP address.
+/// $INFLUENCE_TLS_CERT, $INFLUENCE_TLS_KEY, $INFLUENCE_TLS_CA). Every party presents a certificate
+/// and accepts a remote one only if it chains to the trusted CA (<see cref="CaFile"/>; by default
+/// the party's own certificate, so one shared self-signed certificate is enough for a small
+/// cluster) and is meant for both TLS server and client authentication (extended key usage). Host
+/// names are not checked: silos are reached by IP address, so the CA should be the cluster's own.
 /// </summary>
 public sealed class TlsSettings
 {
@@ -56,7 +57,7 @@ public sealed class TlsCertificates
             if (!File.Exists(f)) throw new TlsSettingsException($"TLS file {f} not found");
         X509Certificate2 certificate;
         try { certificate = X509Certificate2.CreateFromPemFile(certFile, keyFile); }
-        catch (Exception e) when (e is CryptographicException or ArgumentException)
+        catch (Exception e) when (e is CryptographicException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             throw new TlsSettingsException($"TLS certificate {certFile} with key {keyFile}: {e.Message}");
         }
@@ -66,7 +67,7 @@ public sealed class TlsCertificates
             if (settings.CaFile is { Length: > 0 } ca) trusted.ImportFromPemFile(ca);
             else trusted.Add(X509CertificateLoader.LoadCertificate(certificate.RawData));
         }
-        catch (CryptographicException e) { throw new TlsSettingsException($"TLS CA file {settings.CaFile}: {e.Message}"); }
+        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException) { throw new TlsSettingsException($"TLS CA file {settings.CaFile}: {e.Message}"); }
         if (trusted.Count == 0) throw new TlsSettingsException($"TLS CA file {settings.CaFile} holds no certificate");
         return new TlsCertificates(certificate, trusted);
     }
@@ -87,6 +88,9 @@ public sealed class TlsCertificates
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(Trusted);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        // Either side may be server or client of a connection: the certificate must serve both.
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.1")); // serverAuth
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2")); // clientAuth
         return chain.Build(certificate);
     }
 }

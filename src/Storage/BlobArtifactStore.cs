@@ -32,8 +32,6 @@ public sealed partial class BlobArtifactStore : IArtifactStore
         return o;
     }
 
-    public Uri ContainerUri => container.Uri;
-
     /// <summary>The container's URL for messages: without its query, which holds a SAS token's signature.</summary>
     public static string Location(BlobContainerClient container) => container.Uri.GetLeftPart(UriPartial.Path);
 
@@ -80,8 +78,7 @@ public sealed partial class BlobArtifactStore : IArtifactStore
 
     private BlobClient Blob(string key)
     {
-        if (key.Length == 0 || key.Contains("..", StringComparison.Ordinal) || key.StartsWith('/')) throw new ArgumentException($"bad artifact key '{key}'");
-        return container.GetBlobClient(key.TrimEnd('/'));
+        return container.GetBlobClient(Influence.Core.Safety.StoreKeys.Check(key).TrimEnd('/'));
     }
 
     public static bool IsValidContainerName(string name) => ContainerName().IsMatch(name) && !name.Contains("--", StringComparison.Ordinal);

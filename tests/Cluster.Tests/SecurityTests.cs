@@ -220,9 +220,10 @@ public sealed class SecurityTests
             Assert.True(await score.WaitAsync(TimeSpan.FromMinutes(3)) == 0, $"{score.Tail()}\n{cluster.Logs()}");
         Assert.True(File.Exists(Path.Combine(outDir, "influence.csv")));
 
-        // No certificate, or one the silos do not trust: the connection is refused.
+        // No certificate, or one the silos do not trust (the client itself trusts the silos' certificate,
+        // so the refusal is the silos'): the connection is refused.
         var (otherCert, otherKey) = SelfSigned("someone-else");
-        foreach (var env in new[] { new Dictionary<string, string>(), new() { ["INFLUENCE_TLS_CERT"] = otherCert, ["INFLUENCE_TLS_KEY"] = otherKey } })
+        foreach (var env in new[] { new Dictionary<string, string>(), new() { ["INFLUENCE_TLS_CERT"] = otherCert, ["INFLUENCE_TLS_KEY"] = otherKey, ["INFLUENCE_TLS_CA"] = cert } })
         {
             await using var refused = Cli(cluster, env, "cluster", "status");
             int exit = await refused.WaitAsync(TimeSpan.FromMinutes(2));

@@ -66,6 +66,11 @@ public class BoundaryTests
             Secrets.Redact("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=hunter2-key==;EndpointSuffix=core.windows.net"),
             Secrets.Redact("https://acct.blob.core.windows.net/c?sv=2024-01-01&se=2030&sp=rw&sig=hunter2-sas%3D"),
             Secrets.Redact("BlobEndpoint=https://a.blob/;SharedAccessSignature=sv=2024&sig=hunter2-sas;"),
+            Secrets.Redact("redis.example:6379,password=hunter2;with&odd'chars,ssl=true"),
+            Secrets.Redact("REDIS_PASSWORD=hunter2-env"),
+            Secrets.Redact("Password = hunter2-spaced"),
+            Secrets.Redact("rediss://user:hunter2@with/odd@redis.example:6380"),
+            Secrets.Redact("https://acct.blob.core.windows.net/c?sig=hunter2-first&sv=2024&sp=r"),
         ];
         foreach (var s in shown)
         {
@@ -115,13 +120,19 @@ public class BoundaryTests
         Assert.True(compressed.Length < 1 << 20, $"{compressed.Length} bytes");
         var images = TempFile("bomb-images-idx3-ubyte.gz", compressed.ToArray());
         var labels = TempFile("labels-idx1-ubyte", [.. IdxHeader(10), .. new byte[10]]);
-        var memoryBefore = GC.GetTotalAllocatedBytes(precise: true);
+        // Allocations of this thread only: other tests run beside this one.
+        var memoryBefore = GC.GetAllocatedBytesForCurrentThread();
         var clock = Stopwatch.StartNew();
         var e = Assert.Throws<DataFormatException>(() => IdxDatasetReader.Read(images, labels));
         Assert.Contains(images, e.Message, StringComparison.Ordinal);
         Assert.Contains("more than the 7,840 values its header promises", e.Message, StringComparison.Ordinal);
         // It stopped reading: nowhere near the 400 MB inflated (before the fix: the whole file in memory).
-        Assert.True(GC.GetTotalAllocatedBytes(precise: true) - memoryBefore < 50 << 20, "read far more than the header promised");
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - memoryBefore < 50 << 20, "read far more than the header promised");
+        // A header that promises more than the file holds allocates as the data arrives, not the promise.
+        var truncated = TempFile("short-images-idx3-ubyte", [.. IdxHeader(50_000, 100, 100), .. new byte[1000]]);
+        memoryBefore = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Contains("the header promises 500,000,000 values but the file holds 1,000", Assert.Throws<DataFormatException>(() => IdxDatasetReader.Read(truncated, labels)).Message, StringComparison.Ordinal);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - memoryBefore < 50 << 20, "allocated the header's promise before reading");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20));
     }
 
@@ -133,6 +144,9 @@ public class BoundaryTests
         var e = Assert.Throws<DataFormatException>(() => IdxDatasetReader.Read(huge, labels));
         Assert.Contains("promise more than 1,000,000,000 values", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("-", e.Message.Split("promise")[1], StringComparison.Ordinal); // no wrapped negative count
+        // No image, but rows that alone overflow: refused too (the zero count must not hide them).
+        var emptyHuge = TempFile("zero-images-idx3-ubyte", IdxHeader(0, int.MaxValue, int.MaxValue));
+        Assert.Contains("promise more than", Assert.Throws<DataFormatException>(() => IdxDatasetReader.Read(emptyHuge, labels)).Message, StringComparison.Ordinal);
         var negative = TempFile("neg-images-idx3-ubyte", IdxHeader(2, -1, 4));
         Assert.Contains("negative", Assert.Throws<DataFormatException>(() => IdxDatasetReader.Read(negative, labels)).Message, StringComparison.Ordinal);
         var folder = Directory.CreateTempSubdirectory("influence-folder").FullName;

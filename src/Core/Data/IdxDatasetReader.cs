@@ -6,9 +6,11 @@ namespace Influence.Core.Data;
 /// <summary>
 /// Reads MNIST-format IDX files (images: unsigned bytes, any number of dimensions after the first;
 /// labels: one unsigned byte each), gzip-compressed or not. Pixels are divided by <c>featureScale</c>.
-/// The header is read first and checked against <see cref="MaxValues"/>; then exactly the values it
-/// promises are read, so that a small file that inflates to gigabytes (a gzip bomb) stops at the
-/// promised size with an error naming the file instead of filling memory.
+/// The header is read first and checked against <see cref="MaxValues"/> and this process's memory
+/// (each value becomes a double: 9 bytes with its byte); then exactly the values it promises are
+/// read, into a buffer that grows only as data arrives, so that a small file that inflates to
+/// gigabytes (a gzip bomb), or a header that promises more than the file holds, stops with an error
+/// naming the file instead of filling memory.
 /// </summary>
 public static class IdxDatasetReader
 {
@@ -47,8 +49,20 @@ public static class IdxDatasetReader
     private static int RowSize(int[] dims)
     {
         long size = 1;
-        for (int d = 1; d < dims.Length; d++) size *= dims[d]; // bounded by MaxValues in ReadHeader
+        for (int d = 1; d < dims.Length; d++) size *= dims[d]; // each partial product bounded by MaxValues in ReadHeader
         return (int)size;
+    }
+
+    /// <summary>The product of <paramref name="dims"/>, or -1 once it passes <see cref="MaxValues"/> (no overflow).</summary>
+    private static long BoundedProduct(IEnumerable<int> dims)
+    {
+        long total = 1;
+        foreach (var d in dims)
+        {
+            if (d > 0 && total > MaxValues / d) return -1;
+            total *= d;
+        }
+        return total;
     }
 
     private static Stream Open(string path)
@@ -75,16 +89,18 @@ public static class IdxDatasetReader
         var raw = new byte[4 * rank];
         ReadExactly(stream, raw, path, "header", "truncated dimension list");
         var dims = new int[rank];
-        long total = 1;
         for (int d = 0; d < rank; d++)
         {
             dims[d] = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(4 * d));
             if (dims[d] < 0) throw new DataFormatException(path, "header", $"dimension {d} is negative ({dims[d]})");
-            // Checked as it grows: the product of a few large dimensions overflows a long.
-            if (dims[d] > 0 && total > MaxValues / dims[d])
-                throw new DataFormatException(path, "header", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the dimensions {string.Join(" × ", dims.Take(d + 1))}{(d + 1 < rank ? " × …" : "")} promise more than {MaxValues:N0} values, the most this reader accepts"));
-            total *= dims[d];
         }
+        // Checked without overflow, the whole and one row alone (a zero count must not hide a huge row).
+        if (BoundedProduct(dims) < 0 || BoundedProduct(dims.Skip(1)) < 0)
+            throw new DataFormatException(path, "header", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the dimensions {string.Join(" × ", dims)} promise more than {MaxValues:N0} values, the most this reader accepts"));
+        long total = BoundedProduct(dims);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (total * 9 > available)
+            throw new DataFormatException(path, "header", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the dimensions {string.Join(" × ", dims)} promise {total:N0} values, {total * 9 / (1L << 20):N0} MiB in memory, more than the {available / (1L << 20):N0} MiB this process may use"));
         return dims;
     }
 
@@ -94,16 +110,29 @@ public static class IdxDatasetReader
         try
         {
             var dims = ReadHeader(stream, path);
-            long total = 1;
-            foreach (var d in dims) total *= d;
-            var data = new byte[total];
-            int got = ReadUpTo(stream, data);
+            long total = BoundedProduct(dims);
+            var data = ReadPromised(stream, (int)total, out int got);
             if (got < total) throw new DataFormatException(path, null, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the header promises {total:N0} values but the file holds {got:N0}"));
             // Exactly what was promised: one more byte means the file is not what its header says (and is not inflated further).
             if (stream.ReadByte() >= 0) throw new DataFormatException(path, null, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the file holds more than the {total:N0} values its header promises"));
             return (dims, data);
         }
         catch (InvalidDataException e) { throw new DataFormatException(path, null, $"corrupt gzip data ({e.Message})"); }
+    }
+
+    /// <summary>Up to <paramref name="promised"/> bytes, in a buffer that grows (doubling from 16 MiB) only as they arrive.</summary>
+    private static byte[] ReadPromised(Stream stream, int promised, out int got)
+    {
+        var buffer = new byte[Math.Min(promised, 16 << 20)];
+        got = 0;
+        while (got < promised)
+        {
+            if (got == buffer.Length) Array.Resize(ref buffer, (int)Math.Min(promised, 2L * buffer.Length));
+            int n = stream.Read(buffer, got, buffer.Length - got);
+            if (n == 0) break;
+            got += n;
+        }
+        return buffer;
     }
 
     private static void ReadExactly(Stream stream, byte[] buffer, string path, string where, string problem)

@@ -90,11 +90,13 @@ public sealed record ScoreSettings
     /// hold: an exact Hessian beyond <see cref="Hessians.ExactHessian.MaxParameters"/>, or parameter
     /// vectors that do not fit in this process's memory. Throws ArgumentException with the numbers.
     /// </summary>
-    public void CheckSize(ModelSpec spec)
+    /// <param name="memoryOfThisProcess">Also check against this process's memory (false for a client that submits to a cluster: its silos have their own).</param>
+    public void CheckSize(ModelSpec spec, bool memoryOfThisProcess = true)
     {
         long p = spec.ParameterCount;
         if (Method == Methods.Exact && p > Hessians.ExactHessian.MaxParameters)
             throw new ArgumentException(FormattableString.Invariant($"--method exact holds a P×P Hessian, and {spec.Describe()} has {p:N0} parameters (the limit is {Hessians.ExactHessian.MaxParameters:N0}): use cg, arnoldi, ekfac or another method"));
+        if (!memoryOfThisProcess) return;
         long bytesPerValue = Precision == Precision.Float64 ? 8 : 4;
         double needed = (double)p * bytesPerValue * ParameterCopiesInTraining;
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;

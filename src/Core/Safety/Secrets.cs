@@ -4,9 +4,10 @@ namespace Influence.Core.Safety;
 
 /// <summary>
 /// Removes secrets from anything shown or logged: connection strings (Redis, Azure Storage), URLs
-/// with a password or a SAS token. Every message that quotes a connection string, a store URL or a
-/// Redis configuration passes through <see cref="Redact"/>; the rest of the text is kept so that
-/// the message still says which host or account is meant.
+/// with a password or a SAS token, NAME_PASSWORD=... variables. Every message that quotes a
+/// connection string, a store URL or a Redis configuration passes through <see cref="Redact"/>;
+/// the rest of the text is kept so that the message still says which host or account is meant.
+/// A value is masked generously (up to the separator its format uses), never short.
 /// </summary>
 public static partial class Secrets
 {
@@ -16,21 +17,27 @@ public static partial class Secrets
     public static string Redact(string? text)
     {
         if (string.IsNullOrEmpty(text)) return text ?? "";
-        // An Azure SAS (SharedAccessSignature=sv=…&sig=…;) runs to the next ';': mask it whole.
-        var redacted = SharedAccessSignature().Replace(text, m => $"{m.Groups[1].Value}={Mask}");
-        redacted = KeyValueSecret().Replace(redacted, m => $"{m.Groups[1].Value}={Mask}");
-        redacted = UrlPassword().Replace(redacted, m => $"{m.Groups[1].Value}{m.Groups[2].Value}:{Mask}@");
+        // scheme://user:password@host first: the password may hold characters the key=value rules stop at.
+        var redacted = UrlPassword().Replace(text, m => $"{m.Groups[1].Value}{m.Groups[2].Value}:{Mask}@");
+        redacted = AzureSecret().Replace(redacted, m => $"{m.Groups[1].Value}={Mask}");
+        redacted = RedisPassword().Replace(redacted, m => $"{m.Groups[1].Value}={Mask}");
+        redacted = UrlSecret().Replace(redacted, m => $"{m.Groups[1].Value}={Mask}");
         return redacted;
     }
 
-    [GeneratedRegex(@"(?i)\b(SharedAccessSignature)=[^;\s""']*")]
-    private static partial Regex SharedAccessSignature();
+    // Azure: AccountKey=...; SharedAccessSignature=sv=..&sig=..; (values run to the next ';').
+    [GeneratedRegex(@"(?i)(?<![A-Za-z0-9])(accountkey|sharedaccesssignature)\s*=\s*[^;\s]*")]
+    private static partial Regex AzureSecret();
 
-    // Redis (password=, pwd=), Azure (AccountKey=), SAS query parameters (sig=), tokens in URLs.
-    [GeneratedRegex(@"(?i)\b(password|pwd|accountkey|sig|token|access_token|secret|client_secret)=[^,;&\s""']*")]
-    private static partial Regex KeyValueSecret();
+    // Redis (StackExchange splits options only at ','): password=..., and REDIS_PASSWORD=... style variables.
+    [GeneratedRegex(@"(?i)(?<![A-Za-z0-9])(password|pwd|passwd)\s*=\s*[^,\s]*")]
+    private static partial Regex RedisPassword();
 
-    // scheme://user:password@host
-    [GeneratedRegex(@"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):[^/@\s]*@")]
+    // Query parameters and tokens: sig=... (a SAS signature), token=..., secret=...
+    [GeneratedRegex(@"(?i)(?<![A-Za-z0-9])(sig|token|access_token|secret|client_secret)\s*=\s*[^&;,\s]*")]
+    private static partial Regex UrlSecret();
+
+    // scheme://user:password@host (the password up to the last '@' of the address).
+    [GeneratedRegex(@"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):\S*@")]
     private static partial Regex UrlPassword();
 }

@@ -31,6 +31,17 @@ public static partial class StoreKeys
     public static string Check(string? key) =>
         Problem(key) is { } problem ? throw new ArgumentException($"bad artifact key '{Echo.Cap(key)}': {problem}") : key!;
 
+    /// <summary>
+    /// A job id as this program makes them (score-20261126-...): one plain segment not starting with
+    /// '.', at most 128 characters. Job ids name folders in the store (jobs/ID/...), and any client
+    /// that reaches a gateway can send one.
+    /// </summary>
+    public static bool IsJobId(string? id) => IsPlainFileName(id) && id!.Length <= 128 && id[0] != '.';
+
+    /// <summary>Throws ArgumentException naming <paramref name="option"/> unless <paramref name="id"/> is a job id.</summary>
+    public static string CheckJobId(string? id, string option) => IsJobId(id) ? id!
+        : throw new ArgumentException($"{option} '{Echo.Cap(id)}' is not a job id (letters, digits, '.', '_' and '-', as printed by the run that started it)");
+
     /// <summary>A plain file name: one segment, so that a folder joined with it stays that folder.</summary>
     public static bool IsPlainFileName(string? name) =>
         !string.IsNullOrEmpty(name) && name.Length <= 255 && name is not ("." or "..") && Segment().IsMatch(name);

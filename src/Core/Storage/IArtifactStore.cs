@@ -38,6 +38,8 @@ public sealed class LocalArtifactStore : IArtifactStore
     {
         var path = PathOf(key);
         if (!File.Exists(path)) throw new FileNotFoundException($"artifact '{key}' not found in {Root}", path);
+        // A link inside the store could point anywhere on this machine: artifacts are plain files.
+        if (new FileInfo(path).LinkTarget is not null) throw new IOException($"artifact '{key}' in {Root} is a symbolic link; the store holds plain files only");
         return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
     }
 
@@ -70,10 +72,6 @@ public sealed class LocalArtifactStore : IArtifactStore
 
     public string Describe(string key) => PathOf(key);
 
-    /// <summary>The file that holds a key.</summary>
-    public string PathOf(string key)
-    {
-        if (key.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(key)) throw new ArgumentException($"bad artifact key '{key}'");
-        return Path.Combine(Root, key.Replace('/', Path.DirectorySeparatorChar));
-    }
+    /// <summary>The file that holds a key (checked first: see <see cref="Safety.StoreKeys"/>).</summary>
+    public string PathOf(string key) => Path.Combine(Root, Safety.StoreKeys.Check(key).Replace('/', Path.DirectorySeparatorChar));
 }

@@ -12,6 +12,12 @@ public static class StoredFiles
 {
     public const string Scheme = "store:";
 
+    /// <summary>
+    /// This process's copies of stored inputs: a fresh folder only this user can enter (0700), so
+    /// that no other local user can plant a file where a copy is looked for.
+    /// </summary>
+    private static readonly Lazy<string> CacheRoot = new(() => Directory.CreateTempSubdirectory("influence-datasets-").FullName);
+
     public static bool IsStored(string path) => path.StartsWith(Scheme, StringComparison.Ordinal);
 
     public static string Reference(string key) => Scheme + StoreKeys.Check(key);
@@ -30,7 +36,7 @@ public static class StoredFiles
             return path;
         }
         var key = StoreKeys.Check(path[Scheme.Length..]);
-        var local = Path.Combine(Path.GetTempPath(), $"influence-datasets-{Environment.ProcessId}", key.Replace('/', Path.DirectorySeparatorChar));
+        var local = Path.Combine(CacheRoot.Value, key.Replace('/', Path.DirectorySeparatorChar));
         if (File.Exists(local)) return local; // downloaded already: no call to the store
         if (!store.Exists(key)) throw new FileNotFoundException($"'{Echo.Cap(key)}' is not in the artifact store ({Secrets.Redact(store.Describe(key))})", Echo.Cap(path));
         Directory.CreateDirectory(Path.GetDirectoryName(local)!);
