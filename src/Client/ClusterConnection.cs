@@ -65,12 +65,20 @@ public sealed class ClusterConnection : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        // Logs go to stderr: stdout is the command's own output (tables, file lists) for pipes.
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.SetMinimumLevel(verbose ? LogLevel.Information : LogLevel.Warning);
+        if (!verbose)
+        {
+            // A failed start or connection is said once, as the command's error: the host's and
+            // Orleans' own reports of it (stack traces, retried TLS handshakes) are for --verbose.
+            builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
+            builder.Logging.AddFilter("Orleans", LogLevel.Error);
+            builder.Logging.AddFilter("Orleans.Connections.Security", LogLevel.None);
+            builder.Logging.AddFilter("Orleans.OutsideRuntimeClient", LogLevel.None);
+        }
         // The watchdog warns once at start-up about time spent before the silo existed; not the user's concern.
         builder.Logging.AddFilter("Orleans.Runtime.Watchdog", verbose ? LogLevel.Warning : LogLevel.Error);
-        // Refused or dropped connections are retried, and said once in the error if they end the
-        // command: their warnings (with stack traces) are for --verbose.
-        builder.Logging.AddFilter("Orleans.Runtime.Messaging", verbose ? LogLevel.Warning : LogLevel.Error);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         // The command line owns Ctrl+C and SIGTERM (they cancel the command, which then disposes this
         // connection); the host's console lifetime would swallow them and stop the silo under a running poll.

@@ -132,10 +132,11 @@ public static class ScoreCommand
         // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
         var settings = Influence.Grains.RequestMapping.ToSettings(request);
         settings.Validate();
-        // The model's size from the training file's header alone (at least two classes): a model
-        // too large for the method or the machine exits 2 before any data is loaded or trained.
+        // The model's size from the training file's header and labels alone: a model too large for
+        // the method or the machine exits 2 before the features are loaded or anything trained.
+        // (Labels that cannot be read this way count as two classes, a lower bound: the job checks again.)
         if (settings.Train.PeekFeatureCount() is int features and > 0)
-            settings.CheckSize(settings.BuildSpec(features, 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
+            settings.CheckSize(settings.BuildSpec(features, Math.Max(2, settings.Train.PeekClassCount() ?? 2)), memoryOfThisProcess: p.GetValue(Cluster) is null);
         if (request.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
         {
             try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }

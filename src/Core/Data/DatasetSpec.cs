@@ -41,6 +41,39 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
         catch (Exception e) when (e is IOException or DataFormatException or InvalidDataException or UnauthorizedAccessException) { return null; }
     }
 
+    /// <summary>
+    /// The class count K (the largest label + 1) from the labels alone (a CSV's first column, an
+    /// IDX labels file), without loading the features; null for a stored artifact, a file that
+    /// cannot be read this way, or labels that <see cref="TrainTestData.Combine"/> refuses (the job
+    /// then says what is wrong, with the row).
+    /// </summary>
+    public int? PeekClassCount()
+    {
+        if (Storage.StoredFiles.IsStored(Path) || !File.Exists(Path)) return null;
+        try
+        {
+            var present = new HashSet<int>();
+            if (IsIdx(Path))
+            {
+                if ((LabelsPath ?? GuessLabelsPath(Path)) is not { } labels || !File.Exists(labels)) return null;
+                present.UnionWith(IdxDatasetReader.Labels(labels));
+            }
+            else
+                foreach (var line in File.ReadLines(Path).Skip(1))
+                {
+                    if (line.Length == 0) continue;
+                    var comma = line.IndexOf(',');
+                    if (!int.TryParse(comma < 0 ? line : line.AsSpan(0, comma), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int label) || label < 0)
+                        return null;
+                    present.Add(label);
+                }
+            if (present.Count < 2) return null;
+            int classes = present.Max() + 1;
+            return classes <= TrainTestData.MaxClassesFor(present.Count) ? classes : null;
+        }
+        catch (Exception e) when (e is IOException or DataFormatException or InvalidDataException or UnauthorizedAccessException) { return null; }
+    }
+
     public static bool IsIdx(string path) =>
         path.Contains("idx", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase);
 

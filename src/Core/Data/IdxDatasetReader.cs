@@ -33,6 +33,9 @@ public static class IdxDatasetReader
         return new Dataset(imagesPath, features, labels, featureCount);
     }
 
+    /// <summary>The labels of an IDX labels file.</summary>
+    public static IEnumerable<int> Labels(string labelsPath) => ReadIdx(labelsPath).Data.Select(b => (int)b);
+
     /// <summary>Values per image, from the header alone.</summary>
     public static int FeatureCount(string imagesPath)
     {

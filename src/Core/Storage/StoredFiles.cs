@@ -16,7 +16,13 @@ public static class StoredFiles
     /// This process's copies of stored inputs: a fresh folder only this user can enter (0700), so
     /// that no other local user can plant a file where a copy is looked for.
     /// </summary>
-    private static readonly Lazy<string> CacheRoot = new(() => Directory.CreateTempSubdirectory("influence-datasets-").FullName);
+    private static readonly Lazy<string> CacheRoot = new(() =>
+    {
+        var root = Directory.CreateTempSubdirectory("influence-datasets-").FullName;
+        // Removed when the process exits (a killed process leaves it: it is private and named at random).
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { } };
+        return root;
+    });
 
     public static bool IsStored(string path) => path.StartsWith(Scheme, StringComparison.Ordinal);
 
