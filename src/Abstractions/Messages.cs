@@ -178,8 +178,6 @@ public sealed class ShardReport
     [Id(2)] public long Done { get; init; }
     [Id(3)] public long Total { get; init; }
     [Id(4)] public string? Error { get; init; }
-    /// <summary>Artifact key of the shard's output (partial Hessian or score block).</summary>
-    [Id(5)] public string? OutputKey { get; init; }
     /// <summary>Score stage: per query, the shard's top-k proponents and opponents.</summary>
     [Id(6)] public TopKEntry[][]? Proponents { get; init; }
     [Id(7)] public TopKEntry[][]? Opponents { get; init; }

@@ -131,7 +131,7 @@ public static class BenchCommand
         using var test = DataTensors.From(data.Test.Slice(0, 10), spec, device);
         var sw = Stopwatch.StartNew();
         using var init = Network.Initialize(spec, device);
-        var trained = FullBatchTrainer.Train(new Objective(spec, train, data.Train.Count, device), init, new TrainingOptions { GradientTolerance = 1e-12 });
+        var trained = FullBatchTrainer.Train(new Objective(spec, train, data.Train.Count, device), init, new TrainingOptions { GradientTolerance = Influence.Core.Loo.LooContext.FastPathTolerance });
         using var thetaHat = trained.Theta;
         Console.WriteLine($"θ̂: ‖∇F‖ = {trained.GradientNorm:E2} in {sw.Elapsed.TotalSeconds:F1} s; device {device.type}, {get_num_threads()} threads");
 
@@ -156,7 +156,7 @@ public static class BenchCommand
         int[] reference = [0, 1];
         foreach (var j in reference)
         {
-            var r = LeaveOneOut.Retrain(spec, data.Train, j, thetaHat, new TrainingOptions { GradientTolerance = 1e-12 });
+            var r = LeaveOneOut.Retrain(spec, data.Train, j, thetaHat, new TrainingOptions { GradientTolerance = Influence.Core.Loo.LooContext.FastPathTolerance });
             using var a = Objective.PerExampleLoss(spec, r.Theta, test);
             using var b = Objective.PerExampleLoss(spec, thetas[j], test);
             worst = Math.Max(worst, a.sub(b).abs().max().ToDouble());

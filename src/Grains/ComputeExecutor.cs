@@ -41,7 +41,6 @@ public sealed class ComputeExecutor : IDisposable
         }
     }
 
-    public int Queued => queue.Count;
 
     /// <summary>Cancelled when the silo stops: long work checks it at safe points and gives up.</summary>
     public CancellationToken Stopping => stopping.Token;

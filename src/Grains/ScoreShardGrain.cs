@@ -46,12 +46,12 @@ public sealed partial class ScoreShardGrain(
         string siloName = silo.SiloAddress.ToString();
         try
         {
-            var (key, top) = await executor.Run(() => Work(a));
+            var top = await executor.Run(() => Work(a));
             InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", StageLabel(a.Stage)));
             LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
             report = new ShardReport
             {
-                State = ShardState.Done, Stage = a.Stage, Done = a.End - a.Start, Total = a.End - a.Start, OutputKey = key,
+                State = ShardState.Done, Stage = a.Stage, Done = a.End - a.Start, Total = a.End - a.Start,
                 Proponents = top?.Proponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
                 Opponents = top?.Opponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
                 Seconds = sw.Elapsed.TotalSeconds, Silo = siloName,
@@ -82,7 +82,8 @@ public sealed partial class ScoreShardGrain(
         _ => stage.ToString().ToLowerInvariant(),
     };
 
-    private (string? Key, TopKLists? Top) Work(ShardAssignment a)
+    /// <summary>Runs the stage; the score stage returns the shard's top-k lists (its outputs are in the store).</summary>
+    private TopKLists? Work(ShardAssignment a)
     {
         var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
@@ -93,7 +94,7 @@ public sealed partial class ScoreShardGrain(
                 new Progress(n => Interlocked.Add(ref done, n)));
             if (products > 0) InfluenceMetrics.CurvatureProducts.Add(products);
             Interlocked.Exchange(ref done, a.End - a.Start);
-            return (a.Stage == ShardStage.PartialHessian ? job.PartialHessianKey(a.ShardIndex) : null, null);
+            return null;
         }
         var plan = cache.GetOrAdd(job.TermsKey, () => job.LoadPlan(checkpoint));
         var progress = new Progress(n =>
@@ -104,7 +105,7 @@ public sealed partial class ScoreShardGrain(
             if (job.Settings.Method != Methods.Trak) InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
         });
         var top = job.ScoreShard(checkpoint, train, plan, a.ShardIndex, a.Start, a.End, progress);
-        return (job.ScoreBlockKey(a.ShardIndex), top);
+        return top;
     }
 
     /// <summary>Synchronous progress (System.Progress would post to a synchronisation context).</summary>

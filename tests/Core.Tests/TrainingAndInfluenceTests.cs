@@ -56,7 +56,7 @@ public class TrainingAndInfluenceTests
         using var inverse = HessianInverse.Factorize(h, 0, Network.FlatDirections(spec, CPU));
         var testGrads = PerExampleGradients.Materialize(spec, fit.Theta, testData);
         var queries = inverse.Solve(testGrads.t()).t(); // Q×P
-        var scores = ShardScorer.Score(spec, fit.Theta, data, 0, queries, inverse, topK: 5);
+        var scores = ExactScoring.Score(spec, fit.Theta, data, 0, queries, inverse, topK: 5);
         var baseLoss = Objective.PerExampleLoss(spec, fit.Theta, testData).data<double>().ToArray();
 
         for (int q = 0; q < test.Count; q++)
@@ -98,7 +98,7 @@ public class TrainingAndInfluenceTests
         using var h = ExactHessian.Of(new Objective(spec, data, train.Count, CPU), fit.Theta);
         using var inverse = HessianInverse.Factorize(h, damping, Network.FlatDirections(spec, CPU));
         var queries = inverse.Solve(PerExampleGradients.Materialize(spec, fit.Theta, testData).t()).t();
-        var scores = ShardScorer.Score(spec, fit.Theta, data, 0, queries, inverse, topK: 3);
+        var scores = ExactScoring.Score(spec, fit.Theta, data, 0, queries, inverse, topK: 3);
         const double eps = 1e-4;
         foreach (int j in new[] { 0, 7, 19 })
         {

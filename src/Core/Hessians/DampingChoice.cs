@@ -20,6 +20,17 @@ public sealed record DampingReport(double LargestEigenvalue, double SmallestEige
 /// </summary>
 public static class DampingChoice
 {
+    /// <summary>
+    /// Kronfluence's rule for Fisher and Gram curvatures (K-FAC, EK-FAC, TRAK), where λ_min is not
+    /// meaningful: δ = this fraction of the mean eigenvalue.
+    /// </summary>
+    public const double MeanEigenvalueFraction = 0.1;
+
+    /// <summary>δ by <see cref="MeanEigenvalueFraction"/>, and how summary.json names the rule.</summary>
+    public static double FromMeanEigenvalue(double meanEigenvalue) => MeanEigenvalueFraction * meanEigenvalue;
+
+    public const string MeanEigenvalueRule = "0.1 * mean eigenvalue (Kronfluence's heuristic)";
+
     /// <summary>The damping's margin above zero curvature, relative to λ_max.</summary>
     public const double RelativeFloor = 1e-3;
 

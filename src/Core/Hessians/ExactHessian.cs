@@ -53,17 +53,7 @@ public static class ExactHessian
         int c = spec.OutputDim;
         long d = spec.InputDim;
         var logits = Network.Logits(spec, theta, x);
-        Tensor curvature; // N × C × C
-        if (spec.IsBinary)
-        {
-            var p = logits.sigmoid();
-            curvature = p.mul(p.neg().add(1)).view(-1, 1, 1);
-        }
-        else
-        {
-            var p = logits.softmax(1);
-            curvature = p.diag_embed().sub(p.unsqueeze(2).mul(p.unsqueeze(1)));
-        }
+        var curvature = Objectives.OutputCurvature.Matrix(spec, logits); // N × C × C
         if (weights is not null) curvature = curvature.mul(weights.to(spec.ScalarType).view(-1, 1, 1));
         var h = zeros(spec.ParameterCount, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
         long biasStart = c * d;

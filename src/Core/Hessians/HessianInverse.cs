@@ -109,7 +109,7 @@ public sealed class HessianInverse : IDisposable
     }
 
     /// <summary>Projects the columns of <paramref name="v"/> (P×K) onto the complement of the flat directions.</summary>
-    public Tensor Project(Tensor v) => Flat is null ? v : v.sub(Flat.matmul(Flat.t().matmul(v)));
+    public Tensor Project(Tensor v) => Models.Network.WithoutFlat(v, Flat);
 
     /// <summary>(H + δI)⁺ applied to the columns of <paramref name="rhs"/> (P×K).</summary>
     public Tensor Solve(Tensor rhs)

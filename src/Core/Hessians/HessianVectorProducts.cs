@@ -62,18 +62,12 @@ public static class HessianVectorProducts
         var u = zeros_like(z).requires_grad_(true);
         var jtu = autograd.grad([z], [t], grad_outputs: [u], create_graph: true, retain_graph: true)[0];
         Tensor a;
-        using (no_grad())
-        {
-            var p = spec.IsBinary ? z.sigmoid() : z.softmax(1);
-            a = p.detach();
-        }
+        using (no_grad()) a = Objectives.OutputCurvature.Probabilities(spec, z).detach();
         var columns = new List<Tensor>();
         for (long k = 0; k < v.shape[1]; k++)
         {
             var jv = autograd.grad([jtu.dot(v[.., k])], [u], retain_graph: true)[0].detach(); // N × O
-            var ajv = spec.IsBinary
-                ? jv.mul(a.mul(a.neg().add(1)))
-                : a.mul(jv).sub(a.mul(a.mul(jv).sum(1L, keepdim: true)));
+            var ajv = Objectives.OutputCurvature.Apply(spec, a, jv);
             var col = autograd.grad([z], [t], grad_outputs: [ajv], retain_graph: true)[0];
             columns.Add(col.detach());
         }

@@ -238,7 +238,7 @@ public sealed partial class ScoreJob
         var objective = new Objective(spec, rows, train.Count, Device);
         var theta = checkpoint.Theta(Device);
         var o = Settings.Options;
-        var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: o.Seed * 7919 + repeat);
+        var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: Seeds.LissaRepeat(o.Seed, repeat));
         var (estimate, lissa) = Lissa.Solve(Checked<long[]>((v, batch) => CurvatureOperator.OnRows(objective, theta, batch, report.Damping, v, o.Curvature)), rhs, train.Count, settings);
         Store.Write(key, s =>
         {
@@ -287,7 +287,7 @@ public sealed partial class ScoreJob
 
     // ---- K-FAC and EK-FAC ----
 
-    private int FisherSeed(int shard, int pass) => Settings.Options.Seed * 100_003 + 2 * shard + pass;
+    private int FisherSeed(int shard, int pass) => Seeds.FisherLabels(Settings.Options.Seed, shard, pass);
 
     /// <summary>Shard step: the Kronecker factor sums A = Σāāᵀ, S = Σδδᵀ per layer over rows [start, end).</summary>
     public void FactorSums(Checkpoint checkpoint, Dataset train, int shard, int start, int end)
@@ -364,13 +364,13 @@ public sealed partial class ScoreJob
         }
         var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, ekfac).flatten()).ToArray());
         double mean = eigenvalues.mean().ToDouble();
-        var report = new MethodReport(Settings.AutoDamping ? 0.1 * mean : Settings.Damping)
+        var report = new MethodReport(Settings.AutoDamping ? DampingChoice.FromMeanEigenvalue(mean) : Settings.Damping)
         {
             LargestEigenvalue = eigenvalues.max().ToDouble(),
             SmallestEigenvalue = eigenvalues.min().ToDouble(),
         };
         report.Details["fisher_labels"] = Settings.Options.FisherLabels.ToString().ToLowerInvariant();
-        report.Details["damping_rule"] = Settings.AutoDamping ? "0.1 * mean Fisher eigenvalue (Kronfluence's heuristic)" : "given";
+        report.Details["damping_rule"] = Settings.AutoDamping ? $"{DampingChoice.MeanEigenvalueRule}, of the Fisher" : "given";
         report.Details["weight_decay_added"] = spec.L2;
         report.Details["eigenvalues_of"] = ekfac ? "EK-FAC's corrected eigenvalues" : "K-FAC's products of factor eigenvalues";
         report.Details["layers"] = new JsonArray(spec.Layers.Select(l => (JsonNode)$"{l.Out}x{l.In + 1}").ToArray());

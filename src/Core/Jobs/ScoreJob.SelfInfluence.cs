@@ -61,7 +61,7 @@ public sealed partial class ScoreJob
             else
             {
                 double scale = report.Details["scale"]!.GetValue<double>();
-                var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, o.LissaRepeats, o.LissaBatch, Seed: o.Seed * 7919 + 1_000_000 + b0);
+                var settings = new LissaSettings(report.Damping, scale, o.LissaDepth, o.LissaRepeats, o.LissaBatch, Seed: Seeds.LissaSelfInfluence(o.Seed, b0));
                 var (estimate, lissa) = Lissa.Solve(Checked<long[]>((v, batch) => CurvatureOperator.OnRows(objective, theta, batch, report.Damping, v, o.Curvature)), g, train.Count, settings);
                 x = Network.WithoutFlat(estimate, flat);
                 stats = stats.Add(new SelfSolveStats(len, 0, 0, 0, lissa.Diverged, lissa.Diverged == lissa.Repeats ? len : 0, lissa.Products));

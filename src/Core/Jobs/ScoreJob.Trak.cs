@@ -75,7 +75,7 @@ public sealed partial class ScoreJob
         report.Details["projection"] = o.Projection.ToString().ToLowerInvariant();
         report.Details["projection_dim"] = o.ProjectionDim;
         report.Details["eigenvalues_of"] = "Phi^T Phi / N (the projected features' Gauss-Newton)";
-        report.Details["damping_rule"] = Settings.AutoDamping ? "0.1 * mean eigenvalue of Phi^T Phi / N" : "given";
+        report.Details["damping_rule"] = Settings.AutoDamping ? $"{Hessians.DampingChoice.MeanEigenvalueRule}, of Phi^T Phi / N" : "given";
         report.Details["shards_reusing_features"] = reused;
         if (o.ProjectionDim >= spec.ParameterCount)
             report.Warnings.Add($"the projection ({o.ProjectionDim}) is not smaller than P ({spec.ParameterCount}): nothing is saved over per-example gradients");
@@ -95,6 +95,6 @@ public sealed partial class ScoreJob
         var influence = queries.matmul(features.t()).neg().contiguous().cpu().data<double>().ToArray(); // Q × n
         var self = curvature.QuadraticForms(features).cpu().data<double>().ToArray();
         progress?.Report(n);
-        return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, Settings.TopK), 0);
+        return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, Settings.TopK));
     }
 }

@@ -103,7 +103,6 @@ public sealed class LogisticRetrainer : IDisposable
     }
 
     /// <summary>True when this solves the PBRF rather than leave-one-out.</summary>
-    public bool IsPbrf => damping is not null;
 
     /// <summary>The explicit inverse of the factorised matrix M = H + s·uuᵀ (its pseudo-inverse on the complement of u).</summary>
     private static Tensor FormInverse(HessianInverse inverse, ScalarType precision)
@@ -128,17 +127,7 @@ public sealed class LogisticRetrainer : IDisposable
         return logits.softmax(2).sub(onehot);
     }
 
-    /// <summary>Curvature of the loss in the logits: diag(p) − ppᵀ or p(1 − p). logits (…, C) → (…, C, C).</summary>
-    private Tensor Curvature(Tensor logits)
-    {
-        if (spec.IsBinary)
-        {
-            var s = logits.sigmoid();
-            return s.mul(s.neg().add(1)).unsqueeze(-1);
-        }
-        var prob = logits.softmax(-1);
-        return prob.diag_embed().sub(prob.unsqueeze(-1).mul(prob.unsqueeze(-2)));
-    }
+    private Tensor Curvature(Tensor logits) => Objectives.OutputCurvature.Matrix(spec, logits);
 
     /// <summary>∇F₋ⱼ(θ_b) for every θ of the batch (B × P, augmented), removed[b] = j; ∇F itself when removed is null.</summary>
     private Tensor Gradients(Tensor thetas, Tensor? removed)
@@ -160,7 +149,7 @@ public sealed class LogisticRetrainer : IDisposable
     /// Returns the parameters (B × P, flat layout) and an outcome per removal; a removal that did
     /// not converge within <paramref name="maxIterations"/> is reported, not hidden.
     /// </summary>
-    public (Tensor Thetas, RetrainOutcome[] Outcomes) Retrain(IReadOnlyList<int> removed, double tolerance = 1e-12, int maxIterations = 60)
+    public (Tensor Thetas, RetrainOutcome[] Outcomes) Retrain(IReadOnlyList<int> removed, double tolerance = LooContext.FastPathTolerance, int maxIterations = 60)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();

@@ -53,9 +53,15 @@ public sealed class LooContext : IDisposable
         return Objective.PerExampleLoss(Spec, theta.to(Spec.ScalarType), Test).to(ScalarType.Float64).cpu().data<double>().ToArray();
     }
 
+    /// <summary>
+    /// ‖∇F‖ a retrain of float64 logistic regression stops at (its Newton fast path reaches it in a
+    /// few steps); other models stop at the trainer's own criterion unless --tolerance is given.
+    /// </summary>
+    public const double FastPathTolerance = 1e-12;
+
     public TrainingOptions Options(double? tolerance) => new()
     {
-        GradientTolerance = tolerance ?? (HasFastPath ? 1e-12 : null),
+        GradientTolerance = tolerance ?? (HasFastPath ? FastPathTolerance : null),
     };
 
     public void Dispose()

@@ -150,7 +150,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     private void RunBatched(LooUnit unit, LooContext context, List<UnitRow> rows, IProgress<int>? progress)
     {
         var sw = Stopwatch.StartNew();
-        var (thetas, outcomes) = context.Retrainer(unit.Mode).Retrain(unit.Items, Settings.Tolerance ?? 1e-12);
+        var (thetas, outcomes) = context.Retrainer(unit.Mode).Retrain(unit.Items, Settings.Tolerance ?? LooContext.FastPathTolerance);
         double each = sw.Elapsed.TotalSeconds / unit.Items.Length; // amortised: the batch shares its matrix products
         using (thetas)
             for (int b = 0; b < outcomes.Length; b++)

@@ -160,7 +160,7 @@ public sealed record LdsSubsets(int Count, double Fraction, int Seed)
     public int[] Kept(int index, int trainCount)
     {
         int keep = Math.Max(1, (int)Math.Round(Fraction * trainCount));
-        var rows = RemovalSet.Sample(trainCount, keep, unchecked(Seed * 1_000_003 + index) & int.MaxValue);
+        var rows = RemovalSet.Sample(trainCount, keep, Seeds.LdsSubset(Seed, index));
         Array.Sort(rows);
         return rows;
     }

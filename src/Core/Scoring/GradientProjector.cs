@@ -26,7 +26,7 @@ public sealed class GradientProjector(long parameterCount, int dimension, Projec
     {
         long start = block * BlockRows, rows = Math.Min(BlockRows, ParameterCount - start);
         // One generator per block: block b's entries depend only on (seed, b).
-        using var generator = new Generator(unchecked((ulong)Seed * 0x9E3779B97F4A7C15UL + (ulong)block));
+        using var generator = new Generator(Seeds.ProjectionBlock(Seed, block));
         var r = Kind == ProjectionKind.Gaussian
             ? randn(rows, Dimension, dtype: ScalarType.Float64, generator: generator)
             : randint(0, 2, [rows, Dimension], dtype: ScalarType.Float64, generator: generator).mul(2).sub(1);

@@ -76,8 +76,8 @@ public sealed class ProjectedCurvature : IDisposable
         return new ProjectedCurvature(t[0], values[0].ToDouble(), values[1].ToDouble(), values[2].ToDouble());
     }
 
-    /// <summary>Kronfluence's and the K-FAC methods' automatic rule, used here too: 0.1 × the mean eigenvalue of ΦᵀΦ/N.</summary>
-    public static double AutoDamping(Tensor gram, long count) => 0.1 * gram.diagonal().sum().ToDouble() / count / gram.shape[0];
+    /// <summary>Kronfluence's and the K-FAC methods' automatic rule, used here too, on ΦᵀΦ/N (its mean eigenvalue is its trace / k).</summary>
+    public static double AutoDamping(Tensor gram, long count) => Hessians.DampingChoice.FromMeanEigenvalue(gram.diagonal().sum().ToDouble() / count / gram.shape[0]);
 
     /// <summary>(F̃ + δI)⁻¹ applied to each row of <paramref name="features"/> (Q×k) → Q×k.</summary>
     public Tensor Precondition(Tensor features) => cholesky_solve(features.to(ScalarType.Float64).t(), factor).t().contiguous();

@@ -9,22 +9,11 @@ namespace Influence.Core.Scoring;
 /// <param name="Influence">Q×n row-major: I(z_{first+j}, test_q) = −∇L_testᵀ H⁻¹ ∇L(z) (or the method's stand-in).</param>
 /// <param name="SelfInfluence">n values ∇L(z)ᵀ H⁻¹ ∇L(z), or null when the method has none.</param>
 /// <param name="Passes">Passes over the rows, one per group of queries that fits the memory budget.</param>
-public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, long GradientsComputed, int Passes = 1);
+public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, int Passes = 1);
 
 /// <summary>Scores a contiguous range of training examples against a method's <see cref="ScorePlan"/>.</summary>
 public static class ShardScorer
 {
-    /// <summary>Exact influence: one term at θ̂ with preconditioned queries (Q×P), self-influence from the factorisation (or none).</summary>
-    public static ShardScores Score(ModelSpec spec, Tensor theta, DataTensors rows, int firstIndex, Tensor preconditionedQueries,
-        HessianInverse? inverse, int topK, int batchSize = 512, IProgress<long>? progress = null)
-    {
-        // The plan borrows theta, the queries and the inverse: only the self-influence's buffer is disposed here.
-        using var self = inverse is null ? null : new SelfInfluence.Exact(inverse, ownsInverse: false);
-        var plan = new ScorePlan([new ScoreTerm(theta, preconditionedQueries, 1.0)], self, cosine: false);
-        try { return Score(spec, plan, rows, firstIndex, topK, batchSize, long.MaxValue, progress); }
-        finally { plan.ReleaseQueries(); }
-    }
-
     /// <summary>
     /// Influence of every row on every query of the plan, Σ_terms weight·(−g(θ_t)ᵀq_t), and self-influence,
     /// from one backward pass per batch and term. Queries are taken in groups whose per-layer copies
@@ -39,7 +28,6 @@ public static class ShardScorer
         var influence = new double[(long)q * n];
         var self = plan.Self is null ? null : new double[n];
         int passes = 0;
-        long gradients = 0;
         for (int q0 = 0; q0 < q; q0 += group, passes++)
         {
             int qn = Math.Min(group, q - q0);
@@ -58,7 +46,6 @@ public static class ShardScorer
                     {
                         var term = plan.Terms[t];
                         var pieces = PerExampleGradients.Backward(spec, term.Theta, batch);
-                        gradients += len;
                         var d = PerExampleGradients.DotWithQueries(spec, pieces, queries[t]).to(ScalarType.Float64);
                         if (plan.Cosine) d = d.div(PerExampleGradients.SquaredNorms(pieces).to(ScalarType.Float64).sqrt().clamp_min(1e-300).unsqueeze(1));
                         dots.add_(d.mul(term.Weight));
@@ -78,7 +65,7 @@ public static class ShardScorer
             }
         }
         var top = TopKLists.FromBlock(influence, q, n, firstIndex, topK);
-        return new ShardScores(firstIndex, n, q, influence, self, top, gradients, passes);
+        return new ShardScores(firstIndex, n, q, influence, self, top, passes);
     }
 
     /// <summary>

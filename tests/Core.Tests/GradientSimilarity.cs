@@ -3,11 +3,14 @@ using Influence.Core.Objectives;
 using Influence.Core.Training;
 using static TorchSharp.torch;
 
-namespace Influence.Core.Scoring;
+using Influence.Core.Scoring;
+
+namespace Influence.Core.Tests;
 
 /// <summary>
-/// Hessian-free influence estimates, in the influence sign convention of DESIGN.md (negative =
-/// proponent: training on z lowered the test loss):
+/// The oracle for the Hessian-free methods, written from their definitions one matrix at a time
+/// (the jobs compute them per shard, per batch): in the influence sign convention of
+/// docs/conventions.md (negative = proponent: training on z lowered the test loss):
 /// TracIn (Pruthi et al. 2020) −Σ_t η_t ∇L(z_test; θ_t)·∇L(z; θ_t) over saved checkpoints;
 /// grad-dot −∇L(z_test)·∇L(z) and grad-cos −cos(∇L(z_test), ∇L(z)) at θ̂.
 /// </summary>
