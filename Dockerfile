@@ -1,7 +1,7 @@
 # The image the helm chart runs: the silo (/app/silo) and the client (/app/client).
 #   docker build -t ghcr.io/influence/influence .                                  (CPU)
 #   docker build --build-arg TORCH_BACKEND=cuda -t ghcr.io/influence/influence-cuda .  (GPU; needs TorchSharp-cuda-linux on the feed)
-# Not built on the development machine (it has no Docker engine): see README "On Kubernetes".
+# Not built on the development machine (it has no Docker engine): see docs/cluster.md "On Kubernetes".
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 ARG TORCH_BACKEND=cpu
 WORKDIR /src

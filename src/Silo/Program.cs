@@ -12,7 +12,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 // A silo process. Settings come from appsettings.json, environment variables (Cluster__Redis=...)
-// and flags (--Cluster:Redis=localhost:6379); see README "Running a cluster".
+// and flags (--Cluster:Redis=localhost:6379); see docs/cluster.md.
 // Exit codes: 2 bad settings, 3 a configured service (Redis, the store, the metrics port, TLS files) unusable.
 Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });

@@ -38,7 +38,7 @@ public sealed class SiloProcess(string name, int siloPort, int gatewayPort, int 
 }
 
 /// <summary>
-/// Redis, Azurite and silo processes on loopback, as a user runs them (README "Running a cluster"):
+/// Redis, Azurite and silo processes on loopback, as a user runs them (docs/cluster.md):
 /// Redis clustering and job state, the blob store, fast failure detection.
 /// </summary>
 public sealed class RealCluster : IAsyncDisposable

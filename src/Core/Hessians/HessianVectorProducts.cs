@@ -38,7 +38,7 @@ public static class HessianVectorProducts
         using var enabled = enable_grad();
         var t = theta.detach().requires_grad_(true);
         var loss = Objective.PerExampleLoss(spec, t, data).sum();
-        // create_graph does not imply retain_graph in TorchSharp (DESIGN.md): pass both.
+        // create_graph does not imply retain_graph in TorchSharp (docs/architecture.md): pass both.
         var g = autograd.grad([loss], [t], create_graph: true, retain_graph: true)[0];
         var columns = new List<Tensor>();
         for (long k = 0; k < v.shape[1]; k++)

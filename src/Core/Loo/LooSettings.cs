@@ -3,7 +3,7 @@ using Influence.Core.Jobs;
 
 namespace Influence.Core.Loo;
 
-/// <summary>How a removal is retrained (DESIGN.md): from θ̂, from the original initialisation, or the PBRF from θ̂.</summary>
+/// <summary>How a removal is retrained (docs/conventions.md): from θ̂, from the original initialisation, or the PBRF from θ̂.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter))]
 public enum RetrainMode { Warm, Cold, Pbrf }
 

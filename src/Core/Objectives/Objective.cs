@@ -35,7 +35,7 @@ public sealed class DataTensors : IDisposable
 }
 
 /// <summary>
-/// The training objective of DESIGN.md, the one definition that training, Hessians, per-example
+/// The training objective of docs/conventions.md, the one definition that training, Hessians, per-example
 /// gradients and leave-one-out share:
 /// <c>F(θ) = (1/N) Σ_i L(z_i, θ) + (λ/2)‖mask ⊙ θ‖²</c>.
 /// <c>N</c> is the normaliser: the training-set size, kept when an example is removed (LOO).

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Influence.Core.Training;
 
-/// <summary>Retraining on part of the training set, as DESIGN.md defines it: the normaliser stays 1/N.</summary>
+/// <summary>Retraining on part of the training set, as docs/conventions.md defines it: the normaliser stays 1/N.</summary>
 public static class LeaveOneOut
 {
     /// <summary>θ̂₋ⱼ = argmin (1/N) Σ_{i≠j} L_i + R, from <paramref name="start"/> (θ̂ for a warm retrain).</summary>

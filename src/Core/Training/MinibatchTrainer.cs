@@ -24,7 +24,7 @@ public sealed record MinibatchOptions(Optimizer Optimizer, double LearningRate, 
 public sealed record TrainingCheckpoint(int Epoch, Tensor Theta, double LearningRate);
 
 /// <summary>
-/// Minibatch SGD (with momentum) or Adam on the objective of DESIGN.md: each step uses
+/// Minibatch SGD (with momentum) or Adam on the objective of docs/conventions.md: each step uses
 /// (1/N)·Σ_batch L·(N/|B|) + R, an unbiased estimate of F, on a seeded shuffle of the rows.
 /// </summary>
 public static class MinibatchTrainer
