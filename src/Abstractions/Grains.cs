@@ -33,8 +33,9 @@ public interface IScoreJobGrain : IJobGrain
 }
 
 /// <summary>
-/// One contiguous range of the training set for one job (key: "{job}/{shard}"); random placement
-/// spreads shards over the silos. <see cref="Start"/> returns at once; the coordinator polls.
+/// One contiguous range of the training set for one stage of one job (key:
+/// "{job}/{stage}/{round}/{shard}"); SpreadByIndexPlacement puts shard k on silo k mod n.
+/// <see cref="Start"/> returns at once; the coordinator polls.
 /// Work is idempotent: an output already in the artifact store is not computed again.
 /// </summary>
 public interface IScoreShardGrain : IGrainWithStringKey

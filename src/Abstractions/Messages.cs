@@ -98,7 +98,8 @@ public enum JobPhase
 {
     Pending,
     Training,
-    Hessian,
+    /// <summary>Curvature summed over shards: Hessians, curvature products, K-FAC factors, LiSSA repeats, TRAK features.</summary>
+    Curvature,
     Factorizing,
     Scoring,
     Retraining,

@@ -49,7 +49,7 @@ public sealed partial class ScoreJobGrain(
         var data = await executor.Run(job.LoadData);
         Set(JobPhase.Training, 0, 0, $"training on {data.Train.Count} examples");
         var progress = new MessageProgress(m => Set(JobPhase.Training, 0, 0, m));
-        var checkpoint = await executor.Run(() => job.Prepare(data, progress));
+        var checkpoint = await executor.Run(() => job.TrainOrLoad(data, progress));
         Cancellation.ThrowIfCancellationRequested();
         timings["train"] = Lap(phase);
         LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
@@ -92,7 +92,7 @@ public sealed partial class ScoreJobGrain(
 
         public async Task RunShards(ShardWork work, int round, IReadOnlyList<(int Start, int End)> units)
         {
-            var reports = await grain.RunShards(request, Enum.Parse<ShardStage>(work.ToString()), round, units, JobPhase.Hessian);
+            var reports = await grain.RunShards(request, Enum.Parse<ShardStage>(work.ToString()), round, units, JobPhase.Curvature);
             if (work != ShardWork.LissaRepeat)
                 for (int k = 0; k < reports.Length; k++) PrepareSeconds[k] += reports[k].Seconds;
         }

@@ -43,7 +43,8 @@ public sealed partial class ScoreJob
     }
 
     /// <summary>True once the method's terms exist: the scoring stage can start.</summary>
-    public bool Preconditioned => Store.Exists(TermsKey);
+    /// <summary>The method's score terms (preconditioned queries, factors) are in the store: preparation is done.</summary>
+    public bool HasScoreTerms => Store.Exists(TermsKey);
 
     public MethodReport LoadMethodReport()
     {
@@ -127,7 +128,7 @@ public sealed partial class ScoreJob
     /// </summary>
     public MethodReport SolveWithProducts(Checkpoint checkpoint, TrainTestData data, Func<Tensor, Tensor> dataSum, IProgress<string>? progress = null)
     {
-        if (Preconditioned || (Method == Methods.Lissa && Store.Exists(RhsKey) && Store.Exists(MethodReportKey))) return LoadMethodReport();
+        if (HasScoreTerms || (Method == Methods.Lissa && Store.Exists(RhsKey) && Store.Exists(MethodReportKey))) return LoadMethodReport();
         using var scope = NewDisposeScope();
         dataSum = Checked(dataSum);
         var spec = checkpoint.Spec;
@@ -254,7 +255,7 @@ public sealed partial class ScoreJob
     /// <summary>Coordinator step for LiSSA: the mean of the repeats that did not diverge.</summary>
     public MethodReport CombineLissa(Checkpoint checkpoint, int repeats)
     {
-        if (Preconditioned) return LoadMethodReport();
+        if (HasScoreTerms) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var report = LoadMethodReport();
         Tensor? sum = null;
@@ -343,7 +344,7 @@ public sealed partial class ScoreJob
     /// </summary>
     public MethodReport FinishKronecker(Checkpoint checkpoint, TrainTestData data, int shards)
     {
-        if (Preconditioned) return LoadMethodReport();
+        if (HasScoreTerms) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var spec = checkpoint.Spec;
         bool ekfac = Method == Methods.Ekfac;
@@ -398,7 +399,7 @@ public sealed partial class ScoreJob
     /// <summary>Coordinator step for the Hessian-free methods: the query gradients at θ̂, or at each TracIn checkpoint.</summary>
     public MethodReport GradientTerms(Checkpoint checkpoint, TrainTestData data)
     {
-        if (Preconditioned) return LoadMethodReport();
+        if (HasScoreTerms) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var report = new MethodReport(0);
         var terms = new List<ScoreTerm>();

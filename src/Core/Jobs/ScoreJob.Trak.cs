@@ -59,7 +59,7 @@ public sealed partial class ScoreJob
     /// <summary>Coordinator step: ΣΦ_bᵀΦ_b/N + δI, factorised; the projected query gradients preconditioned by it.</summary>
     public MethodReport FinishTrak(Checkpoint checkpoint, TrainTestData data, IReadOnlyList<(int Start, int End)> ranges, int reused)
     {
-        if (Preconditioned) return LoadMethodReport();
+        if (HasScoreTerms) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var spec = checkpoint.Spec;
         var gram = ranges.Select(r => ReadFeatures(checkpoint, data.Train, r.Start, r.End, 1)[0]).Aggregate((a, b) => a.add(b));

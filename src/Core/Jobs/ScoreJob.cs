@@ -51,7 +51,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     }
 
     /// <summary>Trains the model (or loads the job's checkpoint if it exists).</summary>
-    public Checkpoint Prepare(TrainTestData data, IProgress<string>? progress = null)
+    public Checkpoint TrainOrLoad(TrainTestData data, IProgress<string>? progress = null)
     {
         if (Store.Exists(CheckpointKey))
         {
@@ -141,7 +141,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     /// </summary>
     public MethodReport Factorize(Checkpoint checkpoint, TrainTestData data, IReadOnlyList<string> partialKeys)
     {
-        if (Preconditioned) return LoadMethodReport();
+        if (HasScoreTerms) return LoadMethodReport();
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;

@@ -126,7 +126,7 @@ public sealed class InProcessStages(ScoreJob job, Checkpoint checkpoint, Dataset
     public static ScoreResult Run(ScoreJob job, IProgress<string>? progress = null)
     {
         var data = job.LoadData();
-        var checkpoint = job.Prepare(data, progress);
+        var checkpoint = job.TrainOrLoad(data, progress);
         var stages = new InProcessStages(job, checkpoint, data.Train);
         var report = ScorePipeline.PrepareAsync(job, checkpoint, data, stages, progress).GetAwaiter().GetResult();
         var ranges = ScoreSettings.ShardRanges(data.Train.Count, job.Settings.Shards);
