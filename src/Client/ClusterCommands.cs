@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.CommandLine;
 using System.Globalization;
 using Influence.Abstractions;
@@ -64,9 +65,9 @@ public static class ClusterCommands
         Influence.Core.Storage.IArtifactStore store;
         try { store = Influence.Storage.ArtifactStores.Open(Influence.Storage.ArtifactStoreOptions.Parse(parse.GetValue(ScoreCommand.Store)!)); }
         catch (Influence.Storage.ArtifactStoreException e) { return ScoreCommand.Fail($"--store: {e.Message}", 3); }
-        var prefix = $"jobs/{jobId}";
+        var prefix = JobKeys.Prefix(jobId);
         // LOO jobs and studies list their files in outputs.json; a score job has the standard set.
-        var required = store.Exists($"{prefix}/outputs.json") ? "outputs.json" : "summary.json";
+        var required = store.Exists(JobKeys.Manifest(jobId)) ? "outputs.json" : "summary.json";
         if (!store.Exists($"{prefix}/{required}"))
             return ScoreCommand.Fail($"no finished job '{jobId}' in the store {Influence.Core.Safety.Secrets.Redact(store.Describe(prefix))} (is --store the silos' store?)", 2);
         var written = output.Export(store, jobId, prefix, Influence.Core.Jobs.ScoreOutputs.Files, required);

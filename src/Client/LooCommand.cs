@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -68,7 +69,7 @@ public static class LooCommand
     {
         await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct, request.ParallelPerSilo);
         var jobId = resume ?? JobRunner.NewJobId("loo");
-        if (resume is not null && !connection.Store.Exists($"jobs/{resume}/loo/settings.json"))
+        if (resume is not null && !connection.Store.Exists(JobKeys.LooSettings(resume)))
             return ScoreCommand.Fail($"--resume {resume}: no such job in the store {storeRoot}", 2);
         Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Remove}, retrain {string.Join("+", request.Modes)}, {request.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
         var status = await JobRunner.RunLooAsync(connection, jobId, request, ct);

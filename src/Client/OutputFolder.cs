@@ -136,7 +136,7 @@ public sealed class OutputFolder
     public IReadOnlyList<string> Export(IArtifactStore store, string jobId, string prefix, IReadOnlyList<string> defaultFiles, string required)
     {
         IReadOnlyList<string> names = defaultFiles;
-        var manifestKey = $"{prefix}/outputs.json";
+        var manifestKey = JobKeys.Manifest(jobId);
         if (store.Exists(manifestKey))
         {
             try

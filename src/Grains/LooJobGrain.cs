@@ -235,7 +235,7 @@ public sealed partial class LooJobGrain(
             NumberOrNaN(hessian.GetProperty("min_eigenvalue")), NumberOrNaN(hessian.GetProperty("max_eigenvalue")), timings);
         var files = LooReport.Write(store, job.Prefix, header, results);
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
-        store.Write($"{job.Prefix}/outputs.json", s => JsonSerializer.Serialize(s, all));
+        store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
         return files.Count;
     }
 

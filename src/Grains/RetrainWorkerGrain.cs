@@ -42,7 +42,7 @@ public sealed partial class RetrainWorkerGrain(
 
     public Task Release(string jobId)
     {
-        cache.Evict($"jobs/{jobId}/");
+        cache.Evict($"{JobKeys.Prefix(jobId)}/");
         return Task.CompletedTask;
     }
 

@@ -16,7 +16,7 @@ public sealed partial class StudyJobGrain(
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
     private string? currentConfig;
 
-    private string Prefix => $"jobs/{JobId}";
+    private string Prefix => JobKeys.Prefix(JobId);
 
     protected override string Kind => JobKinds.Study;
 
@@ -51,7 +51,7 @@ public sealed partial class StudyJobGrain(
             }, Cancellation);
             if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
             if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
-            var row = await executor.Run(() => StudyRow.From(store, $"jobs/{id}", point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
+            var row = await executor.Run(() => StudyRow.From(store, JobKeys.Prefix(id), point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
             rows.Add(row);
             await executor.Run(() => { StudyTable.WriteCsv(store, $"{Prefix}/study.csv", rows); return 0; });
             LogConfigDone(JobId, point.Label, i + 1, total);
@@ -59,7 +59,7 @@ public sealed partial class StudyJobGrain(
         await executor.Run(() =>
         {
             StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, Tracker.ElapsedSeconds);
-            store.Write($"{Prefix}/outputs.json", s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
+            store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
             return 0;
         });
         Tracker.Set(JobPhase.Completed, total, total, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: Prefix);

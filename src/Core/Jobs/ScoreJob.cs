@@ -26,7 +26,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public ScoreSettings Settings { get; } = settings;
     /// <summary>Cancelled when the silo stops: training gives up at its next iteration.</summary>
     public CancellationToken Stopping { get; init; }
-    public string Prefix => $"jobs/{JobId}";
+    public string Prefix => JobKeys.Prefix(JobId);
     public string CheckpointKey => $"{Prefix}/checkpoint.json";
     public string InverseKey => $"{Prefix}/work/inverse.bin";
     /// <summary>The score terms every shard scores against (θ, queries, weight each).</summary>

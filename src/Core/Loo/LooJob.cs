@@ -32,7 +32,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     private ScoreJob? score;
     /// <summary>The score job this LOO study checks (same id, same store, same file access).</summary>
     public ScoreJob Score => score ??= new(Store, JobId, Settings.Score) { AllowLocalFiles = AllowLocalFiles };
-    public string Prefix => $"jobs/{JobId}";
+    public string Prefix => JobKeys.Prefix(JobId);
     public string PlanKey => $"{Prefix}/loo/plan.json";
     public string UnitKey(int id) => $"{Prefix}/loo/units/unit-{id:D5}.csv";
     public string InfluenceKey => $"{Prefix}/influence.csv";
@@ -100,7 +100,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
         return JsonSerializer.Deserialize<LooPlan>(s, Json) ?? throw new InvalidDataException($"{PlanKey} is empty");
     }
 
-    public string SettingsKey => $"{Prefix}/loo/settings.json";
+    public string SettingsKey => JobKeys.LooSettings(JobId);
 
     /// <summary>
     /// Records the settings on the first start; on a later start (a resume) insists they are the
