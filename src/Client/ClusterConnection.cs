@@ -90,7 +90,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             // Free loopback ports, so that several embedded runs (and tests) do not collide.
             int siloPort = FreePort(), gatewayPort = FreePort();
             var settings = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, PrimaryPort = siloPort, ClusterId = $"embedded-{siloPort}" };
-            var compute = new ComputeSettings { ConcurrentTasks = Math.Max(1, concurrentTasks) };
+            var compute = new Influence.Grains.ComputeSettings { ConcurrentTasks = Math.Max(1, concurrentTasks) };
             if (concurrentTasks > 1) compute.TorchThreads = Math.Max(1, Environment.ProcessorCount / concurrentTasks);
             builder.UseOrleans(silo => silo.UseInfluenceCluster(settings).AddInfluence(compute, artifacts, allowLocalFiles: true));
             description = "embedded single-silo cluster";

@@ -4,12 +4,19 @@ using Microsoft.Extensions.Options;
 
 namespace Influence.Grains;
 
-public sealed class ComputeOptions
+/// <summary>Heavy work on a silo (configuration section "Compute"; the embedded silo sets it from --parallel).</summary>
+public sealed class ComputeSettings
 {
     /// <summary>Heavy tasks that run at once on this silo (one per GPU is the usual choice).</summary>
     public int ConcurrentTasks { get; set; } = 1;
     /// <summary>libtorch threads per process; 0 leaves libtorch's default (the core count).</summary>
     public int TorchThreads { get; set; }
+
+    public IEnumerable<string> Problems()
+    {
+        if (ConcurrentTasks < 1) yield return $"Compute:ConcurrentTasks must be at least 1, not {ConcurrentTasks}";
+        if (TorchThreads < 0) yield return $"Compute:TorchThreads must be 0 (libtorch's default) or more, not {TorchThreads}";
+    }
 }
 
 /// <summary>
@@ -28,10 +35,10 @@ public sealed class ComputeExecutor : IDisposable
 
     private sealed record WorkItem(Action Run, Action<Exception> Cancel);
 
-    public ComputeExecutor(IOptions<ComputeOptions> options)
+    public ComputeExecutor(IOptions<ComputeSettings> options)
     {
         var o = options.Value;
-        if (o.ConcurrentTasks < 1) throw new ArgumentException("ComputeOptions.ConcurrentTasks must be ≥ 1");
+        if (o.Problems().FirstOrDefault() is { } problem) throw new ArgumentException(problem);
         Devices.ConfigureThreads(o.TorchThreads);
         for (int i = 0; i < o.ConcurrentTasks; i++)
         {

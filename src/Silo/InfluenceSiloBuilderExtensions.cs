@@ -21,7 +21,7 @@ public static class InfluenceSiloBuilderExtensions
     {
         var problems = compute.Problems().ToList();
         if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems));
-        silo.Services.AddSingleton<IOptions<ComputeOptions>>(Options.Create(new ComputeOptions { ConcurrentTasks = compute.ConcurrentTasks, TorchThreads = compute.TorchThreads }));
+        silo.Services.AddSingleton(Options.Create(compute));
         silo.Services.AddPlacementDirector<SpreadByIndexPlacement, SpreadByIndexPlacementDirector>();
         silo.Services.AddSingleton<ComputeExecutor>();
         silo.Services.AddHostedService<ComputeDrain>();

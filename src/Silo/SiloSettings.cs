@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Configuration;
+using Influence.Grains;
 using Influence.Storage;
 
 namespace Influence.Silo;
@@ -51,21 +52,6 @@ public sealed class ClusterSettings
             yield return "Cluster:ClusterId and Cluster:ServiceId must not be empty";
         if (ShutdownTimeoutSeconds is < 1 or > 3600)
             yield return $"Cluster:ShutdownTimeoutSeconds must be 1-3600, not {ShutdownTimeoutSeconds}";
-    }
-}
-
-/// <summary>Heavy work on this silo (section "Compute").</summary>
-public sealed class ComputeSettings
-{
-    /// <summary>Heavy tasks at once on this silo (one per GPU is the usual choice).</summary>
-    public int ConcurrentTasks { get; set; } = 1;
-    /// <summary>libtorch threads; 0 = libtorch's default (all cores).</summary>
-    public int TorchThreads { get; set; }
-
-    public IEnumerable<string> Problems()
-    {
-        if (ConcurrentTasks < 1) yield return $"Compute:ConcurrentTasks must be at least 1, not {ConcurrentTasks}";
-        if (TorchThreads < 0) yield return $"Compute:TorchThreads must be 0 (libtorch's default) or more, not {TorchThreads}";
     }
 }
 
