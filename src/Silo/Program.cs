@@ -19,13 +19,14 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = ar
 builder.Logging.ClearProviders();
 builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
 
-var settings = SiloHostSettings.Read(builder.Configuration);
-var problems = settings.Problems();
-if (problems.Count > 0)
+SiloHostSettings settings;
+try { settings = SiloHostSettings.Resolve(builder.Configuration); }
+catch (SiloSettingsException e)
 {
-    foreach (var p in problems) Console.Error.WriteLine($"error: {Secrets.Redact(p)}");
+    foreach (var p in e.Problems) Console.Error.WriteLine($"error: {Secrets.Redact(p)}");
     return 2;
 }
+SiloHostSettings.Register(builder.Services);
 
 // Fail fast, with the reason, on services that are configured but unusable.
 if (settings.Cluster.IsRedis && await RedisCheck.ProblemAsync(settings.Cluster.Redis!) is { } redisProblem)

@@ -1,5 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Influence.Grains;
 using Influence.Storage;
 
@@ -74,16 +76,64 @@ public sealed class MetricsSettings
     }
 }
 
-/// <summary>Every setting of a silo process, read from configuration and checked before anything starts.</summary>
+/// <summary>Settings a silo cannot start with; each problem names its setting.</summary>
+public sealed class SiloSettingsException(IReadOnlyList<string> problems) : Exception(string.Join("; ", problems))
+{
+    public IReadOnlyList<string> Problems { get; } = problems;
+}
+
+/// <summary>The options pattern's validator for a settings class that lists its own problems.</summary>
+public sealed class ProblemsValidator<T>(Func<T, IEnumerable<string>> problems) : IValidateOptions<T> where T : class
+{
+    public ValidateOptionsResult Validate(string? name, T options)
+    {
+        var found = problems(options).ToList();
+        return found.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(found);
+    }
+}
+
+/// <summary>Every setting of a silo process: bound from configuration and validated before anything starts.</summary>
 public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics, TlsSettings Tls)
 {
-    public static SiloHostSettings Read(IConfiguration configuration) => new(
-        configuration.GetSection("Cluster").Get<ClusterSettings>() ?? new ClusterSettings(),
-        configuration.GetSection("Compute").Get<ComputeSettings>() ?? new ComputeSettings(),
-        configuration.GetSection("Store").Get<ArtifactStoreOptions>() ?? new ArtifactStoreOptions(),
-        configuration.GetSection("Metrics").Get<MetricsSettings>() ?? new MetricsSettings(),
-        configuration.GetSection("Tls").Get<TlsSettings>() ?? new TlsSettings());
+    /// <summary>
+    /// Binds each section ("Cluster", "Compute", "Store", "Metrics", "Tls") as options with its
+    /// validator, checked again when the host starts (ValidateOnStart). The host and
+    /// <see cref="Resolve"/> use this one registration.
+    /// </summary>
+    public static IServiceCollection Register(IServiceCollection services)
+    {
+        Add<ClusterSettings>(services, "Cluster", s => s.Problems());
+        Add<ComputeSettings>(services, "Compute", s => s.Problems());
+        Add<ArtifactStoreOptions>(services, "Store", s => s.Problems());
+        Add<MetricsSettings>(services, "Metrics", s => s.Problems());
+        Add<TlsSettings>(services, "Tls", s => s.Problems(n => $"Tls:{n}"));
+        return services;
+    }
 
-    public IReadOnlyList<string> Problems() =>
-        [.. Cluster.Problems(), .. Compute.Problems(), .. Store.Problems(), .. Metrics.Problems(), .. Tls.Problems(n => $"Tls:{n}")];
+    private static void Add<T>(IServiceCollection services, string section, Func<T, IEnumerable<string>> problems) where T : class
+    {
+        services.AddOptions<T>().BindConfiguration(section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<T>>(new ProblemsValidator<T>(problems));
+    }
+
+    /// <summary>
+    /// The settings, before the host is built (the cluster's shape, the store and the ports are
+    /// chosen from them). Throws <see cref="SiloSettingsException"/> with every problem of every
+    /// section, a value that does not convert (a port of "abc") among them.
+    /// </summary>
+    public static SiloHostSettings Resolve(IConfiguration configuration)
+    {
+        var services = new ServiceCollection().AddSingleton(configuration);
+        using var provider = Register(services).BuildServiceProvider();
+        var problems = new List<string>();
+        T Get<T>() where T : class, new()
+        {
+            try { return provider.GetRequiredService<IOptions<T>>().Value; }
+            catch (OptionsValidationException e) { problems.AddRange(e.Failures); }
+            catch (InvalidOperationException e) { problems.Add(e.Message); } // the binder could not convert a value
+            return new T();
+        }
+        var settings = new SiloHostSettings(Get<ClusterSettings>(), Get<ComputeSettings>(), Get<ArtifactStoreOptions>(), Get<MetricsSettings>(), Get<TlsSettings>());
+        return problems.Count == 0 ? settings : throw new SiloSettingsException(problems);
+    }
 }

@@ -74,6 +74,11 @@ public sealed class ConfigurationTests : IAsyncLifetime
         Assert.Contains("error: Cluster:Clustering must be localhost or redis, not 'zookeeper'", output, StringComparison.Ordinal);
         Assert.Contains("error: Compute:ConcurrentTasks must be at least 1, not 0", output, StringComparison.Ordinal);
         Assert.Contains("Store:Container 'Bad_Name' is not a valid container name", output, StringComparison.Ordinal);
+        // A value the options binder cannot convert is reported the same way, with the other sections' problems.
+        (exit, output, _) = await RunSilo("--Metrics:Port=nine", "--Tls:KeyFile=tls.key");
+        Assert.Equal(2, exit);
+        Assert.Contains("error: Failed to convert configuration value 'nine' at 'Metrics:Port'", output, StringComparison.Ordinal);
+        Assert.Contains("error: Tls:KeyFile or Tls:CaFile is set but Tls:CertificateFile is not", output, StringComparison.Ordinal);
     }
 
     [Fact]
