@@ -65,12 +65,11 @@ public static class ClusterCommands
         Influence.Core.Storage.IArtifactStore store;
         try { store = Influence.Storage.ArtifactStores.Open(Influence.Storage.ArtifactStoreOptions.Parse(parse.GetValue(ScoreCommand.Store)!)); }
         catch (Influence.Storage.ArtifactStoreException e) { return ScoreCommand.Fail($"--store: {e.Message}", 3); }
-        var prefix = JobKeys.Prefix(jobId);
         // LOO jobs and studies list their files in outputs.json; a score job has the standard set.
         var required = store.Exists(JobKeys.Manifest(jobId)) ? "outputs.json" : "summary.json";
-        if (!store.Exists($"{prefix}/{required}"))
-            return ScoreCommand.Fail($"no finished job '{jobId}' in the store {Influence.Core.Safety.Secrets.Redact(store.Describe(prefix))} (is --store the silos' store?)", 2);
-        var written = output.Export(store, jobId, prefix, Influence.Core.Jobs.ScoreOutputs.Files, required);
+        if (!store.Exists($"{JobKeys.Prefix(jobId)}/{required}"))
+            return ScoreCommand.Fail($"no finished job '{jobId}' in the store {store.Describe(JobKeys.Prefix(jobId))} (is --store the silos' store?)", 2);
+        var written = output.Export(store, jobId, Influence.Core.Jobs.ScoreOutputs.Files, required);
         Console.WriteLine($"Files in {output.FullPath}: {string.Join(", ", written)}");
         return 0;
     }

@@ -97,7 +97,7 @@ public static class CompareMethodsCommand
                 rows.Add(new Row(method, "", Agreement.None, Agreement.None, status.ElapsedSeconds, peak, 0, $"failed: {status.Error}"));
                 continue;
             }
-            methodOut.Export(connection.Store, jobId, status.OutputPrefix!, ScoreOutputs.Files, "summary.json");
+            methodOut.Export(connection.Store, jobId, ScoreOutputs.Files, "summary.json");
             using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")));
             var root = summary.RootElement;
             trainCount = root.GetProperty("training").GetProperty("train_examples").GetInt32();

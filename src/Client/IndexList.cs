@@ -9,28 +9,31 @@ public static class IndexList
     /// <summary>At most this many indices: far more test points than any job scores, and a bound checked before anything is allocated.</summary>
     public const int MaxCount = 1_000_000;
 
-    public static int[] Parse(string text, string option = "--test-indices")
+    private const string Option = "--test-indices";
+
+    public static int[] Parse(string text)
     {
+        ArgumentException TooMany() => new(string.Create(CultureInfo.InvariantCulture, $"{Option}: '{Echo.Cap(text)}' selects more than {MaxCount:N0} indices"));
         var result = new List<int>();
         foreach (var raw in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var dash = raw.IndexOf('-', 1);
             if (dash > 0)
             {
-                int a = ParseOne(raw[..dash], option), b = ParseOne(raw[(dash + 1)..], option);
-                if (b < a) throw new ArgumentException($"{option}: the range '{Echo.Cap(raw)}' runs backwards");
-                if ((long)b - a + 1 + result.Count > MaxCount) throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{option}: '{Echo.Cap(text)}' selects more than {MaxCount:N0} indices"));
+                int a = ParseOne(raw[..dash]), b = ParseOne(raw[(dash + 1)..]);
+                if (b < a) throw new ArgumentException($"{Option}: the range '{Echo.Cap(raw)}' runs backwards");
+                if ((long)b - a + 1 + result.Count > MaxCount) throw TooMany();
                 for (long i = a; i <= b; i++) result.Add((int)i); // long: b may be int.MaxValue
             }
-            else result.Add(ParseOne(raw, option));
-            if (result.Count > MaxCount) throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{option}: '{Echo.Cap(text)}' selects more than {MaxCount:N0} indices"));
+            else result.Add(ParseOne(raw));
+            if (result.Count > MaxCount) throw TooMany();
         }
-        if (result.Count == 0) throw new ArgumentException($"{option}: '{Echo.Cap(text)}' selects nothing");
+        if (result.Count == 0) throw new ArgumentException($"{Option}: '{Echo.Cap(text)}' selects nothing");
         return result.Distinct().ToArray();
     }
 
-    private static int ParseOne(string s, string option) =>
+    private static int ParseOne(string s) =>
         int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int v)
             ? v
-            : throw new ArgumentException($"{option}: '{Echo.Cap(s)}' is not a non-negative integer (at most {int.MaxValue})");
+            : throw new ArgumentException($"{Option}: '{Echo.Cap(s)}' is not a non-negative integer (at most {int.MaxValue})");
 }

@@ -76,7 +76,7 @@ public static class LooCommand
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
 
-        output.Export(connection.Store, jobId, status.OutputPrefix!, Influence.Core.Jobs.ScoreOutputs.Files, "loo_summary.json");
+        output.Export(connection.Store, jobId, Influence.Core.Jobs.ScoreOutputs.Files, "loo_summary.json");
         PrintSummary(output.FullPath);
         Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, "report.md")}");
         return 0;

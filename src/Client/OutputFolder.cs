@@ -49,11 +49,11 @@ public sealed class OutputFolder
         {
             // Claimed by an earlier run that wrote nothing (cancelled, interrupted, failed): free to reuse,
             // so that `--resume JOB --out SAME` works.
-            bool claimed = File.Exists(manifest);
-            bool hasResults = claimed && ReadManifest(manifest).Files.Length > 0;
-            bool empty = !Directory.EnumerateFileSystemEntries(full).Any(e => !claimed || Path.GetFileName(e) != ManifestName);
+            var earlier = File.Exists(manifest) ? ReadManifest(manifest) : null;
+            bool hasResults = earlier is { Files.Length: > 0 };
+            bool empty = !Directory.EnumerateFileSystemEntries(full).Any(e => earlier is null || Path.GetFileName(e) != ManifestName);
             if (hasResults && !overwrite)
-                throw new ArgumentException($"--out {Echo.Cap(full)} holds the results of an earlier run ({Describe(manifest)}): give --overwrite to replace them, or choose another folder");
+                throw new ArgumentException($"--out {Echo.Cap(full)} holds the results of an earlier run (influence {Echo.Cap(earlier!.Command, 40)}, {earlier.Files.Length} files, {earlier.WrittenUtc:yyyy-MM-dd HH:mm} UTC): give --overwrite to replace them, or choose another folder");
             if (!empty && !hasResults && !overwrite)
                 throw new ArgumentException($"--out {Echo.Cap(full)} is not empty and holds no earlier results of this program: choose an empty or new folder (--overwrite writes beside its files)");
         }
@@ -82,10 +82,13 @@ public sealed class OutputFolder
         return folder;
     }
 
+    /// <summary>A name this folder may hold: one plain segment (no '/', no '..'), and not the manifest.</summary>
+    private static bool IsOutputName(string? name) => StoreKeys.IsPlainFileName(name) && name != ManifestName;
+
     /// <summary>The path of the plain file <paramref name="name"/> in this folder, recorded as written by this run.</summary>
     public string PathOf(string name)
     {
-        if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output file name");
+        if (!IsOutputName(name)) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output file name");
         if (!files.Contains(name))
         {
             files.Add(name);
@@ -102,7 +105,7 @@ public sealed class OutputFolder
     /// </summary>
     public OutputFolder Sub(string name)
     {
-        if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output folder name");
+        if (!IsOutputName(name)) throw new ArgumentException($"'{Echo.Cap(name)}' is not a plain output folder name");
         var path = Path.Combine(FullPath, name);
         if (File.Exists(path) || Directory.Exists(path))
             throw new ArgumentException($"--out {Echo.Cap(FullPath)} already has '{name}', which is not from an earlier run of this program: choose another folder");
@@ -133,8 +136,9 @@ public sealed class OutputFolder
     /// Copies a finished job's outputs from the store. The names come from the store (the job's
     /// outputs.json), which is not trusted: every one must be a plain file name, or nothing is copied.
     /// </summary>
-    public IReadOnlyList<string> Export(IArtifactStore store, string jobId, string prefix, IReadOnlyList<string> defaultFiles, string required)
+    public IReadOnlyList<string> Export(IArtifactStore store, string jobId, IReadOnlyList<string> defaultFiles, string required)
     {
+        var prefix = JobKeys.Prefix(jobId);
         IReadOnlyList<string> names = defaultFiles;
         var manifestKey = JobKeys.Manifest(jobId);
         if (store.Exists(manifestKey))
@@ -146,11 +150,9 @@ public sealed class OutputFolder
             }
             catch (JsonException e) { throw new JobOutputException($"job {jobId}: its outputs.json in the store is not a list of file names ({Echo.Cap(e.Message)}); nothing was exported"); }
         }
-        if (names.Any(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName))
-        {
-            var bad = names.First(n => !StoreKeys.IsPlainFileName(n) || n == ManifestName);
-            throw new JobOutputException($"job {jobId}: its outputs.json lists '{Echo.Cap(bad ?? "null")}', which is not a plain file name; nothing was exported (someone with write access to the store may have changed it)");
-        }
+        foreach (var name in names)
+            if (!IsOutputName(name))
+                throw new JobOutputException($"job {jobId}: its outputs.json lists '{Echo.Cap(name ?? "null")}', which is not a plain file name; nothing was exported (someone with write access to the store may have changed it)");
         if (names.Count > 1000) throw new JobOutputException($"job {jobId}: its outputs.json lists {names.Count} files; at most 1000 are exported");
         if (!store.Exists($"{prefix}/{required}"))
             throw new JobOutputException($"job {jobId} completed and its outputs are under '{prefix}' in the silos' artifact store, but this client's --store ({Secrets.Redact(store.Describe(prefix))}) does not hold its {required}: give --store the silos' store (their Store settings) and export again with `influence job export {jobId}`");
@@ -170,7 +172,7 @@ public sealed class OutputFolder
         foreach (var name in ReadManifest(manifest).Files)
         {
             // Plain names only: a manifest edited to name "../x" removes nothing outside this folder.
-            if (!StoreKeys.IsPlainFileName(name) || name == ManifestName) continue;
+            if (!IsOutputName(name)) continue;
             var path = Path.Combine(FullPath, name);
             if (File.Exists(path)) File.Delete(path);
             else if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
@@ -183,12 +185,6 @@ public sealed class OutputFolder
         var temp = Path.Combine(FullPath, $"{ManifestName}.partial-{Guid.NewGuid():N}");
         File.WriteAllText(temp, json);
         File.Move(temp, Path.Combine(FullPath, ManifestName), overwrite: true);
-    }
-
-    private static string Describe(string manifest)
-    {
-        var m = ReadManifest(manifest);
-        return $"influence {Echo.Cap(m.Command, 40)}, {m.Files.Length} files, {m.WrittenUtc:yyyy-MM-dd HH:mm} UTC";
     }
 
     /// <summary>The manifest of an earlier run; an unreadable or malformed one lists nothing (so nothing is removed).</summary>

@@ -20,7 +20,7 @@ var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {
     // A bad option is a usage error: exit 2, as every other bad setting (System.CommandLine's own default is 1).
-    foreach (var e in parse.Errors) Console.Error.WriteLine($"error: {Echo.Cap(e.Message, 200)}");
+    foreach (var e in parse.Errors) ScoreCommand.Fail(Echo.Cap(e.Message, 200), 2);
     var names = new List<string>();
     for (System.CommandLine.Parsing.SymbolResult? r = parse.CommandResult; r is System.CommandLine.Parsing.CommandResult c; r = c.Parent) names.Insert(0, c.Command.Name);
     names[0] = "influence";
@@ -50,21 +50,9 @@ catch (OperationCanceledException)
     });
     return 130;
 }
-catch (ConnectionException e)
-{
-    // Bad --cluster or --store: say what is wrong, without a stack trace.
-    Console.Error.WriteLine($"error: {Secrets.Redact(e.Message)}");
-    return 3;
-}
-catch (JobOutputException e)
-{
-    // The job finished but its outputs cannot be brought into --out: they stay in the store.
-    Console.Error.WriteLine($"error: {Secrets.Redact(e.Message)}");
-    return 1;
-}
-catch (DataFormatException e) when (!verbose)
-{
-    // Bad data found on this side (the stack trace is for --verbose).
-    Console.Error.WriteLine($"error: {e.Message}");
-    return 2;
-}
+// Bad --cluster or --store: say what is wrong, without a stack trace.
+catch (ConnectionException e) { return ScoreCommand.Fail(e.Message, 3); }
+// The job finished but its outputs cannot be brought into --out: they stay in the store.
+catch (JobOutputException e) { return ScoreCommand.Fail(e.Message, 1); }
+// Bad data found on this side (the stack trace is for --verbose).
+catch (DataFormatException e) when (!verbose) { return ScoreCommand.Fail(e.Message, 2); }

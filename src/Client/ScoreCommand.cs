@@ -135,8 +135,8 @@ public static class ScoreCommand
         // The model's size from the training file's header and labels alone: a model too large for
         // the method or the machine exits 2 before the features are loaded or anything trained.
         // (Labels that cannot be read this way count as two classes, a lower bound: the job checks again.)
-        if (settings.Train.PeekFeatureCount() is int features and > 0)
-            settings.CheckSize(settings.BuildSpec(features, Math.Max(2, settings.Train.PeekClassCount() ?? 2)), memoryOfThisProcess: p.GetValue(Cluster) is null);
+        if (settings.Train.PeekShape() is { Features: > 0 } shape)
+            settings.CheckSize(settings.BuildSpec(shape.Features, shape.Classes ?? 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
         if (request.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
         {
             try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }
@@ -194,7 +194,7 @@ public static class ScoreCommand
         if (status.Phase == JobPhase.Cancelled) return Fail($"job {jobId} was cancelled", 4);
         if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
 
-        var written = output.Export(connection.Store, jobId, status.OutputPrefix!, ScoreOutputs.Files, "summary.json");
+        var written = output.Export(connection.Store, jobId, ScoreOutputs.Files, "summary.json");
         PrintSummary(output.FullPath, showTopK);
         Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {output.FullPath}: {string.Join(", ", written)}");
         return 0;

@@ -23,7 +23,7 @@ SiloHostSettings settings;
 try { settings = SiloHostSettings.Resolve(builder.Configuration); }
 catch (SiloSettingsException e)
 {
-    foreach (var p in e.Problems) Console.Error.WriteLine($"error: {Secrets.Redact(p)}");
+    foreach (var p in e.Problems) Fail(p);
     return 2;
 }
 SiloHostSettings.Register(builder.Services);
@@ -31,30 +31,23 @@ SiloHostSettings.Register(builder.Services);
 // Fail fast, with the reason, on services that are configured but unusable.
 if (settings.Cluster.IsRedis && await RedisCheck.ProblemAsync(settings.Cluster.Redis!) is { } redisProblem)
 {
-    Console.Error.WriteLine($"error: {Secrets.Redact(redisProblem)}");
-    return 3;
+    return Fail(redisProblem);
 }
 IArtifactStore store;
 try { store = ArtifactStores.Open(settings.Store); }
 catch (ArtifactStoreException e)
 {
-    Console.Error.WriteLine($"error: artifact store: {Secrets.Redact(e.Message)}");
-    return 3;
+    return Fail($"artifact store: {e.Message}");
 }
 if (settings.Metrics.Enabled && MetricsPortProblem(settings.Metrics) is { } portProblem)
 {
-    Console.Error.WriteLine($"error: {portProblem}");
-    return 3;
+    return Fail(portProblem);
 }
 TlsCertificates? tls = null;
 if (settings.Tls.Enabled)
 {
     try { tls = TlsCertificates.Load(settings.Tls); }
-    catch (TlsSettingsException e)
-    {
-        Console.Error.WriteLine($"error: {e.Message}");
-        return 3;
-    }
+    catch (TlsSettingsException e) { return Fail(e.Message); }
 }
 
 var instance = settings.Cluster.SiloName is { Length: > 0 } name ? name : $"{Environment.MachineName}:{settings.Cluster.SiloPort}";
@@ -79,16 +72,22 @@ if (settings.Metrics.Enabled)
     app.MapPrometheusScrapingEndpoint();
 }
 try { await app.StartAsync(); }
-catch (IOException e)
+catch (IOException e) when (settings.Metrics.Enabled)
 {
     // Kestrel could not bind (AddressInUseException and kin): the metrics port was taken between the check above and the start.
-    Console.Error.WriteLine($"error: Metrics:Port {settings.Metrics.Port} on {settings.Metrics.Host}: {e.Message}");
     try { await app.StopAsync(); } catch (Exception) { /* it did not start */ }
-    return 3;
+    return Fail($"Metrics:Port {settings.Metrics.Port} on {settings.Metrics.Host}: {e.Message}");
 }
 InfluenceMetrics.Initialise(); // now that the meter provider listens
 await app.WaitForShutdownAsync();
 return 0;
+
+// Every error a silo prints at start: one line, no secret; the exit code of a service that cannot be used.
+static int Fail(string message)
+{
+    Console.Error.WriteLine($"error: {Secrets.Redact(message)}");
+    return 3;
+}
 
 // A port in use would otherwise abort the process after the silo joined.
 static string? MetricsPortProblem(MetricsSettings metrics)

@@ -62,7 +62,7 @@ public sealed class MetricsSettings
 {
     /// <summary>Port of /metrics and /healthz; 0 turns the endpoint off.</summary>
     public int Port { get; set; } = 9400;
-    /// <summary>The IP address the endpoint listens on (a pod: its IP; "*" for every interface).</summary>
+    /// <summary>The IP address the endpoint listens on, or "*" for every interface (the chart's choice, behind its NetworkPolicy).</summary>
     public string Host { get; set; } = "127.0.0.1";
 
     public bool Enabled => Port != 0;

@@ -45,7 +45,7 @@ public class BoundaryCommandTests
         store.Write("jobs/job-1/influence.csv", s => s.Write("x"u8));
         store.Write($"jobs/job-1/outputs.json", s => System.Text.Json.JsonSerializer.Serialize(s, new[] { "influence.csv", name }));
         var output = OutputFolder.Prepare(outDir, overwrite: false, "score");
-        var e = Assert.Throws<JobOutputException>(() => output.Export(store, "job-1", "jobs/job-1", ["summary.json"], "summary.json"));
+        var e = Assert.Throws<JobOutputException>(() => output.Export(store, "job-1", ["summary.json"], "summary.json"));
         Assert.Contains("job job-1", e.Message, StringComparison.Ordinal);
         Assert.Contains("not a plain file name", e.Message, StringComparison.Ordinal);
         // Nothing written: not the escape, not even the good name before it.

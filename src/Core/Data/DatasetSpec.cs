@@ -25,51 +25,40 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
     };
 
     /// <summary>
-    /// Features per row from the file's header alone (a CSV's first line, an IDX header), for checks
-    /// made before the data is loaded; null for a stored artifact or a file that cannot be read.
+    /// Features per row and the class count K (the largest label + 1) from the file's header and
+    /// labels alone (a CSV's first line and first column; an IDX header and labels file), for checks
+    /// made before the features are loaded. Null for a stored artifact or a file that cannot be read
+    /// this way; Classes null when the labels cannot be, or are ones <see cref="TrainTestData.Combine"/>
+    /// refuses (the job then says what is wrong, with the row).
     /// </summary>
-    public int? PeekFeatureCount()
+    public (int Features, int? Classes)? PeekShape()
     {
         if (Storage.StoredFiles.IsStored(Path) || !File.Exists(Path)) return null;
         try
         {
-            if (IsIdx(Path)) return IdxDatasetReader.FeatureCount(Path);
-            using var reader = new StreamReader(Path);
-            var header = reader.ReadLine();
-            return header is null ? null : header.Split(',').Length - 1;
-        }
-        catch (Exception e) when (e is IOException or DataFormatException or InvalidDataException or UnauthorizedAccessException) { return null; }
-    }
-
-    /// <summary>
-    /// The class count K (the largest label + 1) from the labels alone (a CSV's first column, an
-    /// IDX labels file), without loading the features; null for a stored artifact, a file that
-    /// cannot be read this way, or labels that <see cref="TrainTestData.Combine"/> refuses (the job
-    /// then says what is wrong, with the row).
-    /// </summary>
-    public int? PeekClassCount()
-    {
-        if (Storage.StoredFiles.IsStored(Path) || !File.Exists(Path)) return null;
-        try
-        {
+            int features;
             var present = new HashSet<int>();
+            bool readable = true;
             if (IsIdx(Path))
             {
-                if ((LabelsPath ?? GuessLabelsPath(Path)) is not { } labels || !File.Exists(labels)) return null;
-                present.UnionWith(IdxDatasetReader.Labels(labels));
+                features = IdxDatasetReader.FeatureCount(Path);
+                if ((LabelsPath ?? GuessLabelsPath(Path)) is { } labels && File.Exists(labels)) present.UnionWith(IdxDatasetReader.Labels(labels));
             }
             else
-                foreach (var line in File.ReadLines(Path).Skip(1))
+            {
+                using var reader = new StreamReader(Path);
+                if (reader.ReadLine() is not { } header) return null;
+                features = header.Split(',').Length - 1;
+                for (string? line; readable && (line = reader.ReadLine()) is not null;)
                 {
                     if (line.Length == 0) continue;
                     var comma = line.IndexOf(',');
-                    if (!int.TryParse(comma < 0 ? line : line.AsSpan(0, comma), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int label) || label < 0)
-                        return null;
+                    readable = int.TryParse(comma < 0 ? line : line.AsSpan(0, comma), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int label) && label >= 0;
                     present.Add(label);
                 }
-            if (present.Count < 2) return null;
-            int classes = present.Max() + 1;
-            return classes <= TrainTestData.MaxClassesFor(present.Count) ? classes : null;
+            }
+            int? classes = readable && present.Count >= 2 && present.Max() + 1 <= TrainTestData.MaxClassesFor(present.Count) ? present.Max() + 1 : null;
+            return (features, classes);
         }
         catch (Exception e) when (e is IOException or DataFormatException or InvalidDataException or UnauthorizedAccessException) { return null; }
     }

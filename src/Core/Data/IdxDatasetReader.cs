@@ -140,13 +140,6 @@ public static class IdxDatasetReader
 
     private static void ReadExactly(Stream stream, byte[] buffer, string path, string where, string problem)
     {
-        if (ReadUpTo(stream, buffer) < buffer.Length) throw new DataFormatException(path, where, problem);
-    }
-
-    private static int ReadUpTo(Stream stream, byte[] buffer)
-    {
-        int total = 0, n;
-        while (total < buffer.Length && (n = stream.Read(buffer, total, buffer.Length - total)) > 0) total += n;
-        return total;
+        if (stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false) < buffer.Length) throw new DataFormatException(path, where, problem);
     }
 }

@@ -29,7 +29,7 @@ public static class DampingChoice
     /// <summary>δ by <see cref="MeanEigenvalueFraction"/>, and how summary.json names the rule.</summary>
     public static double FromMeanEigenvalue(double meanEigenvalue) => MeanEigenvalueFraction * meanEigenvalue;
 
-    public const string MeanEigenvalueRule = "0.1 * mean eigenvalue (Kronfluence's heuristic)";
+    public static readonly string MeanEigenvalueRule = FormattableString.Invariant($"{MeanEigenvalueFraction} * mean eigenvalue (Kronfluence's heuristic)");
 
     /// <summary>The damping's margin above zero curvature, relative to λ_max.</summary>
     public const double RelativeFloor = 1e-3;
