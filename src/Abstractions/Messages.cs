@@ -133,34 +133,14 @@ public sealed class JobStatus
     public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed or JobPhase.Cancelled;
 }
 
-/// <summary>Which step a shard runs.</summary>
-public enum ShardStage
-{
-    /// <summary>Σ ∇²L_i over the shard's rows.</summary>
-    PartialHessian,
-    /// <summary>Influence of the shard's rows on every query, self-influence, local top-k.</summary>
-    Score,
-    /// <summary>The shard's share of a round of curvature products (cg, arnoldi, lissa).</summary>
-    CurvatureProduct,
-    /// <summary>One LiSSA recursion (the unit index is the repeat).</summary>
-    LissaRepeat,
-    /// <summary>K-FAC factor sums over the shard's rows.</summary>
-    FactorSums,
-    /// <summary>EK-FAC eigenvalue-correction sums over the shard's rows.</summary>
-    CorrectionSums,
-    /// <summary>TRAK: the rows' projected gradients and their Gram matrix (kept across jobs).</summary>
-    ProjectedFeatures,
-    /// <summary>cg, lissa: one solve per row of the shard, for its self-influence.</summary>
-    SelfInfluenceSolves,
-}
-
 /// <summary>A unit of work for a shard grain: one stage over rows [Start, End) of the training set.</summary>
 [GenerateSerializer, Immutable]
 public sealed class ShardAssignment
 {
     [Id(0)] public required string JobId { get; init; }
     [Id(1)] public required ScoreJobRequest Request { get; init; }
-    [Id(2)] public ShardStage Stage { get; init; }
+    /// <summary>"score", "curvature_product", or one of the method's own stages (Core's InfluenceMethod.RunStage).</summary>
+    [Id(2)] public required string Stage { get; init; }
     [Id(3)] public int ShardIndex { get; init; }
     [Id(4)] public int Start { get; init; }
     [Id(5)] public int End { get; init; }
@@ -175,7 +155,7 @@ public enum ShardState { Idle, Running, Done, Failed }
 public sealed class ShardReport
 {
     [Id(0)] public ShardState State { get; init; }
-    [Id(1)] public ShardStage Stage { get; init; }
+    [Id(1)] public string? Stage { get; init; }
     [Id(2)] public long Done { get; init; }
     [Id(3)] public long Total { get; init; }
     [Id(4)] public string? Error { get; init; }

@@ -6,6 +6,7 @@ using Influence.Abstractions;
 using Influence.Core.Diagnostics;
 using Influence.Core.Hessians;
 using Influence.Core.Jobs;
+using Influence.Core.Safety;
 using Spectre.Console;
 
 namespace Influence.Client;
@@ -17,7 +18,7 @@ namespace Influence.Client;
 /// </summary>
 public static class CompareMethodsCommand
 {
-    private static readonly Option<string> MethodList = new("--methods") { Description = "Comma list of methods to compare", DefaultValueFactory = _ => "cg,lissa,arnoldi,kfac,ekfac,tracin,grad-dot,grad-cos" };
+    private static readonly Option<string> MethodList = new("--methods") { Description = "Comma list of methods to compare", DefaultValueFactory = _ => string.Join(',', Methods.All.Where(m => m.InDefaultComparison).Select(m => m.Name)) };
     private static readonly Option<string?> Loo = new("--loo") { Description = "Output folder of an `influence loo` run: its checkpoint.json is the model, its loo.csv the ground truth (and its test points the queries)" };
     private static readonly Option<string> LooMode = new("--loo-mode") { Description = "Which retrains of the LOO run to compare with: warm, cold or pbrf", DefaultValueFactory = _ => "warm" };
     private static readonly Option<string> Exact = new("--exact") { Description = "auto (when P ≤ 12,000), always or never", DefaultValueFactory = _ => "auto" };
@@ -49,7 +50,7 @@ public static class CompareMethodsCommand
             baseRequest = ScoreCommand.BuildRequest(parse);
             methods = parse.GetValue(MethodList)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var m in methods)
-                if (!Methods.All.Contains(m) || m == Methods.Exact) throw new ArgumentException($"--methods: '{m}' is not one of {string.Join(", ", Methods.All.Skip(1))}");
+                if (!Methods.Exists(m) || m == Methods.Exact) throw new ArgumentException($"--methods: '{Echo.Cap(m)}' is not one of {string.Join(", ", Methods.Names.Where(n => n != Methods.Exact))}");
             if (parse.GetValue(Exact) is not ("auto" or "always" or "never")) throw new ArgumentException($"--exact must be auto, always or never, not '{parse.GetValue(Exact)}'");
             if (parse.GetValue(Loo) is string looDir)
             {
@@ -107,7 +108,7 @@ public static class CompareMethodsCommand
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
             scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
             var report = MethodReport.FromJson(System.Text.Json.Nodes.JsonNode.Parse(root.GetProperty("method").GetRawText())!.AsObject());
-            rows.Add(new Row(method, report.Describe(method), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
+            rows.Add(new Row(method, Methods.Get(method).Describe(report), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
                 status.ElapsedSeconds, peak, report.Warnings.Count, method == Methods.TracIn ? "its own SGD run's checkpoints" : string.Join("; ", report.Warnings)));
         }
         if (scores.TryGetValue(Methods.Exact, out var reference))

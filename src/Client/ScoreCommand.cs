@@ -26,7 +26,7 @@ public static class ScoreCommand
     public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
     public static readonly Option<string> DType = new("--dtype") { Description = "float64 or float32", DefaultValueFactory = _ => "float64" };
     public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> Method = new("--method") { Description = "exact, cg, lissa, arnoldi, kfac, ekfac, trak, tracin, grad-dot or grad-cos", DefaultValueFactory = _ => "exact" };
+    public static readonly Option<string> Method = new("--method") { Description = string.Join(", ", Methods.Names) + " (docs/methods.md)", DefaultValueFactory = _ => Methods.Exact };
     public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => "0" };
     public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
     public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };

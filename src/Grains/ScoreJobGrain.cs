@@ -56,11 +56,11 @@ public sealed partial class ScoreJobGrain(
 
         var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
         var stages = new GrainStages(this, request, job, ranges);
-        var report = await ScorePipeline.PrepareAsync(job, checkpoint, data, stages, new MessageProgress(m => Set(JobPhase.Factorizing, 0, 0, m)));
+        var report = await job.Method.PrepareAsync(job, checkpoint, data, stages, new MessageProgress(m => Set(JobPhase.Factorizing, 0, 0, m)));
         timings["prepare"] = Lap(phase);
         foreach (var w in report.Warnings) LogMethodWarning(JobId, settings.Method, w);
 
-        var scoreReports = await RunShards(request, ShardStage.Score, 0, ranges, JobPhase.Scoring);
+        var scoreReports = await RunShards(request, ScorePipeline.ScoreStage, 0, ranges, JobPhase.Scoring);
         timings["score"] = Lap(phase);
 
         Set(JobPhase.Writing, 0, 1, "writing outputs");
@@ -90,10 +90,13 @@ public sealed partial class ScoreJobGrain(
 
         public double[] PrepareSeconds { get; } = new double[ranges.Count];
 
-        public async Task RunShards(ShardWork work, int round, IReadOnlyList<(int Start, int End)> units)
+        public IReadOnlyList<(int Start, int End)> Ranges => ranges;
+
+        public async Task RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> units)
         {
-            var reports = await grain.RunShards(request, Enum.Parse<ShardStage>(work.ToString()), round, units, JobPhase.Curvature);
-            if (work != ShardWork.LissaRepeat)
+            var reports = await grain.RunShards(request, stage, round, units, JobPhase.Curvature);
+            // Units over the shards' own ranges add to each shard's preparation time (LiSSA's repeats are not per shard).
+            if (units.SequenceEqual(ranges))
                 for (int k = 0; k < reports.Length; k++) PrepareSeconds[k] += reports[k].Seconds;
         }
 
@@ -123,7 +126,7 @@ public sealed partial class ScoreJobGrain(
             {
                 try
                 {
-                    await RunShards(ShardWork.CurvatureProduct, round, ranges);
+                    await RunShards(ScorePipeline.CurvatureProductStage, round, ranges);
                     done.SetResult();
                 }
                 catch (Exception e) { done.SetException(e); }
@@ -146,7 +149,7 @@ public sealed partial class ScoreJobGrain(
     /// Starts one stage on every shard grain and polls until all are done. A shard that reports
     /// Idle lost its activation (its silo went away) and is started again; the work is idempotent.
     /// </summary>
-    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, ShardStage stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
+    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, string stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
     {
         var assignments = ranges.Select((r, k) => new ShardAssignment
         {
@@ -154,12 +157,12 @@ public sealed partial class ScoreJobGrain(
         }).ToArray();
         var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{round}/{a.ShardIndex}")).ToArray();
         long total = ranges.Sum(r => (long)(r.End - r.Start));
-        string what = stage == ShardStage.CurvatureProduct ? $"curvature products, round {round + 1}" : stage.ToString();
+        string what = stage == ScorePipeline.CurvatureProductStage ? $"curvature products, round {round + 1}" : stage.Replace('_', ' ');
         Set(phase, 0, total, $"{what} on {grains.Length} shards");
         await Task.WhenAll(grains.Select((g, k) => g.Start(assignments[k])));
 
         // Product rounds take milliseconds to seconds and there may be hundreds: poll them closely.
-        var interval = stage == ShardStage.CurvatureProduct ? ProductPollInterval : PollInterval;
+        var interval = stage == ScorePipeline.CurvatureProductStage ? ProductPollInterval : PollInterval;
         var results = new ShardReport?[grains.Length];
         var progress = new long[grains.Length];
         while (results.Any(r => r is null))

@@ -25,6 +25,8 @@ public sealed partial class ScoreShardGrain(
     public Task Start(ShardAssignment assignment)
     {
         Influence.Core.Safety.StoreKeys.CheckJobId(assignment.JobId, "job"); // anyone at a gateway can call a shard
+        if (!Influence.Core.Safety.StoreKeys.IsPlainFileName(assignment.Stage))
+            throw new ArgumentException($"'{Influence.Core.Safety.Echo.Cap(assignment.Stage)}' is not a stage name");
         if (current is not null && current.Stage == assignment.Stage && report.State is ShardState.Running or ShardState.Done)
             return Task.CompletedTask; // already under way: starting again is a no-op
         current = assignment;
@@ -47,7 +49,7 @@ public sealed partial class ScoreShardGrain(
         try
         {
             var top = await executor.Run(() => Work(a));
-            InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", StageLabel(a.Stage)));
+            InfluenceMetrics.ShardDuration.Record(sw.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("stage", a.Stage));
             LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
             report = new ShardReport
             {
@@ -69,28 +71,15 @@ public sealed partial class ScoreShardGrain(
         }
     }
 
-    private static string StageLabel(ShardStage stage) => stage switch
-    {
-        ShardStage.Score => "score",
-        ShardStage.PartialHessian => "hessian",
-        ShardStage.CurvatureProduct => "hvp",
-        ShardStage.LissaRepeat => "lissa",
-        ShardStage.FactorSums => "kfac_factors",
-        ShardStage.CorrectionSums => "ekfac_corrections",
-        ShardStage.ProjectedFeatures => "trak_features",
-        ShardStage.SelfInfluenceSolves => "self_influence_solves",
-        _ => stage.ToString().ToLowerInvariant(),
-    };
-
     /// <summary>Runs the stage; the score stage returns the shard's top-k lists (its outputs are in the store).</summary>
     private TopKLists? Work(ShardAssignment a)
     {
         var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
-        if (a.Stage != ShardStage.Score)
+        if (a.Stage != ScorePipeline.ScoreStage)
         {
-            long products = job.RunShardWork(Enum.Parse<ShardWork>(a.Stage.ToString()), checkpoint, train, a.Round, a.ShardIndex, a.Start, a.End,
+            long products = job.RunStage(a.Stage, checkpoint, train, new ShardUnit(a.ShardIndex, a.Start, a.End, a.Round),
                 new Progress(n => Interlocked.Add(ref done, n)));
             if (products > 0) InfluenceMetrics.CurvatureProducts.Add(products);
             Interlocked.Exchange(ref done, a.End - a.Start);
@@ -102,7 +91,7 @@ public sealed partial class ScoreShardGrain(
             Interlocked.Add(ref done, n);
             InfluenceMetrics.ExamplesScored.Add(n);
             // TRAK scores from stored features: no gradients at this stage.
-            if (job.Settings.Method != Methods.Trak) InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
+            if (job.Method.ScoresWithGradients) InfluenceMetrics.GradientsComputed.Add(n * plan.Terms.Count);
         });
         var top = job.ScoreShard(checkpoint, train, plan, a.ShardIndex, a.Start, a.End, progress);
         return top;
@@ -115,8 +104,8 @@ public sealed partial class ScoreShardGrain(
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: shard {Shard} {Stage} done ({Rows} rows, {Seconds:F2} s) on {Silo}")]
-    private partial void LogShardDone(string jobId, ShardStage stage, int shard, int rows, double seconds, string silo);
+    private partial void LogShardDone(string jobId, string stage, int shard, int rows, double seconds, string silo);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId}: shard {Shard} {Stage} failed")]
-    private partial void LogShardFailed(Exception e, string jobId, ShardStage stage, int shard);
+    private partial void LogShardFailed(Exception e, string jobId, string stage, int shard);
 }

@@ -176,11 +176,10 @@ public class ScoreMethodTests
     {
         // Fashion-MNIST's MLP: P = 203,530 float32 values; six P-vectors per column in 2 GB.
         var settings = Settings(Methods.Cg, s => s with { MemoryBudgetMb = 2048 });
-        var job = new ScoreJob(new LocalArtifactStore(Directory.CreateTempSubdirectory().FullName), "job", settings) { AllowLocalFiles = true };
         var spec = ModelSpec.Mlp(784, 10, [256], Activation.Tanh, 1e-2, DecayOn.All, Precision.Float32, 0);
         Assert.Equal(203_530, spec.ParameterCount);
-        Assert.Equal((int)((2048L << 20) / (6 * 4 * 203_530L)), job.SelfSolveColumns(spec, 500));
-        Assert.Equal(7, job.SelfSolveColumns(ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 0, DecayOn.All, Precision.Float64, 0), 7));
+        Assert.Equal((int)((2048L << 20) / (6 * 4 * 203_530L)), SelfSolvingMethod.Columns(settings, spec, 500));
+        Assert.Equal(7, SelfSolvingMethod.Columns(settings, ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 0, DecayOn.All, Precision.Float64, 0), 7));
     }
 
     [Fact]

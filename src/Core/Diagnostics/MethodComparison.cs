@@ -67,7 +67,7 @@ public static class MethodComparison
                 checkpoint ??= store.PathOf(job.CheckpointKey);
                 var agreement = ScoreComparison.Against(scores, exact);
                 var report = result.Report;
-                rows.Add(new MethodRow(method, report.Describe(method), agreement.MeanSpearman, agreement.MinSpearman, agreement.MeanPearson, seconds,
+                rows.Add(new MethodRow(method, Methods.Get(method).Describe(report), agreement.MeanSpearman, agreement.MinSpearman, agreement.MeanPearson, seconds,
                     report.Details["products"] is { } products ? long.Parse(products.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : 0, method == Methods.TracIn ? "its own SGD run, not θ̂" : string.Join("; ", report.Warnings)));
             }
             return rows;

@@ -39,9 +39,8 @@ public sealed record MethodOptions
     /// <summary>Seed of Arnoldi's start vector, LiSSA's batches, the sampled Fisher labels and TRAK's projection.</summary>
     public int Seed { get; init; }
 
-    public void Validate(string method)
+    public void Validate()
     {
-        if (!Methods.All.Contains(method)) throw new ArgumentException($"--method must be one of {string.Join(", ", Methods.All)}, not '{method}'");
         if (!(Tolerance > 0 && Tolerance < 1)) throw new ArgumentException($"--cg-tolerance must be in (0, 1), not {Tolerance}");
         if (MaxIterations < 1) throw new ArgumentException($"--cg-max-iterations must be ≥ 1, not {MaxIterations}");
         if (Krylov < 2) throw new ArgumentException($"--arnoldi-iterations must be ≥ 2, not {Krylov}");

@@ -48,24 +48,6 @@ public sealed class MethodReport(double damping)
         return report;
     }
 
-    /// <summary>The method's settings and outcome in one line, for comparison tables.</summary>
-    public string Describe(string method)
-    {
-        string damping = $"δ = {Damping:G3}";
-        string Get(string name) => Details[name]?.ToJsonString() ?? "?";
-        return method switch
-        {
-            Methods.Exact => damping,
-            Methods.Cg => $"{damping}, {Get("converged")} converged, {Get("products")} products",
-            Methods.Arnoldi => $"{damping}, n = {Get("krylov_dimension")}, top {Get("kept")}",
-            Methods.Lissa => $"{damping}, scale {Details["scale"]?.GetValue<double>():G3}, depth {Get("depth")} × {Get("repeats")}, {Get("diverged")} diverged",
-            Methods.Kfac or Methods.Ekfac => $"{damping}, {Details["fisher_labels"]?.GetValue<string>()} Fisher",
-            Methods.TracIn => $"{Get("checkpoints")} checkpoints",
-            Methods.Trak => $"{damping}, k = {Get("projection_dim")} ({Details["projection"]?.GetValue<string>()})",
-            _ => "at θ̂",
-        };
-    }
-
     /// <summary>A finite double for JSON (NaN and ±∞ are not JSON numbers).</summary>
     public static JsonNode? Number(double v) => double.IsFinite(v) ? v : null;
 }

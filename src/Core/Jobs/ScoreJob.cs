@@ -12,10 +12,12 @@ using static TorchSharp.torch;
 namespace Influence.Core.Jobs;
 
 /// <summary>
-/// The steps of a score job, each an idempotent unit of work over the artifact store: a step
-/// whose output already exists is not computed again. The coordinator grain runs
-/// <see cref="Prepare"/>, <see cref="Factorize"/> and <see cref="WriteOutputs"/>; shard grains run
-/// <see cref="PartialHessian"/> and <see cref="ScoreShard"/>. Tests run them in sequence in one process.
+/// A score job's artifacts and the steps every method shares, each an idempotent unit of work over
+/// the artifact store: a step whose output already exists is not computed again. The coordinator
+/// trains (<see cref="TrainOrLoad"/>), runs the method's preparation (<see cref="ScorePipeline"/>,
+/// <see cref="InfluenceMethod.PrepareAsync"/>) and writes the outputs (<see cref="ScoreOutputs"/>);
+/// shards run the method's stages (<see cref="RunStage"/>) and <see cref="ScoreShard"/>. Tests
+/// run them in sequence in one process (<see cref="InProcessStages"/>).
 /// </summary>
 public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSettings settings)
 {
@@ -28,15 +30,18 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public CancellationToken Stopping { get; init; }
     public string Prefix => JobKeys.Prefix(JobId);
     public string CheckpointKey => $"{Prefix}/checkpoint.json";
-    public string InverseKey => $"{Prefix}/work/inverse.bin";
+    /// <summary>The method of the settings (<see cref="Methods.All"/>).</summary>
+    public InfluenceMethod Method { get; } = Methods.Get(settings.Method);
+
+    /// <summary>An intermediate artifact of the job, under jobs/ID/work/ (deleted when the job has written its outputs).</summary>
+    public string WorkKey(string name) => $"{Prefix}/work/{name}";
     /// <summary>The score terms every shard scores against (θ, queries, weight each).</summary>
-    public string TermsKey => $"{Prefix}/work/terms.bin";
+    public string TermsKey => WorkKey("terms.bin");
     /// <summary>The method's report (damping used, solver residuals, warnings), written with the terms.</summary>
-    public string MethodReportKey => $"{Prefix}/work/method.json";
+    public string MethodReportKey => WorkKey("method.json");
     /// <summary>Minibatch training's checkpoints (TracIn's).</summary>
-    public string TrajectoryKey => $"{Prefix}/work/trajectory.bin";
-    public string PartialHessianKey(int shard) => $"{Prefix}/work/hessian-{shard:D4}.bin";
-    public string ScoreBlockKey(int shard) => $"{Prefix}/work/scores-{shard:D4}.bin";
+    public string TrajectoryKey => WorkKey("trajectory.bin");
+    public string ScoreBlockKey(int shard) => WorkKey($"scores-{shard:D4}.bin");
 
     /// <summary>The training set alone (a shard's rows come from it).</summary>
     public Dataset LoadTrain() => Settings.Train.Resolve(Store, AllowLocalFiles).Load();
@@ -116,70 +121,11 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         if (SpecDifference(checkpoint.Spec, spec) is { } difference)
             throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"--checkpoint {Settings.InitialCheckpoint} holds {checkpoint.Spec.Describe()} ({checkpoint.Parameters.Length:N0} parameters), but the options and data describe {spec.Describe()} ({spec.ParameterCount:N0} parameters): they differ in {difference}"));
-        if (Methods.NeedsCheckpoints(Settings.Method))
+        if (Method.NeedsCheckpoints)
             throw new ArgumentException($"--method {Settings.Method} needs the training run's checkpoints, which --checkpoint does not carry: let the job train with --optimizer sgd or adam");
         Store.Write(CheckpointKey, checkpoint.Save);
         return checkpoint;
     }
-
-    /// <summary>Shard step 1: Σ ∇²L_i over rows [start, end), written to the store.</summary>
-    public string PartialHessian(Checkpoint checkpoint, Dataset train, int shard, int start, int end)
-    {
-        var key = PartialHessianKey(shard);
-        if (Store.Exists(key)) return key;
-        using var scope = NewDisposeScope();
-        var device = Compute.Devices.Default;
-        using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
-        var sum = ExactHessian.DataSum(checkpoint.Spec, checkpoint.Theta(device), rows, cancel: Stopping).to(ScalarType.Float64);
-        Store.Write(key, s => TensorIO.Write(s, sum));
-        return key;
-    }
-
-    /// <summary>
-    /// Coordinator step: adds the shards' partial sums, divides by N, adds the regulariser,
-    /// factorises H + δI once and preconditions the queries: H⁻¹∇L(test_q) for each test index.
-    /// </summary>
-    public MethodReport Factorize(Checkpoint checkpoint, TrainTestData data, IReadOnlyList<string> partialKeys)
-    {
-        if (HasScoreTerms) return LoadMethodReport();
-        using var scope = NewDisposeScope();
-        var device = Compute.Devices.Default;
-        var spec = checkpoint.Spec;
-        var sum = SumStored(partialKeys);
-        var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
-        var h = ExactHessian.Assemble(sum, data.Train.Count, mask);
-        var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
-        double damping = Settings.AutoDamping ? 0 : Settings.Damping;
-        string dampingRule = "given";
-        var inverse = HessianInverse.Factorize(h, damping, flat);
-        if (Settings.AutoDamping)
-        {
-            // The undamped spectrum picks δ; refactorise only when δ is not 0.
-            (damping, dampingRule) = DampingChoice.Decide(inverse.MinEigenvalue, inverse.MaxEigenvalue, smallestTrusted: true);
-            if (damping != 0)
-            {
-                inverse.Dispose();
-                inverse = HessianInverse.Factorize(h, damping, flat);
-            }
-        }
-        using var _ = inverse;
-        Store.Write(InverseKey, inverse.Save);
-
-        var theta = checkpoint.Theta(device);
-        var grads = TestGradients(checkpoint, data, theta).to(ScalarType.Float64);
-        var queries = inverse.Solve(grads).t().contiguous();
-        // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
-        double min = inverse.MinEigenvalue - damping, max = inverse.MaxEigenvalue - damping;
-        var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
-        report.Details["factorization"] = inverse.Kind.ToString().ToLowerInvariant();
-        report.Details["dropped_eigenvalues"] = inverse.DroppedEigenvalues;
-        report.Details["damping_rule"] = dampingRule;
-        report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
-        if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
-        return FinishPreconditioning(theta, queries, report);
-    }
-
-    public HessianInverse LoadInverse() { using var s = Store.OpenRead(InverseKey); return HessianInverse.Load(s, Compute.Devices.Default); }
 
     /// <summary>
     /// Shard step 2: influence of rows [start, end) on every query and their self-influence (NaN
@@ -197,10 +143,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var device = Compute.Devices.Default;
         using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
         var sw = Stopwatch.StartNew();
-        var scores = Method == Methods.Trak
-            ? ScoreProjected(checkpoint, train, plan, start, end, progress)
-            : ShardScorer.Score(checkpoint.Spec, plan, rows, start, Settings.TopK, Settings.BatchSize, Settings.MemoryBudgetMb << 20, progress);
-        if (Settings.SolvesSelfInfluence) scores = scores with { SelfInfluence = SolvedSelfInfluence(shard, end - start) };
+        var scores = Method.ScoreRows(this, checkpoint, train, rows, plan, shard, start, end, progress);
         double seconds = sw.Elapsed.TotalSeconds;
         double floor;
         using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);
@@ -228,4 +171,30 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
 
     /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
     public void DeleteWork() => Store.DeletePrefix($"{Prefix}/work");
+
+    /// <summary>TracIn's checkpoints: their count, then the learning rate and θ of each.</summary>
+    private static void WriteTrajectory(Stream stream, IReadOnlyList<TrainingCheckpoint> trajectory)
+    {
+        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        w.Write(trajectory.Count);
+        foreach (var c in trajectory)
+        {
+            w.Write(c.LearningRate);
+            TensorIO.Write(w, c.Theta);
+        }
+    }
+
+    /// <summary>The checkpoints <see cref="TrainOrLoad"/> kept of minibatch training (learning rate and θ each).</summary>
+    public IReadOnlyList<(double LearningRate, Tensor Theta)> ReadTrajectory()
+    {
+        using var s = Store.OpenRead(TrajectoryKey);
+        using var r = new BinaryReader(s);
+        var trajectory = new List<(double, Tensor)>();
+        for (int c = r.ReadInt32(); c > 0; c--)
+        {
+            double learningRate = r.ReadDouble();
+            trajectory.Add((learningRate, TensorIO.Read(r, Compute.Devices.Default)));
+        }
+        return trajectory;
+    }
 }

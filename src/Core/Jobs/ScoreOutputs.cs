@@ -138,7 +138,7 @@ public static class ScoreOutputs
             },
             ["data_warnings"] = new JsonArray(data.Warnings.Select(w => (JsonNode)w).ToArray()),
             ["method"] = method.ToJson(),
-            ["self_influence"] = s.GivesSelfInfluence ? "self_influence.csv" : Methods.NoSelfInfluenceReason(s.Method),
+            ["self_influence"] = s.GivesSelfInfluence ? "self_influence.csv" : s.Estimator.NoSelfInfluenceReason,
             ["scoring"] = Throughput(shards, timingsOfShards, q),
             ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
@@ -177,18 +177,11 @@ public static class ScoreOutputs
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>
     private static JsonObject MethodOptionsJson(ScoreSettings s)
     {
-        var o = s.Options;
+        var method = s.Estimator;
         var json = new JsonObject();
-        if (Methods.UsesProducts(s.Method) || s.AutoDamping && s.Method != Methods.Exact) json["curvature"] = o.Curvature.ToString().ToLowerInvariant();
-        if (s.Method == Methods.Cg) { json["cg_tolerance"] = o.Tolerance; json["cg_max_iterations"] = o.MaxIterations; }
-        if (s.Method == Methods.Arnoldi || Methods.UsesProducts(s.Method) && s.AutoDamping) json["arnoldi_iterations"] = o.Krylov;
-        if (s.Method == Methods.Arnoldi) json["arnoldi_top"] = o.TopEigen;
-        if (s.Method == Methods.Lissa) { json["lissa_depth"] = o.LissaDepth; json["lissa_repeats"] = o.LissaRepeats; json["lissa_batch"] = o.LissaBatch; json["lissa_scale"] = o.LissaScale == 0 ? "auto" : o.LissaScale; }
-        if (s.Method is Methods.Kfac or Methods.Ekfac) json["fisher_labels"] = o.FisherLabels.ToString().ToLowerInvariant();
-        if (s.Method != Methods.Trak) json["query_rank"] = o.QueryRank;
-        if (Methods.SolvesSelfInfluence(s.Method)) json["solve_self_influence"] = o.SolveSelfInfluence;
-        if (s.Method == Methods.Trak) { json["projection"] = o.Projection.ToString().ToLowerInvariant(); json["projection_dim"] = o.ProjectionDim; }
-        if (s.Method is not (Methods.Exact or Methods.TracIn or Methods.GradDot or Methods.GradCos)) json["method_seed"] = o.Seed;
+        method.ReportOptions(s, json);
+        if (method.ScoresWithGradients) json["query_rank"] = s.Options.QueryRank;
+        if (method.IsSeeded) json["method_seed"] = s.Options.Seed;
         return json;
     }
 

@@ -35,11 +35,17 @@ public sealed record ScoreSettings
     public int TopK { get; init; } = 10;
     public int BatchSize { get; init; } = 512;
 
-    /// <summary>Whether the job writes self_influence.csv: from the method's preconditioner, or by one solve per training example.</summary>
-    public bool GivesSelfInfluence => Methods.HasSelfInfluence(Method) || SolvesSelfInfluence;
+    /// <summary>The estimator <see cref="Method"/> names (ArgumentException for an unknown name).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public InfluenceMethod Estimator => Methods.Get(Method);
 
-    /// <summary>cg, lissa asked for self-influence: one solve per training example (<see cref="ShardWork.SelfInfluenceSolves"/>).</summary>
-    public bool SolvesSelfInfluence => Methods.SolvesSelfInfluence(Method) && Options.SolveSelfInfluence;
+    /// <summary>Whether the job writes self_influence.csv: from the method's preconditioner, or by one solve per training example.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool GivesSelfInfluence => Estimator.SelfInfluenceSource == SelfInfluenceSource.Preconditioner || SolvesSelfInfluence;
+
+    /// <summary>cg, lissa asked for self-influence: one solve per training example (<see cref="SelfSolvingMethod.SelfInfluenceSolvesStage"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool SolvesSelfInfluence => Estimator.SelfInfluenceSource == SelfInfluenceSource.Solves && Options.SolveSelfInfluence;
 
     /// <summary>Checks what can be checked without the data; throws ArgumentException naming the setting.</summary>
     public void Validate()
@@ -47,8 +53,9 @@ public sealed record ScoreSettings
         if (ModelKind is not ("logreg" or "mlp" or "cnn")) throw new ArgumentException($"--model must be logreg, mlp or cnn, not '{ModelKind}'");
         if (ModelKind != "cnn" && (Convolutions is not null || Image is not null)) throw new ArgumentException("--conv and --image describe a CNN: use them with --model cnn");
         if (ModelKind == "mlp" && Hidden.Length == 0) throw new ArgumentException("--model mlp needs --hidden, e.g. --hidden 8,8");
-        Options.Validate(Method);
-        if (Methods.NeedsCheckpoints(Method) && Training.Optimizer is null)
+        var method = Methods.Get(Method);
+        Options.Validate();
+        if (method.NeedsCheckpoints && Training.Optimizer is null)
             throw new ArgumentException($"--method {Method} sums over training checkpoints: train with --optimizer sgd or adam (full-batch L-BFGS keeps none)");
         if (Training.Optimizer is not null && (!(Training.LearningRate > 0) || double.IsInfinity(Training.LearningRate) || Training.Epochs < 1 || Training.BatchSize < 1 || Training.CheckpointEvery < 1))
             throw new ArgumentException("--lr must be a finite positive number and --epochs, --train-batch and --checkpoint-every ≥ 1");
@@ -94,8 +101,7 @@ public sealed record ScoreSettings
     public void CheckSize(ModelSpec spec, bool memoryOfThisProcess = true)
     {
         long p = spec.ParameterCount;
-        if (Method == Methods.Exact && p > Hessians.ExactHessian.MaxParameters)
-            throw new ArgumentException(FormattableString.Invariant($"--method exact holds a P×P Hessian, and {spec.Describe()} has {p:N0} parameters (the limit is {Hessians.ExactHessian.MaxParameters:N0}): use cg, arnoldi, ekfac or another method"));
+        Estimator.CheckSize(spec);
         if (!memoryOfThisProcess) return;
         long bytesPerValue = Precision == Precision.Float64 ? 8 : 4;
         double needed = (double)p * bytesPerValue * ParameterCopiesInTraining;

@@ -1,0 +1,148 @@
+using System.Text.Json.Nodes;
+using Influence.Core.Data;
+using Influence.Core.Hessians;
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using Influence.Core.Scoring;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>
+/// K-FAC and EK-FAC (George et al., Grosse et al.): shards sum each layer's Kronecker factors
+/// A = Σāāᵀ and S = Σδδᵀ; the coordinator eigendecomposes every factor once; EK-FAC then has the
+/// shards sum the corrected eigenvalues in that eigenbasis. The queries are preconditioned layer
+/// by layer, and self-influence comes from the same factors.
+/// </summary>
+public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
+{
+    public const string FactorSumsStage = "factor_sums", CorrectionSumsStage = "correction_sums";
+
+    public override string Name => eigenvalueCorrected ? Methods.Ekfac : Methods.Kfac;
+    public override string Summary => eigenvalueCorrected
+        ? "EK-FAC: K-FAC's eigenbasis with eigenvalues refitted to the Fisher (Kronfluence's default)"
+        : "K-FAC: each layer's Fisher as a Kronecker product of input and output-gradient covariances";
+    public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
+
+    private static string FactorsKey(ScoreJob job) => job.WorkKey("factors.bin");
+    private static string FactorSumsKey(ScoreJob job, int shard) => job.WorkKey($"kfac-{shard:D4}.bin");
+    private static string CorrectionSumsKey(ScoreJob job, int shard) => job.WorkKey($"ekfac-{shard:D4}.bin");
+    private static int FisherSeed(ScoreJob job, int shard, int pass) => Seeds.FisherLabels(job.Settings.Options.Seed, shard, pass);
+
+    public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
+    {
+        int shards = stages.Ranges.Count;
+        await stages.RunShards(FactorSumsStage, 0, stages.Ranges);
+        progress?.Report("eigendecomposing the Kronecker factors");
+        await stages.Compute(() => { CombineFactors(job, checkpoint, shards); return 0; });
+        if (eigenvalueCorrected) await stages.RunShards(CorrectionSumsStage, 0, stages.Ranges);
+        return await stages.Compute(() => Finish(job, checkpoint, data, shards));
+    }
+
+    public override long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress)
+    {
+        string key;
+        if (stage == FactorSumsStage) key = FactorSumsKey(job, unit.Index);
+        else if (stage == CorrectionSumsStage && eigenvalueCorrected) key = CorrectionSumsKey(job, unit.Index);
+        else return base.RunStage(stage, job, checkpoint, train, unit, progress);
+        if (job.Store.Exists(key)) return 0;
+        using var scope = NewDisposeScope();
+        var device = Compute.Devices.Default;
+        var spec = checkpoint.Spec;
+        var o = job.Settings.Options;
+        using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), spec, device);
+        if (stage == FactorSumsStage)
+        {
+            // The Kronecker factor sums A = Σāāᵀ, S = Σδδᵀ per layer over the unit's rows.
+            using var sums = KfacFactorSums.Accumulate(spec, checkpoint.Theta(device), rows, o.FisherLabels, FisherSeed(job, unit.Index, 0), job.Settings.BatchSize);
+            job.Store.Write(key, s => KroneckerFactors.WriteSums(s, sums.Count, [.. sums.A, .. sums.S]));
+        }
+        else
+        {
+            // EK-FAC: Σ (Q_Sᵀ δ)² (Q_Aᵀ ā)²ᵀ per layer over the unit's rows, in the factors' eigenbasis.
+            using var factors = LoadFactors(job, spec);
+            var sums = factors.CorrectionSums(checkpoint.Theta(device), rows, o.FisherLabels, FisherSeed(job, unit.Index, 1), job.Settings.BatchSize);
+            job.Store.Write(key, s => KroneckerFactors.WriteSums(s, unit.Count, sums));
+        }
+        return 0;
+    }
+
+    /// <summary>Coordinator step: adds the shards' factor sums and eigendecomposes each factor once.</summary>
+    private static void CombineFactors(ScoreJob job, Checkpoint checkpoint, int shards)
+    {
+        if (job.Store.Exists(FactorsKey(job))) return;
+        using var scope = NewDisposeScope();
+        var spec = checkpoint.Spec;
+        int layers = spec.Layers.Count;
+        KfacFactorSums? total = null;
+        for (int k = 0; k < shards; k++)
+        {
+            using var s = job.Store.OpenRead(FactorSumsKey(job, k));
+            var (count, t) = KroneckerFactors.ReadSums(s, Compute.Devices.Default);
+            var part = new KfacFactorSums(t[..layers], t[layers..], count);
+            total = total is null ? part : total.Add(part);
+        }
+        using var factors = KroneckerFactors.FromSums(spec, total!);
+        job.Store.Write(FactorsKey(job), factors.Save);
+    }
+
+    private static KroneckerFactors LoadFactors(ScoreJob job, ModelSpec spec)
+    {
+        using var s = job.Store.OpenRead(FactorsKey(job));
+        return KroneckerFactors.Load(spec, s, Compute.Devices.Default);
+    }
+
+    /// <summary>
+    /// Coordinator step: EK-FAC's corrected eigenvalues from the shards' sums, the damping (given,
+    /// or Kronfluence's 0.1 × the mean eigenvalue), and the queries preconditioned layer by layer.
+    /// </summary>
+    private MethodReport Finish(ScoreJob job, Checkpoint checkpoint, TrainTestData data, int shards)
+    {
+        if (job.HasScoreTerms) return job.LoadMethodReport();
+        using var scope = NewDisposeScope();
+        var device = Compute.Devices.Default;
+        var spec = checkpoint.Spec;
+        var settings = job.Settings;
+        using var factors = LoadFactors(job, spec);
+        if (eigenvalueCorrected && factors.Corrected is null)
+        {
+            Tensor[]? sums = null;
+            long count = 0;
+            for (int k = 0; k < shards; k++)
+            {
+                using var s = job.Store.OpenRead(CorrectionSumsKey(job, k));
+                var (c, t) = KroneckerFactors.ReadSums(s, device);
+                count += c;
+                sums = sums is null ? t : sums.Zip(t, (a, b) => a.add(b)).ToArray();
+            }
+            factors.SetCorrections(sums!, count);
+            job.Store.Write(FactorsKey(job), factors.Save);
+        }
+        var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, eigenvalueCorrected).flatten()).ToArray());
+        double mean = eigenvalues.mean().ToDouble();
+        var report = new MethodReport(settings.AutoDamping ? DampingChoice.FromMeanEigenvalue(mean) : settings.Damping)
+        {
+            LargestEigenvalue = eigenvalues.max().ToDouble(),
+            SmallestEigenvalue = eigenvalues.min().ToDouble(),
+        };
+        report.Details["fisher_labels"] = settings.Options.FisherLabels.ToString().ToLowerInvariant();
+        report.Details["damping_rule"] = settings.AutoDamping ? $"{DampingChoice.MeanEigenvalueRule}, of the Fisher" : "given";
+        report.Details["weight_decay_added"] = spec.L2;
+        report.Details["eigenvalues_of"] = eigenvalueCorrected ? "EK-FAC's corrected eigenvalues" : "K-FAC's products of factor eigenvalues";
+        report.Details["layers"] = new JsonArray(spec.Layers.Select(l => (JsonNode)$"{l.Out}x{l.In + 1}").ToArray());
+        if (spec.DecayOn == DecayOn.Weights && spec.L2 > 0)
+            report.Warnings.Add("the weight decay λ is added on every layer parameter, biases included (they are unpenalised in the objective): a small approximation");
+        var theta = checkpoint.Theta(device);
+        var rhs = job.TestGradients(checkpoint, data, theta);
+        return job.FinishPreconditioning(theta, factors.Solve(rhs, report.Damping, eigenvalueCorrected).t().contiguous(), report);
+    }
+
+    public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) =>
+        new SelfInfluence.Kronecker(LoadFactors(job, checkpoint.Spec), report.Damping, eigenvalueCorrected);
+
+    public override void ReportOptions(ScoreSettings settings, JsonObject options) =>
+        options["fisher_labels"] = settings.Options.FisherLabels.ToString().ToLowerInvariant();
+
+    public override string Describe(MethodReport report) => $"{base.Describe(report)}, {report.Details["fisher_labels"]?.GetValue<string>()} Fisher";
+}
