@@ -1,3 +1,4 @@
+using Influence.Core.Jobs;
 using Orleans.Concurrency;
 
 namespace Influence.Abstractions;
@@ -29,7 +30,7 @@ public interface IJobRegistryGrain : IGrainWithStringKey
 public interface IScoreJobGrain : IJobGrain
 {
     /// <summary>Starts the job, or returns its status if it is already running or finished.</summary>
-    Task<JobStatus> Start(ScoreJobRequest request);
+    Task<JobStatus> Start(ScoreSettings settings);
 }
 
 /// <summary>

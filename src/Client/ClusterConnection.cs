@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Influence.Abstractions;
 using Influence.Core.Safety;
 using Influence.Core.Storage;
 using Influence.Silo;
@@ -8,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
+using Orleans.Serialization;
 using StackExchange.Redis;
 
 namespace Influence.Client;
@@ -119,6 +121,7 @@ public sealed class ClusterConnection : IAsyncDisposable
                 if (redis is not null) c.UseRedisClustering(o => o.ConfigurationOptions = redis);
                 else c.UseStaticClustering(new IPEndPoint(IPAddress.Loopback, ParseGateway(cluster!)));
                 if (tls is not null) c.UseInfluenceTls(tls);
+                c.Services.AddSerializer(s => s.AddInfluenceSettings());
             });
             description = $"cluster at {Secrets.Redact(cluster)}";
         }

@@ -39,7 +39,7 @@ public static class CompareMethodsCommand
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
-        ScoreJobRequest baseRequest;
+        ScoreSettings baseRequest;
         string[] methods;
         LooTruth? loo = null;
         OutputFolder output;
@@ -47,7 +47,7 @@ public static class CompareMethodsCommand
         var methodOuts = new Dictionary<string, OutputFolder>();
         try
         {
-            baseRequest = ScoreCommand.BuildRequest(parse);
+            baseRequest = ScoreCommand.BuildSettings(parse);
             methods = parse.GetValue(MethodList)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var m in methods)
                 if (!Methods.Exists(m) || m == Methods.Exact) throw new ArgumentException($"--methods: '{Echo.Cap(m)}' is not one of {string.Join(", ", Methods.Names.Where(n => n != Methods.Exact))}");
@@ -68,7 +68,7 @@ public static class CompareMethodsCommand
         }
         catch (Exception e) when (e is ArgumentException or Influence.Core.Data.DataFormatException)
         {
-            return ScoreCommand.Fail(e.Message, 2);
+            return ScoreCommand.Fail(e, 2);
         }
 
         await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
@@ -81,8 +81,8 @@ public static class CompareMethodsCommand
         foreach (var method in exact ? methods.Prepend(Methods.Exact) : methods)
         {
             var request = baseRequest with { Method = method };
-            if (method == Methods.TracIn && request.Training.Optimizer == "lbfgs")
-                request = request with { Training = request.Training with { Optimizer = "sgd" }, Checkpoint = null };
+            if (method == Methods.TracIn && request.Training.Optimizer is null)
+                request = request with { Training = request.Training with { Optimizer = Influence.Core.Training.Optimizer.Sgd }, Checkpoint = null };
             else if (method == Methods.TracIn) request = request with { Checkpoint = null };
             var methodOut = methodOuts[method];
             var dir = methodOut.FullPath;
@@ -122,15 +122,14 @@ public static class CompareMethodsCommand
     }
 
     /// <summary>P of the model the request describes (the data gives the input width and the classes).</summary>
-    private static long ParameterCount(ScoreJobRequest request)
+    private static long ParameterCount(ScoreSettings settings)
     {
-        var settings = Influence.Grains.RequestMapping.ToSettings(request);
         return settings.BuildSpec(Influence.Core.Data.TrainTestData.Load(settings.Train, settings.Test)).ParameterCount;
     }
 
     private static string F(double v) => double.IsNaN(v) ? "–" : v.ToString("0.000", CultureInfo.InvariantCulture);
 
-    private static void Write(OutputFolder output, List<Row> rows, ScoreJobRequest request, string model, long parameters, int trainCount, LooTruth? loo)
+    private static void Write(OutputFolder output, List<Row> rows, ScoreSettings request, string model, long parameters, int trainCount, LooTruth? loo)
     {
         var csv = new StringBuilder("method,settings,exact_mean_spearman,exact_min_spearman,exact_mean_pearson,loo_mean_spearman,loo_min_spearman,loo_mean_pearson,seconds,peak_mb,warnings,note\n");
         foreach (var r in rows)

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Influence.Abstractions;
 using Influence.Core.Data;
+using Influence.Core.Jobs;
 using Influence.Core.Storage;
 
 namespace Influence.Client;
@@ -14,9 +15,9 @@ public sealed class DataUpload(IArtifactStore store)
 {
     private readonly Dictionary<string, string> uploaded = new(StringComparer.Ordinal);
 
-    public ScoreJobRequest Apply(ScoreJobRequest r) => r with { Train = Apply(r.Train), Test = Apply(r.Test), Checkpoint = r.Checkpoint is null ? null : Put(r.Checkpoint) };
+    public ScoreSettings Apply(ScoreSettings r) => r with { Train = Apply(r.Train), Test = Apply(r.Test), Checkpoint = r.Checkpoint is null ? null : Put(r.Checkpoint) };
 
-    public LooJobRequest Apply(LooJobRequest r) => r with { Score = Apply(r.Score), Remove = ApplyToRemoval(r.Remove) };
+    public LooJobRequest Apply(LooJobRequest r) => r with { Settings = r.Settings with { Score = Apply(r.Settings.Score), Remove = ApplyToRemoval(r.Settings.Remove) } };
 
     /// <summary>file:PATH parts of a removal set (a '+' union) name the uploaded file instead.</summary>
     private string ApplyToRemoval(string remove) => string.Join("+", remove.Split('+').Select(part =>
@@ -24,7 +25,7 @@ public sealed class DataUpload(IArtifactStore store)
 
     public StudyJobRequest Apply(StudyJobRequest r) => r with { Points = r.Points.Select(p => p with { Study = Apply(p.Study) }).ToArray() };
 
-    private DataSource Apply(DataSource s)
+    private DatasetSpec Apply(DatasetSpec s)
     {
         // The silo cannot find an IDX labels file by its name next to the images once both are in the store.
         var labels = s.LabelsPath ?? (DatasetSpec.IsIdx(s.Path) ? DatasetSpec.GuessLabelsPath(s.Path) : null);

@@ -1,5 +1,7 @@
 using System.CommandLine;
-using Influence.Abstractions;
+using Influence.Core.Data;
+using Influence.Core.Jobs;
+using Influence.Core.Models;
 
 namespace Influence.Client;
 
@@ -18,18 +20,19 @@ public static class DemoCommand
         command.SetAction((parse, ct) =>
         {
             var data = Path.Combine(AppContext.BaseDirectory, "data");
-            var request = new ScoreJobRequest
+            var request = new ScoreSettings
             {
-                Train = new DataSource { Path = Path.Combine(data, "digits_train.csv") },
-                Test = new DataSource { Path = Path.Combine(data, "digits_test.csv") },
-                Model = new ModelSettings { Kind = "logreg", L2 = 1e-2 },
+                Train = new DatasetSpec(Path.Combine(data, "digits_train.csv")),
+                Test = new DatasetSpec(Path.Combine(data, "digits_test.csv")),
+                Model = ModelKind.Logreg,
+                L2 = 1e-2,
                 TestIndices = [0, 1, 2, 3, 4],
                 Shards = 4,
                 TopK = 10,
             };
             OutputFolder output;
             try { output = OutputFolder.Prepare(parse.GetValue(Out)!, overwrite: true, "demo"); }
-            catch (ArgumentException e) { return Task.FromResult(ScoreCommand.Fail(e.Message, 2)); }
+            catch (ArgumentException e) { return Task.FromResult(ScoreCommand.Fail(e, 2)); }
             Console.WriteLine("Demo: softmax logistic regression on 1257 8×8 digit images (bundled), exact influence on test points 0-4.");
             return ScoreCommand.RunJobAsync(request, output, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 3, ct);
         });

@@ -11,7 +11,7 @@ public static class JobRunner
     /// <summary>The job this process last submitted (the interrupt message names it), or null.</summary>
     public static (string JobId, string Kind, bool Embedded)? Submitted { get; private set; }
 
-    public static Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreJobRequest request, CancellationToken ct)
+    public static Task<JobStatus> RunScoreAsync(ClusterConnection connection, string jobId, ScoreSettings request, CancellationToken ct)
     {
         Submitted = (jobId, "score", connection.IsEmbedded);
         var grain = connection.Client.GetGrain<IScoreJobGrain>(jobId);

@@ -3,6 +3,8 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
+using Influence.Core.Jobs;
+using Influence.Core.Loo;
 using Spectre.Console;
 
 namespace Influence.Client;
@@ -10,12 +12,15 @@ namespace Influence.Client;
 /// <summary>`influence loo`: predicted against actual leave-one-out changes, with a report.</summary>
 public static class LooCommand
 {
+    /// <summary>The study's defaults, from the settings record (one place).</summary>
+    private static readonly LooSettings LooDefaults = new() { Score = ScoreSettings.Defaults, Remove = "all" };
+
     public static readonly Option<string> Remove = new("--remove") { Description = "all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union (top:20+bottom:20), or subsets:M,α[,seed] (LDS)", DefaultValueFactory = _ => "all" };
     public static readonly Option<string> Retrain = new("--retrain") { Description = "warm, cold, both, pbrf, or a comma list (warm,pbrf)", DefaultValueFactory = _ => "warm" };
     public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo (in embedded mode also the silo's compute tasks)", DefaultValueFactory = _ => 1 };
     public static readonly Option<int> NoiseSeeds = new("--noise-seeds") { Description = "Cold retrains of the full training set with S other seeds (the noise floor; needs cold)", DefaultValueFactory = _ => 0 };
     public static readonly Option<string?> Resume = new("--resume") { Description = "Resume job JOB (same options): finished retrains are not redone" };
-    public static readonly Option<int> WarmBatch = new("--warm-batch") { Description = "Warm logistic-regression retrains solved together", DefaultValueFactory = _ => 200 };
+    public static readonly Option<int> WarmBatch = new("--warm-batch") { Description = "Warm logistic-regression retrains solved together", DefaultValueFactory = _ => LooDefaults.WarmBatch };
     public static readonly Option<double?> Tolerance = new("--tolerance") { Description = "Target ‖∇F‖ of each retrain (1e-12 for float64 logistic regression)" };
 
     public static Command Create()
@@ -30,13 +35,16 @@ public static class LooCommand
     /// <summary>The options `score` has, shared by every command that runs a score job first.</summary>
     public static IEnumerable<Option> ScoreOptions() => ScoreCommand.All;
 
-    public static string[] ParseModes(string text)
+    public static RetrainMode[] ParseModes(string text)
     {
-        var modes = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .SelectMany(m => m.ToLowerInvariant() == "both" ? new[] { "warm", "cold" } : [m.ToLowerInvariant()]).Distinct().ToArray();
-        foreach (var m in modes)
-            if (m is not ("warm" or "cold" or "pbrf")) throw new ArgumentException($"--retrain: '{m}' is not a mode; use warm, cold, both, pbrf or a comma list");
-        return modes.Length > 0 ? modes : throw new ArgumentException("--retrain selects no mode");
+        var words = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .SelectMany(m => m.ToLowerInvariant() == "both" ? new[] { "warm", "cold" } : [m]).ToArray();
+        if (words.Length == 0) throw new ArgumentException("--retrain selects no mode");
+        var modes = SettingsJson.Words<RetrainMode>();
+        foreach (var m in words)
+            if (!modes.Contains(m.ToLowerInvariant()))
+                throw new ArgumentException($"--retrain: '{Influence.Core.Safety.Echo.Cap(m)}' is not a mode; use {string.Join(", ", modes.Take(2))}, both, {string.Join(", ", modes.Skip(2))} or a comma list");
+        return words.Select(m => SettingsJson.Parse<RetrainMode>(m, "--retrain")).Distinct().ToArray();
     }
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
@@ -47,20 +55,23 @@ public static class LooCommand
         {
             request = new LooJobRequest
             {
-                Score = ScoreCommand.BuildRequest(parse),
-                Remove = parse.GetValue(Remove)!,
-                Modes = ParseModes(parse.GetValue(Retrain)!),
-                NoiseSeeds = parse.GetValue(NoiseSeeds),
+                Settings = new LooSettings
+                {
+                    Score = ScoreCommand.BuildSettings(parse),
+                    Remove = parse.GetValue(Remove)!,
+                    Modes = ParseModes(parse.GetValue(Retrain)!),
+                    NoiseSeeds = parse.GetValue(NoiseSeeds),
+                    WarmBatch = parse.GetValue(WarmBatch),
+                    Tolerance = parse.GetValue(Tolerance),
+                },
                 ParallelPerSilo = parse.GetValue(Parallel),
-                WarmBatch = parse.GetValue(WarmBatch),
-                Tolerance = parse.GetValue(Tolerance),
             };
-            Influence.Grains.RequestMapping.ToSettings(request).Validate();
+            request.Settings.Validate();
             if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
             if (parse.GetValue(Resume) is { } resume) Influence.Core.Safety.StoreKeys.CheckJobId(resume, "--resume");
             output = ScoreCommand.PrepareOut(parse, "loo");
         }
-        catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
+        catch (ArgumentException e) { return ScoreCommand.Fail(e, 2); }
         return await RunJobAsync(request, output, parse.GetValue(Resume), parse.GetValue(ScoreCommand.Cluster),
             parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct);
     }
@@ -71,7 +82,7 @@ public static class LooCommand
         var jobId = resume ?? JobRunner.NewJobId("loo");
         if (resume is not null && !connection.Store.Exists(JobKeys.LooSettings(resume)))
             return ScoreCommand.Fail($"--resume {resume}: no such job in the store {storeRoot}", 2);
-        Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Remove}, retrain {string.Join("+", request.Modes)}, {request.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
+        Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Settings.Remove}, retrain {string.Join("+", request.Settings.Modes.Select(SettingsJson.Word))}, {request.Settings.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
         var status = await JobRunner.RunLooAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Influence.Abstractions;
 using Influence.Core.Data;
+using Influence.Core.Jobs;
 using Influence.Core.Diagnostics;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
@@ -33,16 +34,16 @@ public static class MislabelCommand
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
-        ScoreJobRequest request;
+        ScoreSettings request;
         OutputFolder output;
         NoisyLabels labels;
         Dataset noisy;
         try
         {
-            request = ScoreCommand.BuildRequest(parse);
+            request = ScoreCommand.BuildSettings(parse);
             if (request.Method == Influence.Core.Jobs.Methods.GradCos)
                 throw new ArgumentException("--method grad-cos gives every example a self-influence of 1 (a gradient's cosine with itself); mislabel ranks by it: use another method");
-            var train = new DatasetSpec(request.Train.Path, request.Train.LabelsPath, request.Train.FeatureScale).Load();
+            var train = request.Train.Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);
             // The silos read the noisy training set from a file: write it (features already scaled).
@@ -52,11 +53,11 @@ public static class MislabelCommand
             // mislabel ranks by self-influence: cg and lissa solve for it (one solve per training example).
             request = request with
             {
-                Train = new DataSource { Path = noisyPath },
-                MethodSettings = request.MethodSettings with { SolveSelfInfluence = true },
+                Train = new DatasetSpec(noisyPath),
+                Options = request.Options with { SolveSelfInfluence = true },
             };
         }
-        catch (Exception e) when (e is ArgumentException or DataFormatException) { return ScoreCommand.Fail(e.Message, 2); }
+        catch (Exception e) when (e is ArgumentException or DataFormatException) { return ScoreCommand.Fail(e, 2); }
 
         int exit = await ScoreCommand.RunJobAsync(request, output, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 0, ct);
         if (exit != 0) return exit;

@@ -2,7 +2,12 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
+using Influence.Core.Data;
+using Influence.Core.Hessians;
 using Influence.Core.Jobs;
+using Influence.Core.Models;
+using Influence.Core.Scoring;
+using Influence.Core.Training;
 using Influence.Core.Safety;
 using Influence.Core.Storage;
 using Spectre.Console;
@@ -17,21 +22,21 @@ public static class ScoreCommand
     public static readonly Option<string?> TrainLabels = new("--train-labels") { Description = "IDX labels file for --train (default: MNIST naming)" };
     public static readonly Option<string?> TestLabels = new("--test-labels") { Description = "IDX labels file for --test" };
     public static readonly Option<double> PixelScale = new("--pixel-scale") { Description = "Divide every feature by this (255 for raw pixels)", DefaultValueFactory = _ => 1.0 };
-    public static readonly Option<string> Model = new("--model") { Description = "logreg, mlp or cnn", DefaultValueFactory = _ => "logreg" };
+    public static readonly Option<string> Model = new("--model") { Description = $"{Words<ModelKind>()}", DefaultValueFactory = _ => SettingsJson.Word(D.Model) };
     public static readonly Option<string> Hidden = new("--hidden") { Description = "MLP (and CNN after its convolutions) hidden widths, e.g. 8,8", DefaultValueFactory = _ => "" };
-    public static readonly Option<string?> Conv = new("--conv") { Description = $"cnn: convolutions CHANNELS:KERNEL[:POOL],… (stride 1, no padding, then the activation, then max-pooling; default {Core.Models.ConvLayer.LeNet})" };
+    public static readonly Option<string?> Conv = new("--conv") { Description = $"cnn: convolutions CHANNELS:KERNEL[:POOL],… (stride 1, no padding, then the activation, then max-pooling; default {ConvLayer.LeNet})" };
     public static readonly Option<string?> Image = new("--image") { Description = "cnn: each row's image shape CxHxW (default 1 channel, square)" };
-    public static readonly Option<string> ActivationOpt = new("--activation") { Description = "tanh or relu", DefaultValueFactory = _ => "tanh" };
-    public static readonly Option<double> L2 = new("--l2") { Description = "L2 strength λ of (λ/2)‖W‖²", DefaultValueFactory = _ => 1e-3 };
-    public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = "MLP: all or weights (logistic regression: weights)", DefaultValueFactory = _ => "weights" };
-    public static readonly Option<string> DType = new("--dtype") { Description = "float64 or float32", DefaultValueFactory = _ => "float64" };
-    public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> Method = new("--method") { Description = string.Join(", ", Methods.Names) + " (docs/methods.md)", DefaultValueFactory = _ => Methods.Exact };
-    public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => "0" };
+    public static readonly Option<string> ActivationOpt = new("--activation") { Description = Words<Activation>(), DefaultValueFactory = _ => SettingsJson.Word(D.Activation) };
+    public static readonly Option<double> L2 = new("--l2") { Description = "L2 strength λ of (λ/2)‖W‖²", DefaultValueFactory = _ => D.L2 };
+    public static readonly Option<string> DecayOn = new("--weight-decay-on") { Description = $"MLP: {Words<DecayOn>()} (logistic regression: weights)", DefaultValueFactory = _ => SettingsJson.Word(D.WeightDecayOn) };
+    public static readonly Option<string> DType = new("--dtype") { Description = Words<Precision>(), DefaultValueFactory = _ => SettingsJson.Word(D.DType) };
+    public static readonly Option<int> Seed = new("--seed") { Description = "Initialisation seed", DefaultValueFactory = _ => D.Seed };
+    public static readonly Option<string> Method = new("--method") { Description = string.Join(", ", Methods.Names) + " (docs/methods.md)", DefaultValueFactory = _ => D.Method };
+    public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => D.Damping.ToString(CultureInfo.InvariantCulture) };
     public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
-    public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => 4 };
-    public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => 10 };
-    public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => 512 };
+    public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => D.Shards };
+    public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => D.TopK };
+    public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => D.BatchSize };
     public static readonly Option<string> Out = new("--out") { Description = "Output folder (new or empty; one holding an earlier run's results needs --overwrite)", Required = true };
     public static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace the results of an earlier run in --out (its files are removed first)" };
     public static readonly Option<string?> Cluster = new("--cluster")
@@ -42,29 +47,34 @@ public static class ScoreCommand
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
     public static readonly Option<string?> CheckpointOpt = new("--checkpoint") { Description = "Score this trained model (checkpoint.json of an earlier score or loo run) instead of training one" };
-    public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => 2048 };
+    public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => D.MemoryBudgetMb };
 
     // Estimator parameters (summary.json reports the ones the method used).
-    public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = "cg, lissa, arnoldi: hessian or ggn (Gauss-Newton)", DefaultValueFactory = _ => "hessian" };
-    public static readonly Option<double> CgTolerance = new("--cg-tolerance") { Description = "cg: stop at ‖r‖ ≤ tolerance·‖b‖", DefaultValueFactory = _ => 1e-6 };
-    public static readonly Option<int> CgMaxIterations = new("--cg-max-iterations") { Description = "cg: iteration cap", DefaultValueFactory = _ => 200 };
-    public static readonly Option<int> ArnoldiIterations = new("--arnoldi-iterations") { Description = "arnoldi: Krylov dimension (also the damping estimate's run length)", DefaultValueFactory = _ => 60 };
-    public static readonly Option<int> ArnoldiTop = new("--arnoldi-top") { Description = "arnoldi: eigenpairs kept", DefaultValueFactory = _ => 30 };
-    public static readonly Option<int> LissaDepth = new("--lissa-depth") { Description = "lissa: recursion depth", DefaultValueFactory = _ => 1000 };
-    public static readonly Option<int> LissaRepeats = new("--lissa-repeats") { Description = "lissa: independent repeats averaged (spread over silos)", DefaultValueFactory = _ => 4 };
-    public static readonly Option<int> LissaBatch = new("--lissa-batch") { Description = "lissa: training rows per curvature product", DefaultValueFactory = _ => 64 };
-    public static readonly Option<double> LissaScale = new("--lissa-scale") { Description = "lissa: scale s > λ_max + δ (0: 3·(λ_max + δ) from Arnoldi)", DefaultValueFactory = _ => 0.0 };
-    public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = "kfac, ekfac: sampled (true Fisher) or empirical", DefaultValueFactory = _ => "sampled" };
-    public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => 1024 };
-    public static readonly Option<string> ProjectionOpt = new("--projection") { Description = "trak: rademacher or gaussian (seeded by --method-seed)", DefaultValueFactory = _ => "rademacher" };
+    public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = $"cg, lissa, arnoldi: {Words<Curvature>()} (Gauss-Newton)", DefaultValueFactory = _ => SettingsJson.Word(M.Curvature) };
+    public static readonly Option<double> CgTolerance = new("--cg-tolerance") { Description = "cg: stop at ‖r‖ ≤ tolerance·‖b‖", DefaultValueFactory = _ => M.CgTolerance };
+    public static readonly Option<int> CgMaxIterations = new("--cg-max-iterations") { Description = "cg: iteration cap", DefaultValueFactory = _ => M.CgMaxIterations };
+    public static readonly Option<int> ArnoldiIterations = new("--arnoldi-iterations") { Description = "arnoldi: Krylov dimension (also the damping estimate's run length)", DefaultValueFactory = _ => M.ArnoldiIterations };
+    public static readonly Option<int> ArnoldiTop = new("--arnoldi-top") { Description = "arnoldi: eigenpairs kept", DefaultValueFactory = _ => M.ArnoldiTop };
+    public static readonly Option<int> LissaDepth = new("--lissa-depth") { Description = "lissa: recursion depth", DefaultValueFactory = _ => M.LissaDepth };
+    public static readonly Option<int> LissaRepeats = new("--lissa-repeats") { Description = "lissa: independent repeats averaged (spread over silos)", DefaultValueFactory = _ => M.LissaRepeats };
+    public static readonly Option<int> LissaBatch = new("--lissa-batch") { Description = "lissa: training rows per curvature product", DefaultValueFactory = _ => M.LissaBatch };
+    public static readonly Option<double> LissaScale = new("--lissa-scale") { Description = "lissa: scale s > λ_max + δ (0: 3·(λ_max + δ) from Arnoldi)", DefaultValueFactory = _ => M.LissaScale };
+    public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = $"kfac, ekfac: {Words<FisherLabels>()} (sampled is the true Fisher)", DefaultValueFactory = _ => SettingsJson.Word(M.FisherLabels) };
+    public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => M.ProjectionDim };
+    public static readonly Option<string> ProjectionOpt = new("--projection") { Description = $"trak: {Words<ProjectionKind>()} (seeded by --method-seed)", DefaultValueFactory = _ => SettingsJson.Word(M.Projection) };
     public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = "cg, lissa: also solve for every training example's self-influence (one solve each; the other methods always give it)" };
-    public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => 0 };
-    public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches and the sampled Fisher labels", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => "lbfgs" };
-    public static readonly Option<double> LearningRate = new("--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => 0.05 };
-    public static readonly Option<int> Epochs = new("--epochs") { Description = "sgd/adam epochs", DefaultValueFactory = _ => 20 };
-    public static readonly Option<int> TrainBatch = new("--train-batch") { Description = "sgd/adam minibatch size", DefaultValueFactory = _ => 64 };
-    public static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "sgd/adam: keep θ every N epochs (tracin's checkpoints)", DefaultValueFactory = _ => 5 };
+    public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => M.QueryRank };
+    public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches, the sampled Fisher labels and TRAK's projection", DefaultValueFactory = _ => M.MethodSeed };
+    public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => TrainingChoice.Word(T.Optimizer) };
+    public static readonly Option<double> LearningRate = new("--learning-rate", "--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => T.LearningRate };
+    public static readonly Option<int> Epochs = new("--epochs") { Description = "sgd/adam epochs", DefaultValueFactory = _ => T.Epochs };
+    public static readonly Option<int> TrainBatch = new("--train-batch") { Description = "sgd/adam minibatch size", DefaultValueFactory = _ => T.TrainBatch };
+    public static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "sgd/adam: keep θ every N epochs (tracin's checkpoints)", DefaultValueFactory = _ => T.CheckpointEvery };
+
+    private static ScoreSettings D => ScoreSettings.Defaults;
+    private static MethodOptions M => ScoreSettings.Defaults.Options;
+    private static TrainingChoice T => ScoreSettings.Defaults.Training;
+    private static string Words<TEnum>() where TEnum : struct, Enum => SettingsJson.Choices(SettingsJson.Words<TEnum>());
 
     /// <summary>Every option of a score job, shared by the commands that run one.</summary>
     public static Option[] All =>
@@ -83,46 +93,55 @@ public static class ScoreCommand
         return command;
     }
 
-    public static ScoreJobRequest BuildRequest(ParseResult p)
+    /// <summary>The settings the options describe, checked as far as they can be without the data (ArgumentException otherwise).</summary>
+    public static ScoreSettings BuildSettings(ParseResult p)
     {
         var hidden = p.GetValue(Hidden)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{h}' is not a positive width"))
+            .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{Echo.Cap(h)}' is not a positive width"))
             .ToArray();
         var dampingText = p.GetValue(Damping)!.Trim();
         bool auto = dampingText.Equals("auto", StringComparison.OrdinalIgnoreCase);
         double damping = 0;
         if (!auto && !(double.TryParse(dampingText, NumberStyles.Float, CultureInfo.InvariantCulture, out damping) && damping >= 0 && double.IsFinite(damping)))
-            throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{dampingText}'");
+            throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{Echo.Cap(dampingText)}'");
         double scale = p.GetValue(PixelScale);
         if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");
-        var request = new ScoreJobRequest
+        string optimizer = p.GetValue(OptimizerOpt)!.Trim().ToLowerInvariant();
+        var settings = new ScoreSettings
         {
             Train = Source(p.GetValue(Train)!, p.GetValue(TrainLabels), scale),
             Test = Source(p.GetValue(Test)!, p.GetValue(TestLabels), scale),
-            Model = new ModelSettings
-            {
-                Kind = p.GetValue(Model)!, Hidden = hidden, Activation = p.GetValue(ActivationOpt)!, L2 = p.GetValue(L2),
-                WeightDecayOn = p.GetValue(DecayOn)!, DType = p.GetValue(DType)!, Seed = p.GetValue(Seed),
-                Convolutions = p.GetValue(Conv), Image = p.GetValue(Image),
-            },
+            Model = SettingsJson.Parse<ModelKind>(p.GetValue(Model)!, "--model"),
+            Hidden = hidden,
+            Conv = p.GetValue(Conv) is { } conv ? ConvLayer.ParseList(conv) : null,
+            Image = p.GetValue(Image) is { } image ? ImageShape.Parse(image) : null,
+            Activation = SettingsJson.Parse<Activation>(p.GetValue(ActivationOpt)!, "--activation"),
+            L2 = p.GetValue(L2),
+            WeightDecayOn = SettingsJson.Parse<DecayOn>(p.GetValue(DecayOn)!, "--weight-decay-on"),
+            DType = SettingsJson.Parse<Precision>(p.GetValue(DType)!, "--dtype"),
+            Seed = p.GetValue(Seed),
             Method = p.GetValue(Method)!,
             Damping = auto ? 0 : damping,
             AutoDamping = auto,
             MemoryBudgetMb = p.GetValue(MemoryBudget),
             Checkpoint = p.GetValue(CheckpointOpt) is string c ? InputFile("--checkpoint", c) : null,
-            MethodSettings = new MethodSettings
+            Options = new MethodOptions
             {
-                Curvature = p.GetValue(CurvatureOpt)!, CgTolerance = p.GetValue(CgTolerance), CgMaxIterations = p.GetValue(CgMaxIterations),
-                ArnoldiIterations = p.GetValue(ArnoldiIterations), ArnoldiTop = p.GetValue(ArnoldiTop), LissaDepth = p.GetValue(LissaDepth),
-                LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
-                FisherLabels = p.GetValue(FisherLabelsOpt)!, Seed = p.GetValue(MethodSeed),
-                ProjectionDim = p.GetValue(ProjectionDim), Projection = p.GetValue(ProjectionOpt)!,
+                Curvature = SettingsJson.Parse<Curvature>(p.GetValue(CurvatureOpt)!, "--curvature"),
+                CgTolerance = p.GetValue(CgTolerance), CgMaxIterations = p.GetValue(CgMaxIterations),
+                ArnoldiIterations = p.GetValue(ArnoldiIterations), ArnoldiTop = p.GetValue(ArnoldiTop),
+                LissaDepth = p.GetValue(LissaDepth), LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
+                FisherLabels = SettingsJson.Parse<FisherLabels>(p.GetValue(FisherLabelsOpt)!, "--fisher-labels"),
+                MethodSeed = p.GetValue(MethodSeed),
+                ProjectionDim = p.GetValue(ProjectionDim),
+                Projection = SettingsJson.Parse<ProjectionKind>(p.GetValue(ProjectionOpt)!, "--projection"),
                 SolveSelfInfluence = p.GetValue(SolveSelfInfluence), QueryRank = p.GetValue(QueryRank),
             },
-            Training = new TrainingSettings
+            Training = new TrainingChoice
             {
-                Optimizer = p.GetValue(OptimizerOpt)!, LearningRate = p.GetValue(LearningRate), Epochs = p.GetValue(Epochs),
-                BatchSize = p.GetValue(TrainBatch), CheckpointEvery = p.GetValue(CheckpointEvery),
+                Optimizer = optimizer == TrainingChoice.Word(null) ? null : SettingsJson.Parse<Optimizer>(optimizer, $"--optimizer ({TrainingChoice.Word(null)} or minibatch)"),
+                LearningRate = p.GetValue(LearningRate), Epochs = p.GetValue(Epochs),
+                TrainBatch = p.GetValue(TrainBatch), CheckpointEvery = p.GetValue(CheckpointEvery),
             },
             TestIndices = IndexList.Parse(p.GetValue(TestIndices)!),
             Shards = p.GetValue(Shards),
@@ -130,23 +149,22 @@ public static class ScoreCommand
             BatchSize = p.GetValue(BatchSize),
         };
         // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
-        var settings = Influence.Grains.RequestMapping.ToSettings(request);
         settings.Validate();
         // The model's size from the training file's header and labels alone: a model too large for
         // the method or the machine exits 2 before the features are loaded or anything trained.
         // (Labels that cannot be read this way count as two classes, a lower bound: the job checks again.)
         if (settings.Train.PeekShape() is { Features: > 0 } shape)
             settings.CheckSize(settings.BuildSpec(shape.Features, shape.Classes ?? 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
-        if (request.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
+        if (settings.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
         {
             try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }
             catch (InvalidDataException e) { throw new ArgumentException($"--checkpoint {Echo.Cap(checkpoint)}: {e.Message}"); }
         }
-        return request;
+        return settings;
     }
 
-    private static DataSource Source(string path, string? labels, double scale) =>
-        new() { Path = InputFile("--train/--test", path), LabelsPath = labels is null ? null : InputFile("--train-labels/--test-labels", labels), FeatureScale = scale };
+    private static DatasetSpec Source(string path, string? labels, double scale) =>
+        new(InputFile("--train/--test", path), labels is null ? null : InputFile("--train-labels/--test-labels", labels), scale);
 
     /// <summary>
     /// An input file as a request names it: store:KEY (an artifact already in the store; the key is
@@ -169,14 +187,14 @@ public static class ScoreCommand
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
-        ScoreJobRequest request;
+        ScoreSettings request;
         OutputFolder output;
         try
         {
-            request = BuildRequest(parse);
+            request = BuildSettings(parse);
             output = PrepareOut(parse, "score");
         }
-        catch (ArgumentException e) { return Fail(e.Message, 2); }
+        catch (ArgumentException e) { return Fail(e, 2); }
         return await RunJobAsync(request, output, parse.GetValue(Cluster), parse.GetValue(Store)!, parse.GetValue(Verbose), showTopK: 0, ct);
     }
 
@@ -185,11 +203,11 @@ public static class ScoreCommand
         OutputFolder.Prepare(parse.GetValue(Out)!, parse.GetValue(Overwrite), command);
 
     /// <summary>Runs one score job end to end; returns the process exit code.</summary>
-    public static async Task<int> RunJobAsync(ScoreJobRequest request, OutputFolder output, string? cluster, string storeRoot, bool verbose, int showTopK, CancellationToken ct)
+    public static async Task<int> RunJobAsync(ScoreSettings request, OutputFolder output, string? cluster, string storeRoot, bool verbose, int showTopK, CancellationToken ct)
     {
         await using var connection = await ClusterConnection.OpenAsync(cluster, storeRoot, verbose, ct);
         var jobId = JobRunner.NewJobId("score");
-        Console.WriteLine($"Job {jobId} on the {connection.Description}: {request.Model.Kind}, method {request.Method}, {request.TestIndices.Length} test points, {request.Shards} shards");
+        Console.WriteLine($"Job {jobId} on the {connection.Description}: {SettingsJson.Word(request.Model)}, method {request.Method}, {request.TestIndices.Length} test points, {request.Shards} shards");
         var status = await JobRunner.RunScoreAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return Fail($"job {jobId} was cancelled", 4);
         if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
@@ -223,6 +241,12 @@ public static class ScoreCommand
         AnsiConsole.Write(table);
         Console.WriteLine("Proponents (negative influence) help the test point: removing one is predicted to raise its loss.");
     }
+
+    /// <summary>The command line's name of a setting: its flag (cg_tolerance is --cg-tolerance).</summary>
+    public static string Flag(string setting) => "--" + setting.Replace('_', '-');
+
+    /// <summary>Prints a refused setting or input; a <see cref="SettingError"/> names the flags.</summary>
+    public static int Fail(Exception e, int code) => Fail(e is SettingError s ? s.Render(Flag) : e.Message, code);
 
     public static int Fail(string message, int code)
     {

@@ -1,5 +1,9 @@
 using System.CommandLine;
 using Influence.Abstractions;
+using Influence.Core.Data;
+using Influence.Core.Jobs;
+using Influence.Core.Loo;
+using Influence.Core.Models;
 using Influence.Reports;
 
 namespace Influence.Client;
@@ -25,24 +29,29 @@ public static class StudyCommand
             Label = p.Label, Depth = p.Depth, Width = p.Width, WeightDecay = p.WeightDecay, Seed = p.Seed,
             Study = new LooJobRequest
             {
-                Score = new ScoreJobRequest
+                Settings = new LooSettings
                 {
-                    Train = new DataSource { Path = spec.Train, LabelsPath = spec.TrainLabels, FeatureScale = spec.PixelScale },
-                    Test = new DataSource { Path = spec.Test, LabelsPath = spec.TestLabels, FeatureScale = spec.PixelScale },
-                    Model = new ModelSettings
+                    Score = new ScoreSettings
                     {
-                        Kind = spec.Model, Hidden = Enumerable.Repeat(p.Width, p.Depth).ToArray(), Activation = spec.Activation, L2 = p.WeightDecay,
-                        WeightDecayOn = spec.Model == "logreg" ? "weights" : spec.WeightDecayOn, DType = spec.Dtype, Seed = p.Seed,
+                        Train = new DatasetSpec(spec.Train, spec.TrainLabels, spec.PixelScale),
+                        Test = new DatasetSpec(spec.Test, spec.TestLabels, spec.PixelScale),
+                        Model = SettingsJson.Parse<ModelKind>(spec.Model, "model"),
+                        Hidden = Enumerable.Repeat(p.Width, p.Depth).ToArray(),
+                        Activation = SettingsJson.Parse<Activation>(spec.Activation, "activation"),
+                        L2 = p.WeightDecay,
+                        WeightDecayOn = spec.Model == "logreg" ? DecayOn.Weights : SettingsJson.Parse<DecayOn>(spec.WeightDecayOn, "weight_decay_on"),
+                        DType = SettingsJson.Parse<Precision>(spec.Dtype, "dtype"),
+                        Seed = p.Seed,
+                        Method = spec.Method, Damping = spec.Damping, TestIndices = IndexList.Parse(spec.TestIndices), Shards = spec.Shards,
                     },
-                    Method = spec.Method, Damping = spec.Damping, TestIndices = IndexList.Parse(spec.TestIndices), Shards = spec.Shards,
+                    Remove = spec.Remove,
+                    Modes = LooCommand.ParseModes(string.Join(",", spec.Retrain)),
+                    NoiseSeeds = spec.NoiseSeeds,
                 },
-                Remove = spec.Remove,
-                Modes = LooCommand.ParseModes(string.Join(",", spec.Retrain)),
-                NoiseSeeds = spec.NoiseSeeds,
                 ParallelPerSilo = parallel,
             },
         }).ToArray();
-        foreach (var p in points) Influence.Grains.RequestMapping.ToSettings(p.Study).Validate();
+        foreach (var p in points) p.Study.Settings.Validate();
         return new StudyJobRequest { Name = spec.Name, Points = points };
     }
 
@@ -56,7 +65,7 @@ public static class StudyCommand
             if (parse.GetValue(LooCommand.Resume) is { } resume) Influence.Core.Safety.StoreKeys.CheckJobId(resume, "--resume");
             output = ScoreCommand.PrepareOut(parse, "study");
         }
-        catch (ArgumentException e) { return ScoreCommand.Fail(e.Message, 2); }
+        catch (ArgumentException e) { return ScoreCommand.Fail(e, 2); }
 
         await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), ct,
             parse.GetValue(LooCommand.Parallel));

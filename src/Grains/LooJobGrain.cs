@@ -40,9 +40,9 @@ public sealed partial class LooJobGrain(
 
     protected override Func<Task> Prepare(LooJobRequest request)
     {
-        var settings = request.ToSettings();
+        var settings = request.Settings;
         settings.Validate();
-        if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
+        if (request.ParallelPerSilo < 1) throw new SettingError($"{SettingError.Name("Parallel")} must be ≥ 1, not {request.ParallelPerSilo}");
         return () => RunAsync(request, settings);
     }
 
@@ -62,7 +62,7 @@ public sealed partial class LooJobGrain(
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         await executor.Run(() => { job.CheckSettings(); return 0; });
-        await RunScoreJob(request.Score, job);
+        await RunScoreJob(settings.Score, job);
         timings["score"] = Lap(phase);
 
         var (data, checkpoint) = await executor.Run(() =>
@@ -85,7 +85,7 @@ public sealed partial class LooJobGrain(
     }
 
     /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
-    private async Task RunScoreJob(ScoreJobRequest request, LooJob job)
+    private async Task RunScoreJob(ScoreSettings request, LooJob job)
     {
         if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
         var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
@@ -166,7 +166,7 @@ public sealed partial class LooJobGrain(
                 try
                 {
                     if (slot.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, slot.Silo);
-                    await slot.Grain.Start(new RetrainAssignment { JobId = JobId, Request = request, UnitId = unit.Id }).WaitAsync(CallTimeout);
+                    await slot.Grain.Start(new RetrainAssignment { JobId = JobId, UnitId = unit.Id }).WaitAsync(CallTimeout);
                 }
                 catch (Exception e) when (e is OrleansException or TimeoutException) { Requeue(slot, $"start failed: {e.Message}"); }
                 finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }

@@ -72,7 +72,8 @@ public sealed partial class RetrainWorkerGrain(
 
     private int Work(RetrainAssignment a)
     {
-        var job = new LooJob(store, a.JobId, a.Request.ToSettings()) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var settings = cache.GetOrAdd(JobKeys.LooSettings(a.JobId), () => LooJob.LoadSettings(store, a.JobId));
+        var job = new LooJob(store, a.JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var plan = cache.GetOrAdd(job.PlanKey, () => job.LoadPlan() ?? throw new InvalidOperationException($"job {a.JobId} has no plan yet"));
         var unit = plan.Units.FirstOrDefault(u => u.Id == a.UnitId) ?? throw new InvalidOperationException($"unit {a.UnitId} is not in the plan of job {a.JobId}");
         if (job.IsDone(unit)) return unit.Items.Length;

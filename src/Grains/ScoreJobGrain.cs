@@ -15,12 +15,12 @@ namespace Influence.Grains;
 /// top-k lists and writes the outputs. The job runs in the background; every step is idempotent over the artifact store.
 /// </summary>
 public sealed partial class ScoreJobGrain(
-    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<ScoreJobRequest>> record,
+    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<ScoreSettings>> record,
     ComputeExecutor executor,
     ArtifactCache cache,
     IArtifactStore store,
     Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
-    ILogger<ScoreJobGrain> logger) : JobGrain<ScoreJobRequest>(record, logger), IScoreJobGrain
+    ILogger<ScoreJobGrain> logger) : JobGrain<ScoreSettings>(record, logger), IScoreJobGrain
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProductPollInterval = TimeSpan.FromMilliseconds(10);
@@ -30,20 +30,20 @@ public sealed partial class ScoreJobGrain(
 
     private ComputeExecutor Executor => executor;
 
-    protected override Func<Task> Prepare(ScoreJobRequest request)
+    protected override Func<Task> Prepare(ScoreSettings settings)
     {
-        var settings = request.ToSettings();
         settings.Validate();
-        return () => RunAsync(request, settings);
+        return () => RunAsync(settings);
     }
 
     private void Set(JobPhase phase, long done, long total, string message, string? outputPrefix = null) =>
         Tracker.Set(phase, done, total, message, outputPrefix: outputPrefix);
 
-    private async Task RunAsync(ScoreJobRequest request, ScoreSettings settings)
+    private async Task RunAsync(ScoreSettings settings)
     {
         Set(JobPhase.Training, 0, 0, "loading data");
         var job = new ScoreJob(store, JobId, settings) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        await executor.Run(() => { job.ClaimSettings(); return 0; }); // the shards read them
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         var data = await executor.Run(job.LoadData);
@@ -55,12 +55,12 @@ public sealed partial class ScoreJobGrain(
         LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
 
         var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
-        var stages = new GrainStages(this, request, job, ranges);
+        var stages = new GrainStages(this, job, ranges);
         var report = await job.Method.PrepareAsync(job, checkpoint, data, stages, new MessageProgress(m => Set(JobPhase.Factorizing, 0, 0, m)));
         timings["prepare"] = Lap(phase);
         foreach (var w in report.Warnings) LogMethodWarning(JobId, settings.Method, w);
 
-        var scoreReports = await RunShards(request, ScorePipeline.ScoreStage, 0, ranges, JobPhase.Scoring);
+        var scoreReports = await RunShards(ScorePipeline.ScoreStage, 0, ranges, JobPhase.Scoring);
         timings["score"] = Lap(phase);
 
         Set(JobPhase.Writing, 0, 1, "writing outputs");
@@ -84,7 +84,7 @@ public sealed partial class ScoreJobGrain(
     /// a round of shard work driven from the grain's turn (a solver waiting on a compute thread
     /// would starve the shards of a one-thread silo).
     /// </summary>
-    private sealed class GrainStages(ScoreJobGrain grain, ScoreJobRequest request, ScoreJob job, IReadOnlyList<(int Start, int End)> ranges) : IScoreStages
+    private sealed class GrainStages(ScoreJobGrain grain, ScoreJob job, IReadOnlyList<(int Start, int End)> ranges) : IScoreStages
     {
         private const int SolverStackBytes = 64 << 20;
 
@@ -94,7 +94,7 @@ public sealed partial class ScoreJobGrain(
 
         public async Task RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> units)
         {
-            var reports = await grain.RunShards(request, stage, round, units, JobPhase.Curvature);
+            var reports = await grain.RunShards(stage, round, units, JobPhase.Curvature);
             // Units over the shards' own ranges add to each shard's preparation time (LiSSA's repeats are not per shard).
             if (units.SequenceEqual(ranges))
                 for (int k = 0; k < reports.Length; k++) PrepareSeconds[k] += reports[k].Seconds;
@@ -149,11 +149,11 @@ public sealed partial class ScoreJobGrain(
     /// Starts one stage on every shard grain and polls until all are done. A shard that reports
     /// Idle lost its activation (its silo went away) and is started again; the work is idempotent.
     /// </summary>
-    private async Task<ShardReport[]> RunShards(ScoreJobRequest request, string stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
+    private async Task<ShardReport[]> RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
     {
         var assignments = ranges.Select((r, k) => new ShardAssignment
         {
-            JobId = JobId, Request = request, Stage = stage, Round = round, ShardIndex = k, Start = r.Start, End = r.End,
+            JobId = JobId, Stage = stage, Round = round, ShardIndex = k, Start = r.Start, End = r.End,
         }).ToArray();
         var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{round}/{a.ShardIndex}")).ToArray();
         long total = ranges.Sum(r => (long)(r.End - r.Start));

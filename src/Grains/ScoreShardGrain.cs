@@ -74,8 +74,9 @@ public sealed partial class ScoreShardGrain(
     /// <summary>Runs the stage; the score stage returns the shard's top-k lists (its outputs are in the store).</summary>
     private TopKLists? Work(ShardAssignment a)
     {
-        var job = new ScoreJob(store, a.JobId, a.Request.ToSettings()) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
-        var train = cache.GetOrAdd($"data:{a.Request.Train.Path}|{a.Request.Train.LabelsPath}|{a.Request.Train.FeatureScale}", () => job.LoadTrain());
+        var settings = cache.GetOrAdd(JobKeys.ScoreSettings(a.JobId), () => ScoreJob.LoadSettings(store, a.JobId));
+        var job = new ScoreJob(store, a.JobId, settings) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var train = cache.GetOrAdd($"data:{settings.Train.Path}|{settings.Train.LabelsPath}|{settings.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
         if (a.Stage != ScorePipeline.ScoreStage)
         {

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using Influence.Abstractions;
+using Orleans.Serialization;
 using Influence.Core.Storage;
 using Influence.Grains;
 using Microsoft.Extensions.DependencyInjection;
@@ -22,6 +24,7 @@ public static class InfluenceSiloBuilderExtensions
         var problems = compute.Problems().ToList();
         if (problems.Count > 0) throw new ArgumentException(string.Join("; ", problems));
         silo.Services.AddSingleton(Options.Create(compute));
+        silo.Services.AddSerializer(s => s.AddInfluenceSettings());
         silo.Services.AddPlacementDirector<SpreadByIndexPlacement, SpreadByIndexPlacementDirector>();
         silo.Services.AddSingleton<ComputeExecutor>();
         silo.Services.AddHostedService<ComputeDrain>();

@@ -1,3 +1,5 @@
+using Influence.Core.Data;
+using Influence.Core.Jobs;
 using Influence.Abstractions;
 
 namespace Influence.Cluster.Tests;
@@ -115,11 +117,10 @@ public sealed class ClusterFailureTests(ReferenceRuns reference) : IClassFixture
         // A job whose dataset is not in the store fails with a message naming it; the other job goes on.
         var client = await cluster.ClientAsync();
         var broken = client.GetGrain<IScoreJobGrain>("broken-dataset");
-        await broken.Start(new ScoreJobRequest
+        await broken.Start(new ScoreSettings
         {
-            Train = new DataSource { Path = "store:datasets/0000/missing.csv" },
-            Test = new DataSource { Path = "store:datasets/0000/missing-test.csv" },
-            Model = new ModelSettings { Kind = "logreg" },
+            Train = new DatasetSpec("store:datasets/0000/missing.csv"),
+            Test = new DatasetSpec("store:datasets/0000/missing-test.csv"),
             TestIndices = [0],
         });
         var failed = await cluster.WaitForAsync<IScoreJobGrain>("broken-dataset", s => s.IsFinished, TimeSpan.FromMinutes(1));

@@ -1,3 +1,4 @@
+using Orleans.Serialization;
 using System.Globalization;
 using Influence.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
@@ -150,6 +151,7 @@ public sealed class RealCluster : IAsyncDisposable
             {
                 c.Configure<ClusterOptions>(o => { o.ClusterId = ClusterId; o.ServiceId = ClusterId; });
                 c.UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(Redis.Connection));
+                c.Services.AddSerializer(s => s.AddInfluenceSettings());
             });
             clientHost = builder.Build();
             await clientHost.StartAsync();

@@ -1,3 +1,5 @@
+using Influence.Core.Data;
+using Influence.Core.Jobs;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -116,18 +118,18 @@ public sealed class SecurityTests
             ("dot-dot-key", "store:datasets/../../x.csv", "'.' or '..' segment"),
         })
         {
-            await client.GetGrain<IScoreJobGrain>(id).Start(new ScoreJobRequest
+            await client.GetGrain<IScoreJobGrain>(id).Start(new ScoreSettings
             {
-                Train = new DataSource { Path = path }, Test = new DataSource { Path = path }, Model = new ModelSettings { Kind = "logreg" }, TestIndices = [0],
+                Train = new DatasetSpec(path), Test = new DatasetSpec(path), TestIndices = [0],
             });
             var failed = await cluster.WaitForAsync<IScoreJobGrain>(id, s => s.IsFinished, TimeSpan.FromMinutes(1));
             Assert.Equal(JobPhase.Failed, failed.Phase);
             Assert.Contains(message, failed.Error, StringComparison.Ordinal);
             Assert.DoesNotContain("SECRET-ROW-CONTENT", failed.Error, StringComparison.Ordinal);
         }
-        var badId = await client.GetGrain<IScoreJobGrain>("../escape").Start(new ScoreJobRequest
+        var badId = await client.GetGrain<IScoreJobGrain>("../escape").Start(new ScoreSettings
         {
-            Train = new DataSource { Path = "store:datasets/x/a.csv" }, Test = new DataSource { Path = "store:datasets/x/a.csv" }, Model = new ModelSettings { Kind = "logreg" }, TestIndices = [0],
+            Train = new DatasetSpec("store:datasets/x/a.csv"), Test = new DatasetSpec("store:datasets/x/a.csv"), TestIndices = [0],
         });
         Assert.Equal(JobPhase.Failed, badId.Phase);
         Assert.Contains("is not a job id", badId.Error, StringComparison.Ordinal);

@@ -176,7 +176,7 @@ public class BoundaryTests
     private static ScoreSettings Settings(string method, string model, int[] hidden) => new()
     {
         Train = new DatasetSpec("train.csv"), Test = new DatasetSpec("test.csv"), TestIndices = [0],
-        Method = method, ModelKind = model, Hidden = hidden,
+        Method = method, Model = SettingsJson.Parse<Influence.Core.Models.ModelKind>(model, "model"), Hidden = hidden,
     };
 
     [Fact]

@@ -52,12 +52,12 @@ public class ScoreMethodTests
         {
             Train = new DatasetSpec(model == "cnn" ? DigitsSubset.Value.Train : TestData.DataFile("iris_train.csv")),
             Test = new DatasetSpec(model == "cnn" ? DigitsSubset.Value.Test : TestData.DataFile("iris_test.csv")),
-            ModelKind = model,
+            Model = SettingsJson.Parse<ModelKind>(model, "model"),
             Hidden = model == "mlp" ? [6] : [],
-            Convolutions = model == "cnn" ? [new ConvLayer(2, 3, 3)] : null,
+            Conv = model == "cnn" ? [new ConvLayer(2, 3, 3)] : null,
             Activation = Activation.Tanh,
             L2 = 1e-2,
-            DecayOn = DecayOn.All,
+            WeightDecayOn = DecayOn.All,
             Method = method,
             TestIndices = TestRows,
             Shards = 3,
@@ -110,7 +110,7 @@ public class ScoreMethodTests
         double damping = model == "cnn" ? 1e-2 : 1e-3;
         var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping }, model));
         Assert.Empty(exact.Report.Warnings);
-        var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500 } }, model));
+        var cg = Run(Settings(Methods.Cg, s => s with { Damping = damping, Checkpoint = TrainedBy(exact), Options = new MethodOptions { CgTolerance = 1e-10, CgMaxIterations = 500 } }, model));
         Assert.True(MaxRelativeError(cg.Influence, exact.Influence) < 1e-6, $"cg vs exact: {MaxRelativeError(cg.Influence, exact.Influence):E2}");
         Assert.Equal(TestRows.Length, cg.Report.Details["converged"]!.GetValue<int>());
         Assert.Null(cg.Self); // one solve per training example: only when asked
@@ -119,8 +119,8 @@ public class ScoreMethodTests
         // Asked, each shard solves for its own rows: the self-influence of the exact factorisation.
         var cgSelf = Run(Settings(Methods.Cg, s => s with
         {
-            Damping = damping, InitialCheckpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
-            Options = new MethodOptions { Tolerance = 1e-10, MaxIterations = 500, SolveSelfInfluence = true },
+            Damping = damping, Checkpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
+            Options = new MethodOptions { CgTolerance = 1e-10, CgMaxIterations = 500, SolveSelfInfluence = true },
         }, model));
         Assert.True(MaxRelativeError(cgSelf.Self!, exact.Self!) < 1e-6, $"cg self vs exact: {MaxRelativeError(cgSelf.Self!, exact.Self!):E2}");
         var solves = cgSelf.Report.Details["self_influence_solves"]!;
@@ -131,12 +131,12 @@ public class ScoreMethodTests
         // MLP: P = 4·6 + 6 + 6·3 + 3 = 51. A Krylov space of all of P is the exact inverse.
         int p = (int)(model == "cnn" ? CnnParameters : MlpParameters);
         Assert.Equal(p, LoadCheckpoint(exact.Dir).Spec.ParameterCount);
-        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Krylov = p, TopEigen = p } }, model));
+        var arnoldi = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Checkpoint = TrainedBy(exact), Options = new MethodOptions { ArnoldiIterations = p, ArnoldiTop = p } }, model));
         Assert.True(MaxRelativeError(arnoldi.Influence, exact.Influence) < 1e-6, $"arnoldi vs exact: {MaxRelativeError(arnoldi.Influence, exact.Influence):E2}");
         Assert.True(MaxRelativeError(arnoldi.Self!, exact.Self!) < 1e-6, $"arnoldi self vs exact: {MaxRelativeError(arnoldi.Self!, exact.Self!):E2}");
 
         // Truncated, it still ranks like the exact answer but is no longer equal to it.
-        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, InitialCheckpoint = TrainedBy(exact), Options = new MethodOptions { Krylov = 30, TopEigen = 10 } }, model));
+        var top10 = Run(Settings(Methods.Arnoldi, s => s with { Damping = damping, Checkpoint = TrainedBy(exact), Options = new MethodOptions { ArnoldiIterations = 30, ArnoldiTop = 10 } }, model));
         Assert.True(MaxRelativeError(top10.Influence, exact.Influence) > 1e-3);
     }
 
@@ -147,7 +147,7 @@ public class ScoreMethodTests
         var lissa = Run(Settings(Methods.Lissa, s => s with
         {
             Damping = 0.05,
-            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 3000, LissaRepeats = 2, Krylov = 20 },
+            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 3000, LissaRepeats = 2, ArnoldiIterations = 20 },
         }));
         Assert.True(MaxRelativeError(lissa.Influence, exact.Influence) < 1e-4, $"lissa vs exact: {MaxRelativeError(lissa.Influence, exact.Influence):E2}");
         Assert.Equal(0, lissa.Report.Details["diverged"]!.GetValue<int>());
@@ -162,8 +162,8 @@ public class ScoreMethodTests
         var exact = Run(Settings(Methods.Exact, s => s with { Damping = 1, TestIndices = [TestRows[0]] }));
         var lissa = Run(Settings(Methods.Lissa, s => s with
         {
-            Damping = 1, InitialCheckpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
-            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 300, LissaRepeats = 1, Krylov = 20, SolveSelfInfluence = true },
+            Damping = 1, Checkpoint = TrainedBy(exact), TestIndices = [TestRows[0]],
+            Options = new MethodOptions { LissaBatch = 1000, LissaDepth = 300, LissaRepeats = 1, ArnoldiIterations = 20, SolveSelfInfluence = true },
         }));
         Assert.True(MaxRelativeError(lissa.Self!, exact.Self!) < 1e-6, $"lissa self vs exact: {MaxRelativeError(lissa.Self!, exact.Self!):E2}");
         Assert.Equal(0, lissa.Report.Details["self_influence_solves"]!["diverged_repeats"]!.GetValue<int>());
@@ -202,9 +202,9 @@ public class ScoreMethodTests
         foreach (var method in new[] { Methods.Kfac, Methods.Ekfac })
         {
             var opts = new MethodOptions { FisherLabels = FisherLabels.Empirical };
-            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts, InitialCheckpoint = trained }, model));
+            var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts, Checkpoint = trained }, model));
             trained ??= TrainedBy(one);
-            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts, InitialCheckpoint = trained }, model));
+            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts, Checkpoint = trained }, model));
             Assert.True(MaxRelativeError(four.Influence, one.Influence) < 1e-10, $"{method}: 4 shards vs 1");
             Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
 
@@ -225,7 +225,7 @@ public class ScoreMethodTests
             Assert.True(MaxRelativeError(four.Self!, selfExpected) < 1e-9, $"{method} self vs gᵀ(F̂ + (λ+δ)I)⁻¹g");
 
             // --query-rank 1 scores with rank-1 per-layer queries (Linear layers; the CNN's convolution stays exact).
-            var rankOne = Run(Settings(method, s => s with { Damping = 1e-3, Options = opts with { QueryRank = 1 }, InitialCheckpoint = trained }, model));
+            var rankOne = Run(Settings(method, s => s with { Damping = 1e-3, Options = opts with { QueryRank = 1 }, Checkpoint = trained }, model));
             using var lowRank = new PerExampleGradients.Queries(spec, pre.t().contiguous(), rank: 1);
             var lowExpected = PerExampleGradients.DotWithQueries(spec, theta, train, lowRank).neg().t().to(ScalarType.Float64).data<double>().ToArray();
             var lowDirect = new double[TestRows.Length, train.Count];
@@ -241,10 +241,10 @@ public class ScoreMethodTests
     [InlineData("cnn")]
     public void Trak_jobs_equal_the_projected_definition_for_one_and_several_shards_and_reuse_stored_features(string model)
     {
-        var opts = new MethodOptions { ProjectionDim = 32, Seed = 5 };
+        var opts = new MethodOptions { ProjectionDim = 32, MethodSeed = 5 };
         var one = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 1, Options = opts }, model));
         var store = Directory.CreateTempSubdirectory("influence-trak-").FullName;
-        var three = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 3, Options = opts, InitialCheckpoint = TrainedBy(one) }, model), store);
+        var three = Run(Settings(Methods.Trak, s => s with { Damping = 1e-3, Shards = 3, Options = opts, Checkpoint = TrainedBy(one) }, model), store);
         Assert.True(MaxRelativeError(three.Influence, one.Influence) < 1e-10, "3 shards vs 1");
         Assert.True(MaxRelativeError(three.Self!, one.Self!) < 1e-10);
         Assert.Equal(0, three.Report.Details["shards_reusing_features"]!.GetValue<int>());
@@ -267,7 +267,7 @@ public class ScoreMethodTests
         var again = Run(Settings(Methods.Trak, s => s with
         {
             Damping = 1e-3, Shards = 3, Options = opts, TestIndices = [1, 2],
-            InitialCheckpoint = Path.Combine(store, "jobs/job/checkpoint.json"),
+            Checkpoint = Path.Combine(store, "jobs/job/checkpoint.json"),
         }, model), store, "again");
         Assert.Equal(3, again.Report.Details["shards_reusing_features"]!.GetValue<int>());
         using var second = DataTensors.From(Data(model).Test.Select([1]), spec, CPU);
@@ -282,7 +282,7 @@ public class ScoreMethodTests
     [InlineData("cnn")]
     public void TracIn_grad_dot_and_grad_cos_jobs_equal_their_definitions(string model)
     {
-        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 6, BatchSize = 16, CheckpointEvery = 2 };
+        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 6, TrainBatch = 16, CheckpointEvery = 2 };
         var tracin = Run(Settings(Methods.TracIn, s => s with { Training = training }, model));
         var dot = Run(Settings(Methods.GradDot, s => s with { Training = training }, model));
         var cos = Run(Settings(Methods.GradCos, s => s with { Training = training }, model));
@@ -318,16 +318,16 @@ public class ScoreMethodTests
     public void TracIn_without_checkpoints_is_refused_before_any_work()
     {
         var e = Assert.Throws<ArgumentException>(() => Settings(Methods.TracIn).Validate());
-        Assert.Contains("--optimizer sgd or adam", e.Message);
-        Assert.Contains("--method must be one of", Assert.Throws<ArgumentException>(() => Settings("newton").Validate()).Message);
+        Assert.Contains("optimizer sgd or adam", e.Message);
+        Assert.Contains("method must be one of", Assert.Throws<SettingError>(() => Settings("newton").Validate()).Message);
     }
 
     [Fact]
     public void Auto_damping_finds_an_indefinite_Hessian_away_from_the_optimum_and_cg_then_converges()
     {
         // Two epochs of SGD leave θ far from a minimum: the tanh MLP's Hessian is indefinite there.
-        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 2, BatchSize = 16, CheckpointEvery = 1 };
-        var settings = Settings(Methods.Cg, s => s with { Training = training, AutoDamping = true, L2 = 0, Options = new MethodOptions { Krylov = 51, Tolerance = 1e-8, MaxIterations = 400 } });
+        var training = new TrainingChoice { Optimizer = Optimizer.Sgd, LearningRate = 0.05, Epochs = 2, TrainBatch = 16, CheckpointEvery = 1 };
+        var settings = Settings(Methods.Cg, s => s with { Training = training, AutoDamping = true, L2 = 0, Options = new MethodOptions { ArnoldiIterations = 51, CgTolerance = 1e-8, CgMaxIterations = 400 } });
         var cg = Run(settings);
 
         var data = TestData.Iris();

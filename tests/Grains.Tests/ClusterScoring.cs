@@ -1,3 +1,5 @@
+using Orleans.Serialization;
+using Influence.Core.Jobs;
 using System.Globalization;
 using Influence.Abstractions;
 using Influence.Core.Storage;
@@ -13,12 +15,13 @@ public static class ClusterScoring
     {
         var builder = new InProcessTestClusterBuilder(silos);
         builder.ConfigureSilo((_, silo) => silo.AddInMemoryJobState().AddInfluence(new ComputeSettings(), new LocalArtifactStore(storeRoot), allowLocalFiles: true));
+        builder.ConfigureClient(client => client.Services.AddSerializer(s => s.AddInfluenceSettings()));
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return cluster;
     }
 
-    public static async Task<JobStatus> RunAsync(IClusterClient client, string jobId, ScoreJobRequest request, TimeSpan timeout)
+    public static async Task<JobStatus> RunAsync(IClusterClient client, string jobId, ScoreSettings request, TimeSpan timeout)
     {
         var grain = client.GetGrain<IScoreJobGrain>(jobId);
         using var deadline = new CancellationTokenSource(timeout);

@@ -1,3 +1,6 @@
+using Influence.Core.Data;
+using Influence.Core.Loo;
+using Influence.Core.Jobs;
 using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
@@ -11,18 +14,21 @@ public class LooJobClusterTests
 {
     private static LooJobRequest DigitsStudy() => new()
     {
-        Score = new ScoreJobRequest
+        Settings = new LooSettings
         {
-            Train = new DataSource { Path = TestData.DataFile("digits_train.csv") },
-            Test = new DataSource { Path = TestData.DataFile("digits_test.csv") },
-            Model = new ModelSettings { Kind = "logreg", L2 = 1e-2 },
-            TestIndices = [0, 3],
-            Shards = 2,
+            Score = new ScoreSettings
+            {
+                Train = new DatasetSpec(TestData.DataFile("digits_train.csv")),
+                Test = new DatasetSpec(TestData.DataFile("digits_test.csv")),
+                L2 = 1e-2,
+                TestIndices = [0, 3],
+                Shards = 2,
+            },
+            Remove = "random:48,3",
+            Modes = [RetrainMode.Warm, RetrainMode.Cold],
+            WarmBatch = 8,
+            UnitSize = 4,
         },
-        Remove = "random:48,3",
-        Modes = ["warm", "cold"],
-        WarmBatch = 8,
-        UnitSize = 4,
     };
 
     /// <summary>Runs a study to the end the way the client does (<see cref="JobPolling"/>: a coordinator that comes back empty is started again).</summary>

@@ -1,3 +1,4 @@
+using Influence.Core.Jobs;
 using System.Globalization;
 using Influence.Abstractions;
 using Influence.Core.Data;
@@ -10,11 +11,11 @@ namespace Influence.Grains.Tests;
 
 public class ScoreJobClusterTests
 {
-    private static ScoreJobRequest DigitsRequest(int shards, string dtype = "float64") => new()
+    private static ScoreSettings DigitsRequest(int shards, Core.Models.Precision dtype = Core.Models.Precision.Float64) => new()
     {
-        Train = new DataSource { Path = TestData.DataFile("digits_train.csv") },
-        Test = new DataSource { Path = TestData.DataFile("digits_test.csv") },
-        Model = new ModelSettings { Kind = "logreg", L2 = 1e-2, DType = dtype },
+        Train = new DatasetSpec(TestData.DataFile("digits_train.csv")),
+        Test = new DatasetSpec(TestData.DataFile("digits_test.csv")),
+        L2 = 1e-2, DType = dtype,
         TestIndices = [0, 3, 17],
         Shards = shards,
         TopK = 5,
@@ -72,11 +73,11 @@ public class ScoreJobClusterTests
         var storeRoot = ClusterScoring.TempStore();
         var store = new LocalArtifactStore(storeRoot);
         await using var cluster = await ClusterScoring.StartAsync(1, storeRoot);
-        var request = dataset == "digits" ? DigitsRequest(3) : new ScoreJobRequest
+        var request = dataset == "digits" ? DigitsRequest(3) : new ScoreSettings
         {
-            Train = new DataSource { Path = TestData.DataFile("fmnist_train2000.csv"), FeatureScale = 255 },
-            Test = new DataSource { Path = TestData.DataFile("fmnist_test1000.csv"), FeatureScale = 255 },
-            Model = new ModelSettings { Kind = "logreg", L2 = 1e-3 },
+            Train = new DatasetSpec(TestData.DataFile("fmnist_train2000.csv"), null, 255),
+            Test = new DatasetSpec(TestData.DataFile("fmnist_test1000.csv"), null, 255),
+            L2 = 1e-3,
             TestIndices = Enumerable.Range(0, 10).ToArray(),
             Shards = 4,
         };
@@ -87,7 +88,7 @@ public class ScoreJobClusterTests
         using var ckptStream = store.OpenRead($"{status.OutputPrefix}/checkpoint.json");
         var checkpoint = Core.Models.Checkpoint.Load(ckptStream);
         var data = TrainTestData.Load(new DatasetSpec(request.Train.Path, null, request.Train.FeatureScale), new DatasetSpec(request.Test.Path, null, request.Test.FeatureScale));
-        var expected = IndependentInfluence(checkpoint.Parameters, data, request.Model.L2, request.TestIndices);
+        var expected = IndependentInfluence(checkpoint.Parameters, data, request.L2, request.TestIndices);
 
         for (int q = 0; q < request.TestIndices.Length; q++)
         {
@@ -141,20 +142,15 @@ public class ScoreJobClusterTests
         File.WriteAllText(bad, "label,a,b\n0,1,2\n1,x,3\n");
         var storeRoot = ClusterScoring.TempStore();
         await using var cluster = await ClusterScoring.StartAsync(1, storeRoot);
-        var request = new ScoreJobRequest
-        {
-            Train = new DataSource { Path = bad }, Test = new DataSource { Path = bad },
-            Model = new ModelSettings(), TestIndices = [0],
-        };
+        var request = new ScoreSettings { Train = new DatasetSpec(bad), Test = new DatasetSpec(bad), TestIndices = [0] };
         var status = await ClusterScoring.RunAsync(cluster.Client, "bad-data", request, TimeSpan.FromMinutes(1));
         Assert.Equal(JobPhase.Failed, status.Phase);
         Assert.Contains(bad, status.Error);
         Assert.Contains("line 3 (row 1), column 2", status.Error);
 
-        var outOfRange = new ScoreJobRequest
+        var outOfRange = new ScoreSettings
         {
-            Train = new DataSource { Path = TestData.DataFile("iris_train.csv") }, Test = new DataSource { Path = TestData.DataFile("iris_test.csv") },
-            Model = new ModelSettings(), TestIndices = [45],
+            Train = new DatasetSpec(TestData.DataFile("iris_train.csv")), Test = new DatasetSpec(TestData.DataFile("iris_test.csv")), TestIndices = [45],
         };
         status = await ClusterScoring.RunAsync(cluster.Client, "bad-index", outOfRange, TimeSpan.FromMinutes(1));
         Assert.Equal(JobPhase.Failed, status.Phase);

@@ -1,3 +1,6 @@
+using Influence.Core.Data;
+using Influence.Core.Models;
+using Influence.Core.Training;
 using Influence.Abstractions;
 using Influence.Core.Jobs;
 using Influence.Core.Storage;
@@ -11,16 +14,16 @@ namespace Influence.Grains.Tests;
 /// </summary>
 public class ScoreMethodClusterTests
 {
-    private static ScoreJobRequest Request(string method, bool auto, TrainingSettings? training = null) => new()
+    private static ScoreSettings Request(string method, bool auto, TrainingChoice? training = null) => new()
     {
-        Train = new DataSource { Path = TestData.DataFile("iris_train.csv") },
-        Test = new DataSource { Path = TestData.DataFile("iris_test.csv") },
-        Model = new ModelSettings { Kind = "mlp", Hidden = [6], L2 = 1e-2, WeightDecayOn = "all" },
+        Train = new DatasetSpec(TestData.DataFile("iris_train.csv")),
+        Test = new DatasetSpec(TestData.DataFile("iris_test.csv")),
+        Model = ModelKind.Mlp, Hidden = [6], L2 = 1e-2, WeightDecayOn = DecayOn.All,
         Method = method,
         AutoDamping = auto,
         Damping = auto ? 0 : 1e-3,
-        MethodSettings = new MethodSettings { ArnoldiIterations = 20, ArnoldiTop = 10, LissaDepth = 300, LissaRepeats = 3, LissaBatch = 32 },
-        Training = training ?? new TrainingSettings(),
+        Options = new MethodOptions { ArnoldiIterations = 20, ArnoldiTop = 10, LissaDepth = 300, LissaRepeats = 3, LissaBatch = 32 },
+        Training = training ?? new TrainingChoice(),
         TestIndices = [0, 7, 19],
         Shards = 3,
         TopK = 5,
@@ -32,11 +35,11 @@ public class ScoreMethodClusterTests
         var storeRoot = ClusterScoring.TempStore();
         var store = new LocalArtifactStore(storeRoot);
         await using var cluster = await ClusterScoring.StartAsync(2, storeRoot);
-        var sgd = new TrainingSettings { Optimizer = "sgd", Epochs = 4, BatchSize = 16, CheckpointEvery = 2 };
-        var requests = new (string Name, ScoreJobRequest Request)[]
+        var sgd = new TrainingChoice { Optimizer = Optimizer.Sgd, Epochs = 4, TrainBatch = 16, CheckpointEvery = 2 };
+        var requests = new (string Name, ScoreSettings Request)[]
         {
             // cg also solves for every training row's self-influence, on the shards of both silos.
-            ("cg", Request(Methods.Cg, auto: true) with { MethodSettings = Request(Methods.Cg, auto: true).MethodSettings with { SolveSelfInfluence = true } }),
+            ("cg", Request(Methods.Cg, auto: true) with { Options = Request(Methods.Cg, auto: true).Options with { SolveSelfInfluence = true } }),
             ("arnoldi", Request(Methods.Arnoldi, auto: false)),
             ("lissa", Request(Methods.Lissa, auto: false)),
             ("kfac", Request(Methods.Kfac, auto: true)),
@@ -51,7 +54,7 @@ public class ScoreMethodClusterTests
             var distributed = ClusterScoring.ReadInfluence(store, status.OutputPrefix!);
 
             var local = new LocalArtifactStore(ClusterScoring.TempStore());
-            InProcessStages.Run(new ScoreJob(local, "job", request.ToSettings()) { AllowLocalFiles = true });
+            InProcessStages.Run(new ScoreJob(local, "job", request) { AllowLocalFiles = true });
             var reference = ClusterScoring.ReadInfluence(local, "jobs/job");
             Assert.Equal(reference.Count, distributed.Count);
             double scale = reference.Values.Max(Math.Abs);
@@ -61,7 +64,7 @@ public class ScoreMethodClusterTests
             double tolerance = name == "cg" ? 1e-6 : 1e-10;
             Assert.True(worst <= tolerance * scale, $"{name}: max difference {worst} (scale {scale})");
             var (selfReference, selfDistributed) = (ClusterScoring.ReadSelfInfluence(local, "jobs/job"), ClusterScoring.ReadSelfInfluence(store, status.OutputPrefix!));
-            if (request.ToSettings().GivesSelfInfluence)
+            if (request.GivesSelfInfluence)
             {
                 Assert.True(selfReference is not null && selfDistributed is not null, $"{name}: no self-influence");
                 Assert.Equal(selfReference.Length, selfDistributed.Length);

@@ -27,19 +27,19 @@ public static class MethodComparison
     {
         Train = new Data.DatasetSpec(train),
         Test = new Data.DatasetSpec(test),
-        ModelKind = "mlp",
+        Model = Models.ModelKind.Mlp,
         Hidden = hidden,
         Activation = Models.Activation.Tanh,
         L2 = 1e-3,
-        DecayOn = Models.DecayOn.All,
+        WeightDecayOn = Models.DecayOn.All,
         Damping = damping,
         TestIndices = [0, 1, 2, 3, 4],
         Shards = 1,
-        Options = new MethodOptions { Tolerance = 1e-8, MaxIterations = 1000, LissaDepth = 2000, LissaRepeats = 4 },
+        Options = new MethodOptions { CgTolerance = 1e-8, CgMaxIterations = 1000, LissaDepth = 2000, LissaRepeats = 4 },
     };
 
     /// <summary>TracIn's run in the benchmark: SGD, 100 epochs of batches of 16, a checkpoint every 20.</summary>
-    public static readonly TrainingChoice IrisTracInTraining = new() { Optimizer = Training.Optimizer.Sgd, LearningRate = 0.05, Epochs = 100, BatchSize = 16, CheckpointEvery = 20 };
+    public static readonly TrainingChoice IrisTracInTraining = new() { Optimizer = Training.Optimizer.Sgd, LearningRate = 0.05, Epochs = 100, TrainBatch = 16, CheckpointEvery = 20 };
 
     /// <param name="settings">The model, data, damping and method options every job shares.</param>
     /// <param name="tracinTraining">TracIn's minibatch run (it needs its checkpoints).</param>
@@ -57,8 +57,8 @@ public static class MethodComparison
             {
                 progress?.Report(method);
                 var job = new ScoreJob(store, method, method == Methods.TracIn
-                    ? settings with { Method = method, Training = tracinTraining, InitialCheckpoint = null }
-                    : settings with { Method = method, InitialCheckpoint = checkpoint }) { AllowLocalFiles = true }; // a local benchmark
+                    ? settings with { Method = method, Training = tracinTraining, Checkpoint = null }
+                    : settings with { Method = method, Checkpoint = checkpoint }) { AllowLocalFiles = true }; // a local benchmark
                 var clock = Stopwatch.StartNew();
                 var result = InProcessStages.Run(job);
                 double seconds = clock.Elapsed.TotalSeconds;

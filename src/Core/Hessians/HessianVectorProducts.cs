@@ -11,6 +11,7 @@ public enum Curvature
     /// <summary>The Hessian of the objective (indefinite away from a minimum, and for non-convex models).</summary>
     Hessian,
     /// <summary>The generalised Gauss-Newton Jᵀ ∇²_z L J (+ regulariser): positive semi-definite by construction.</summary>
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("ggn")]
     GaussNewton,
 }
 

@@ -43,6 +43,12 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public string TrajectoryKey => WorkKey("trajectory.bin");
     public string ScoreBlockKey(int shard) => WorkKey($"scores-{shard:D4}.bin");
 
+    /// <summary>Records the settings for the shards (jobs/ID/settings.json); a restart of the same id must bring the same.</summary>
+    public void ClaimSettings() => SettingsJson.Claim(Store, JobKeys.ScoreSettings(JobId), Settings, JobId);
+
+    /// <summary>The settings job <paramref name="jobId"/>'s coordinator recorded (what its shards run under).</summary>
+    public static ScoreSettings LoadSettings(IArtifactStore store, string jobId) => SettingsJson.Load<ScoreSettings>(store, JobKeys.ScoreSettings(jobId));
+
     /// <summary>The training set alone (a shard's rows come from it).</summary>
     public Dataset LoadTrain() => Settings.Train.Resolve(Store, AllowLocalFiles).Load();
 
@@ -65,7 +71,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         }
         var spec = Settings.BuildSpec(data);
         Settings.CheckSize(spec);
-        if (Settings.InitialCheckpoint is not null) return AdoptCheckpoint(spec);
+        if (Settings.Checkpoint is not null) return AdoptCheckpoint(spec);
         var device = Compute.Devices.Default;
         using var tensors = DataTensors.From(data.Train, spec, device);
         var objective = new Objective(spec, tensors, data.Train.Count, device);
@@ -113,14 +119,14 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     /// <summary>Takes a trained model from an earlier job, after checking it is the model the settings describe.</summary>
     private Checkpoint AdoptCheckpoint(ModelSpec spec)
     {
-        var path = StoredFiles.LocalPath(Store, Settings.InitialCheckpoint!, AllowLocalFiles);
-        if (!File.Exists(path)) throw new FileNotFoundException($"--checkpoint {Settings.InitialCheckpoint}: file not found");
+        var path = StoredFiles.LocalPath(Store, Settings.Checkpoint!, AllowLocalFiles);
+        if (!File.Exists(path)) throw new FileNotFoundException($"--checkpoint {Settings.Checkpoint}: file not found");
         Checkpoint checkpoint;
         try { using var s = File.OpenRead(path); checkpoint = Checkpoint.Load(s); }
-        catch (InvalidDataException e) { throw new InvalidDataException($"--checkpoint {Settings.InitialCheckpoint}: {e.Message}"); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"--checkpoint {Settings.Checkpoint}: {e.Message}"); }
         if (SpecDifference(checkpoint.Spec, spec) is { } difference)
             throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"--checkpoint {Settings.InitialCheckpoint} holds {checkpoint.Spec.Describe()} ({checkpoint.Parameters.Length:N0} parameters), but the options and data describe {spec.Describe()} ({spec.ParameterCount:N0} parameters): they differ in {difference}"));
+                $"--checkpoint {Settings.Checkpoint} holds {checkpoint.Spec.Describe()} ({checkpoint.Parameters.Length:N0} parameters), but the options and data describe {spec.Describe()} ({spec.ParameterCount:N0} parameters): they differ in {difference}"));
         if (Method.NeedsCheckpoints)
             throw new ArgumentException($"--method {Settings.Method} needs the training run's checkpoints, which --checkpoint does not carry: let the job train with --optimizer sgd or adam");
         Store.Write(CheckpointKey, checkpoint.Save);

@@ -83,28 +83,7 @@ public static class ScoreOutputs
         {
             ["job_id"] = job.JobId,
             ["conventions"] = "I(z,z_test) = -grad L(z_test)^T (H + damping I)^-1 grad L(z); predicted LOO delta = -I/N; H = Hessian of (1/N) sum L_i + (l2/2)||W||^2 at the trained optimum",
-            ["settings"] = new JsonObject
-            {
-                ["train"] = s.Train.Path,
-                ["test"] = s.Test.Path,
-                ["feature_scale"] = s.Train.FeatureScale,
-                ["model"] = s.ModelKind,
-                ["hidden"] = new JsonArray(s.Hidden.Select(h => (JsonNode)h).ToArray()),
-                ["activation"] = s.Activation.ToString().ToLowerInvariant(),
-                ["l2"] = s.L2,
-                ["weight_decay_on"] = spec.DecayOn.ToString().ToLowerInvariant(),
-                ["dtype"] = spec.Precision.ToString().ToLowerInvariant(),
-                ["seed"] = s.Seed,
-                ["method"] = s.Method,
-                ["damping"] = s.AutoDamping ? "auto" : s.Damping,
-                ["options"] = MethodOptionsJson(s),
-                ["training"] = s.Training.Describe(),
-                ["memory_budget_mb"] = s.MemoryBudgetMb,
-                ["test_indices"] = new JsonArray(s.TestIndices.Select(i => (JsonNode)i).ToArray()),
-                ["shards"] = shards.Count,
-                ["top_k"] = s.TopK,
-                ["batch_size"] = s.BatchSize,
-            },
+            ["settings"] = SettingsJson(s, shards.Count),
             ["model"] = new JsonObject
             {
                 ["description"] = spec.Describe(),
@@ -174,6 +153,18 @@ public static class ScoreOutputs
         };
     }
 
+    /// <summary>
+    /// The job's settings in their one JSON form, with the method options the method reads (the
+    /// others are left out) and the shards the rows were split into.
+    /// </summary>
+    private static JsonObject SettingsJson(ScoreSettings s, int shards)
+    {
+        var json = JsonSerializer.SerializeToNode(s, Jobs.SettingsJson.Options)!.AsObject();
+        json["method_options"] = MethodOptionsJson(s);
+        json["shards"] = shards;
+        return json;
+    }
+
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>
     private static JsonObject MethodOptionsJson(ScoreSettings s)
     {
@@ -181,7 +172,7 @@ public static class ScoreOutputs
         var json = new JsonObject();
         method.ReportOptions(s, json);
         if (method.ScoresWithGradients) json["query_rank"] = s.Options.QueryRank;
-        if (method.IsSeeded) json["method_seed"] = s.Options.Seed;
+        if (method.IsSeeded) json["method_seed"] = s.Options.MethodSeed;
         return json;
     }
 

@@ -3,36 +3,50 @@ using Influence.Core.Models;
 
 namespace Influence.Core.Jobs;
 
-/// <summary>A score job's settings in Core's terms (the grains map the wire request onto this).</summary>
+/// <summary>
+/// A score job's settings: what the command line builds, what Orleans carries to the coordinator,
+/// what jobs/ID/settings.json holds for every shard, and summary.json's "settings" (one JSON form,
+/// <see cref="SettingsJson"/>). Each property is its command-line flag (Model is --model,
+/// DType --dtype), and each default is written here once: the CLI reads <see cref="Defaults"/>.
+/// </summary>
 public sealed record ScoreSettings
 {
+    /// <summary>Every default, for the command line's option defaults and help.</summary>
+    public static readonly ScoreSettings Defaults = new() { Train = new DatasetSpec(""), Test = new DatasetSpec(""), TestIndices = [] };
+
     public required DatasetSpec Train { get; init; }
     public required DatasetSpec Test { get; init; }
-    /// <summary>"logreg", "mlp" or "cnn".</summary>
-    public string ModelKind { get; init; } = "logreg";
+    public ModelKind Model { get; init; } = ModelKind.Logreg;
+    /// <summary>MLP (and CNN after its convolutions) hidden widths.</summary>
     public int[] Hidden { get; init; } = [];
-    /// <summary>CNN: the convolution layers (default LeNet's).</summary>
-    public ConvLayer[]? Convolutions { get; init; }
+    /// <summary>CNN: the convolution layers (--conv; default LeNet's).</summary>
+    public ConvLayer[]? Conv { get; init; }
     /// <summary>CNN: the image shape of each row (default one channel, square).</summary>
     public ImageShape? Image { get; init; }
     public Activation Activation { get; init; } = Activation.Tanh;
+    /// <summary>λ of the (λ/2)‖W‖² penalty.</summary>
     public double L2 { get; init; } = 1e-3;
-    public DecayOn DecayOn { get; init; } = DecayOn.Weights;
-    public Precision Precision { get; init; } = Precision.Float64;
+    public DecayOn WeightDecayOn { get; init; } = DecayOn.Weights;
+    [System.Text.Json.Serialization.JsonPropertyName("dtype")]
+    public Precision DType { get; init; } = Precision.Float64;
+    /// <summary>Initialisation seed.</summary>
     public int Seed { get; init; }
-    public string Method { get; init; } = "exact";
+    /// <summary>A name in <see cref="Methods.All"/>.</summary>
+    public string Method { get; init; } = Methods.Exact;
     public double Damping { get; init; }
-    /// <summary>Choose δ from the curvature's extreme eigenvalues (<see cref="Hessians.DampingChoice"/>) instead of <see cref="Damping"/>.</summary>
+    /// <summary>Choose δ from the curvature's extreme eigenvalues (<see cref="Hessians.DampingChoice"/>) instead of <see cref="Damping"/> (--damping auto).</summary>
     public bool AutoDamping { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("method_options")]
     public MethodOptions Options { get; init; } = new();
     public TrainingChoice Training { get; init; } = new();
     /// <summary>Memory a shard may use for query vectors and their intermediates; larger query sets are scored in passes.</summary>
     public long MemoryBudgetMb { get; init; } = 2048;
     /// <summary>A checkpoint.json (path or store:KEY) to score instead of training; its model must match the settings.</summary>
-    public string? InitialCheckpoint { get; init; }
+    public string? Checkpoint { get; init; }
     public required int[] TestIndices { get; init; }
     public int Shards { get; init; } = 4;
     public int TopK { get; init; } = 10;
+    /// <summary>Examples per batch of per-example gradients.</summary>
     public int BatchSize { get; init; } = 512;
 
     /// <summary>The estimator <see cref="Method"/> names (ArgumentException for an unknown name).</summary>
@@ -47,27 +61,29 @@ public sealed record ScoreSettings
     [System.Text.Json.Serialization.JsonIgnore]
     public bool SolvesSelfInfluence => Estimator.SelfInfluenceSource == SelfInfluenceSource.Solves && Options.SolveSelfInfluence;
 
-    /// <summary>Checks what can be checked without the data; throws ArgumentException naming the setting.</summary>
+    /// <summary>Checks what can be checked without the data; throws <see cref="SettingError"/> naming the setting.</summary>
     public void Validate()
     {
-        if (ModelKind is not ("logreg" or "mlp" or "cnn")) throw new ArgumentException($"--model must be logreg, mlp or cnn, not '{ModelKind}'");
-        if (ModelKind != "cnn" && (Convolutions is not null || Image is not null)) throw new ArgumentException("--conv and --image describe a CNN: use them with --model cnn");
-        if (ModelKind == "mlp" && Hidden.Length == 0) throw new ArgumentException("--model mlp needs --hidden, e.g. --hidden 8,8");
+        static string N(string property) => SettingError.Name(property);
+        if (!Methods.Exists(Method)) throw new SettingError($"{N(nameof(Method))} must be one of {string.Join(", ", Methods.Names)}, not '{Safety.Echo.Cap(Method)}'");
         var method = Methods.Get(Method);
+        if (Model != ModelKind.Cnn && (Conv is not null || Image is not null)) throw new SettingError($"{N(nameof(Conv))} and {N(nameof(Image))} describe a CNN: use them with {N(nameof(Model))} cnn");
+        if (Model == ModelKind.Mlp && Hidden.Length == 0) throw new SettingError($"{N(nameof(Model))} mlp needs {N(nameof(Hidden))}, e.g. 8,8");
+        if (Hidden.Any(h => h < 1)) throw new SettingError($"{N(nameof(Hidden))} widths must be ≥ 1");
         Options.Validate();
+        Training.Validate();
         if (method.NeedsCheckpoints && Training.Optimizer is null)
-            throw new ArgumentException($"--method {Method} sums over training checkpoints: train with --optimizer sgd or adam (full-batch L-BFGS keeps none)");
-        if (Training.Optimizer is not null && (!(Training.LearningRate > 0) || double.IsInfinity(Training.LearningRate) || Training.Epochs < 1 || Training.BatchSize < 1 || Training.CheckpointEvery < 1))
-            throw new ArgumentException("--lr must be a finite positive number and --epochs, --train-batch and --checkpoint-every ≥ 1");
-        if (MemoryBudgetMb < 16) throw new ArgumentException($"--memory-budget-mb must be ≥ 16, not {MemoryBudgetMb}");
-        if (!(L2 >= 0) || double.IsInfinity(L2)) throw new ArgumentException($"--l2 must be a finite number ≥ 0, not {L2}");
+            throw new SettingError($"{N(nameof(Method))} {Method} sums over training checkpoints: train with {N(nameof(TrainingChoice.Optimizer))} sgd or adam (full-batch L-BFGS keeps none)");
+        if (MemoryBudgetMb < 16) throw new SettingError($"{N(nameof(MemoryBudgetMb))} must be ≥ 16, not {MemoryBudgetMb}");
+        if (!(L2 >= 0) || double.IsInfinity(L2)) throw new SettingError($"{N(nameof(L2))} must be a finite number ≥ 0, not {L2}");
         if (!(Train.FeatureScale > 0) || double.IsInfinity(Train.FeatureScale) || !(Test.FeatureScale > 0) || double.IsInfinity(Test.FeatureScale))
-            throw new ArgumentException($"--pixel-scale must be a finite positive number, not {Train.FeatureScale}");
-        if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new ArgumentException($"--damping must be a finite number ≥ 0, not {Damping}");
-        if (TestIndices.Length == 0) throw new ArgumentException("--test-indices selects no test point");
-        if (Shards < 1) throw new ArgumentException($"--shards must be ≥ 1, not {Shards}");
-        if (TopK < 1) throw new ArgumentException($"--top-k must be ≥ 1, not {TopK}");
-        if (BatchSize < 1) throw new ArgumentException($"--batch-size must be ≥ 1, not {BatchSize}");
+            throw new SettingError($"{N("PixelScale")} must be a finite positive number, not {Train.FeatureScale}");
+        if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new SettingError($"{N(nameof(Damping))} must be a finite number ≥ 0, not {Damping}");
+        if (TestIndices.Length == 0) throw new SettingError($"{N(nameof(TestIndices))} selects no test point");
+        if (TestIndices.Any(i => i < 0)) throw new SettingError($"{N(nameof(TestIndices))} must be rows ≥ 0");
+        if (Shards < 1) throw new SettingError($"{N(nameof(Shards))} must be ≥ 1, not {Shards}");
+        if (TopK < 1) throw new SettingError($"{N(nameof(TopK))} must be ≥ 1, not {TopK}");
+        if (BatchSize < 1) throw new SettingError($"{N(nameof(BatchSize))} must be ≥ 1, not {BatchSize}");
     }
 
     public ModelSpec BuildSpec(TrainTestData data) => BuildSpec(data.Train.FeatureCount, data.ClassCount);
@@ -75,16 +91,16 @@ public sealed record ScoreSettings
     /// <summary>The model for rows of <paramref name="features"/> values and <paramref name="classes"/> classes (no data needed: a spec allocates nothing).</summary>
     public ModelSpec BuildSpec(int features, int classes)
     {
-        var spec = ModelKind switch
+        var spec = Model switch
         {
-            "logreg" => ModelSpec.LogisticRegression(features, classes, L2, Precision, Seed),
-            "mlp" => ModelSpec.Mlp(features, classes, Hidden, Activation, L2, DecayOn, Precision, Seed),
+            ModelKind.Logreg => ModelSpec.LogisticRegression(features, classes, L2, DType, Seed),
+            ModelKind.Mlp => ModelSpec.Mlp(features, classes, Hidden, Activation, L2, WeightDecayOn, DType, Seed),
             _ => ModelSpec.Cnn(
-                Image ?? ImageShape.SquareOf(features) ?? throw new ArgumentException($"{Train.Path}: rows have {features} features, not a square image: give --image CxHxW"),
-                classes, Convolutions ?? ConvLayer.ParseList(ConvLayer.LeNet), Hidden, Activation, L2, DecayOn, Precision, Seed),
+                Image ?? ImageShape.SquareOf(features) ?? throw new SettingError($"{Train.Path}: rows have {features} features, not a square image: give {SettingError.Name(nameof(Image))} CxHxW"),
+                classes, Conv ?? ConvLayer.ParseList(ConvLayer.LeNet), Hidden, Activation, L2, WeightDecayOn, DType, Seed),
         };
         if (Image is not null && Image.Size != features)
-            throw new ArgumentException($"--image {Image} has {Image.Size} values but the rows of {Train.Path} have {features} features");
+            throw new SettingError($"{SettingError.Name(nameof(Image))} {Image} has {Image.Size} values but the rows of {Train.Path} have {features} features");
         spec.Validate();
         return spec;
     }
@@ -103,7 +119,7 @@ public sealed record ScoreSettings
         long p = spec.ParameterCount;
         Estimator.CheckSize(spec);
         if (!memoryOfThisProcess) return;
-        long bytesPerValue = Precision == Precision.Float64 ? 8 : 4;
+        long bytesPerValue = DType == Precision.Float64 ? 8 : 4;
         double needed = (double)p * bytesPerValue * ParameterCopiesInTraining;
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (needed > available)

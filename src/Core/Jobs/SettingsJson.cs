@@ -32,6 +32,34 @@ public static class SettingsJson
         catch (JsonException e) { throw new InvalidDataException($"{source}: {Safety.Echo.Cap(e.Message, 200)}"); }
     }
 
+    /// <summary>
+    /// Records a job's settings under <paramref name="key"/> on its first start; on a later start (a
+    /// resume, or the same id sent again) insists they are the same, since every finished step was
+    /// computed under them. ArgumentException otherwise.
+    /// </summary>
+    public static void Claim<T>(Storage.IArtifactStore store, string key, T settings, string jobId)
+    {
+        var json = Serialize(settings);
+        if (store.Exists(key))
+        {
+            var before = ReadText(store, key);
+            if (before != json)
+                throw new ArgumentException($"job {jobId} was started with other settings; resume it with the same options (stored: {Safety.Echo.Cap(before, 2000)})");
+            return;
+        }
+        store.Write(key, s => { using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false), 4096, leaveOpen: true); w.Write(json); });
+    }
+
+    /// <summary>The settings a job's coordinator recorded (<see cref="Claim"/>).</summary>
+    public static T Load<T>(Storage.IArtifactStore store, string key) => Deserialize<T>(ReadText(store, key), key);
+
+    private static string ReadText(Storage.IArtifactStore store, string key)
+    {
+        using var s = store.OpenRead(key);
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
     /// <summary>The command-line word of an enum value ("ggn" for <see cref="Hessians.Curvature.GaussNewton"/>).</summary>
     public static string Word<T>(T value) where T : struct, Enum => JsonSerializer.Serialize(value, Options).Trim('"');
 

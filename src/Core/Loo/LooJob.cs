@@ -37,7 +37,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     public string UnitKey(int id) => $"{Prefix}/loo/units/unit-{id:D5}.csv";
     public string InfluenceKey => $"{Prefix}/influence.csv";
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    private static JsonSerializerOptions Json => SettingsJson.Options;
 
     /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.csv.</summary>
     public double[][] PredictedDeltas(int trainCount)
@@ -102,24 +102,11 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
 
     public string SettingsKey => JobKeys.LooSettings(JobId);
 
-    /// <summary>
-    /// Records the settings on the first start; on a later start (a resume) insists they are the
-    /// same, since the plan and every finished unit were computed under them.
-    /// </summary>
-    public void CheckSettings()
-    {
-        var json = JsonSerializer.Serialize(Settings, Json);
-        if (Store.Exists(SettingsKey))
-        {
-            using var s = Store.OpenRead(SettingsKey);
-            using var r = new StreamReader(s);
-            var before = r.ReadToEnd();
-            if (before != json)
-                throw new ArgumentException($"job {JobId} was started with other settings; resume it with the same options (stored: {before})");
-            return;
-        }
-        Store.Write(SettingsKey, s => { using var w = new StreamWriter(s, new UTF8Encoding(false), 4096, leaveOpen: true); w.Write(json); });
-    }
+    /// <summary>Records the settings on the first start; a resume must bring the same (<see cref="SettingsJson.Claim"/>).</summary>
+    public void CheckSettings() => SettingsJson.Claim(Store, SettingsKey, Settings, JobId);
+
+    /// <summary>The settings job <paramref name="jobId"/>'s coordinator recorded (what its workers run under).</summary>
+    public static LooSettings LoadSettings(IArtifactStore store, string jobId) => SettingsJson.Load<LooSettings>(store, JobKeys.LooSettings(jobId));
 
     public bool IsDone(LooUnit unit) => Store.Exists(UnitKey(unit.Id));
 

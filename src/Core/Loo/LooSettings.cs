@@ -27,15 +27,17 @@ public sealed record LooSettings
 
     public void Validate()
     {
+        static string N(string property) => SettingError.Name(property);
         Score.Validate();
         var removal = Removal;
-        if (Modes.Length == 0) throw new ArgumentException("--retrain selects no mode; use warm, cold, both or pbrf");
-        if (Modes.Distinct().Count() != Modes.Length) throw new ArgumentException("--retrain names a mode twice");
-        if (NoiseSeeds < 0) throw new ArgumentException($"--noise-seeds must be ≥ 0, not {NoiseSeeds}");
-        if (NoiseSeeds > 0 && !Modes.Contains(RetrainMode.Cold)) throw new ArgumentException("--noise-seeds needs cold retrains (--retrain cold or both): the noise floor is seed-to-seed variation of cold training");
-        if (removal.IsLds && Modes.Contains(RetrainMode.Pbrf)) throw new ArgumentException("--remove subsets:… (LDS) retrains on subsets; PBRF is defined for single removals");
-        if (WarmBatch < 1 || UnitSize < 1) throw new ArgumentException("unit sizes must be ≥ 1");
-        if (Tolerance is { } t && !(t > 0)) throw new ArgumentException($"the retrain tolerance must be positive, not {t}");
+        // Modes are --retrain on the command line.
+        if (Modes.Length == 0) throw new SettingError($"{N("Retrain")} selects no mode; use warm, cold, both or pbrf");
+        if (Modes.Distinct().Count() != Modes.Length) throw new SettingError($"{N("Retrain")} names a mode twice");
+        if (NoiseSeeds < 0) throw new SettingError($"{N(nameof(NoiseSeeds))} must be ≥ 0, not {NoiseSeeds}");
+        if (NoiseSeeds > 0 && !Modes.Contains(RetrainMode.Cold)) throw new SettingError($"{N(nameof(NoiseSeeds))} needs cold retrains ({N("Retrain")} cold or both): the noise floor is seed-to-seed variation of cold training");
+        if (removal.IsLds && Modes.Contains(RetrainMode.Pbrf)) throw new SettingError($"{N(nameof(Remove))} subsets:… (LDS) retrains on subsets; PBRF is defined for single removals");
+        if (WarmBatch < 1 || UnitSize < 1) throw new SettingError($"{N(nameof(WarmBatch))} and {N(nameof(UnitSize))} must be ≥ 1");
+        if (Tolerance is { } t && !(t > 0)) throw new SettingError($"{N(nameof(Tolerance))} must be positive, not {t}");
     }
 }
 

@@ -6,6 +6,9 @@ namespace Influence.Core.Models;
 [JsonConverter(typeof(JsonStringEnumConverter))]
 public enum Activation { Tanh, Relu }
 
+/// <summary>The model families a job can train: softmax (or sigmoid) logistic regression, an MLP, a CNN.</summary>
+public enum ModelKind { Logreg, Mlp, Cnn }
+
 /// <summary>Which parameters the L2 penalty <c>(λ/2)‖θ‖²</c> covers.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter))]
 public enum DecayOn { Weights, All }

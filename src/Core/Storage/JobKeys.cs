@@ -14,6 +14,9 @@ public static class JobKeys
     /// <summary>The list of output files a job writes beyond a score job's (LOO studies, study grids).</summary>
     public static string Manifest(string jobId) => $"{Prefix(jobId)}/outputs.json";
 
-    /// <summary>A LOO study's persisted settings (a resume must match them).</summary>
+    /// <summary>A score job's settings, recorded by its coordinator: every shard reads them (a resume must match them).</summary>
+    public static string ScoreSettings(string jobId) => $"{Prefix(jobId)}/settings.json";
+
+    /// <summary>A LOO study's persisted settings (a resume must match them); every retrain worker reads them.</summary>
     public static string LooSettings(string jobId) => $"{Prefix(jobId)}/loo/settings.json";
 }

@@ -24,8 +24,8 @@ public sealed class ArnoldiMethod : CurvatureProductMethod
         var options = job.Settings.Options;
         double damping = report.Damping;
         var spec = context.Spec;
-        progress?.Report($"Arnoldi: {options.Krylov} distributed products, keeping the top {options.TopEigen} eigenpairs");
-        using var result = Arnoldi.Run(context.Operator(0).Apply, spec.ParameterCount, options.Krylov, options.TopEigen, options.Seed, spec.ScalarType, Compute.Devices.Default, context.Flat);
+        progress?.Report($"Arnoldi: {options.ArnoldiIterations} distributed products, keeping the top {options.ArnoldiTop} eigenpairs");
+        using var result = Arnoldi.Run(context.Operator(0).Apply, spec.ParameterCount, options.ArnoldiIterations, options.ArnoldiTop, options.MethodSeed, spec.ScalarType, Compute.Devices.Default, context.Flat);
         var denominators = result.Eigenvalues.to(ScalarType.Float64).add(damping);
         var kept = result.Eigenvalues.to(ScalarType.Float64).cpu().data<double>().ToArray();
         report.Details["krylov_dimension"] = result.Iterations;
@@ -55,8 +55,8 @@ public sealed class ArnoldiMethod : CurvatureProductMethod
     public override void ReportOptions(ScoreSettings settings, JsonObject options)
     {
         base.ReportOptions(settings, options);
-        options["arnoldi_iterations"] = settings.Options.Krylov;
-        options["arnoldi_top"] = settings.Options.TopEigen;
+        options["arnoldi_iterations"] = settings.Options.ArnoldiIterations;
+        options["arnoldi_top"] = settings.Options.ArnoldiTop;
     }
 
     public override string Describe(MethodReport report) => $"{base.Describe(report)}, n = {report.Details["krylov_dimension"]?.ToJsonString() ?? "?"}, top {report.Details["kept"]?.ToJsonString() ?? "?"}";

@@ -14,11 +14,11 @@ public sealed class CgMethod : SelfSolvingMethod
     protected override MethodReport Precondition(ScoreJob job, ProductContext context, MethodReport report, IProgress<string>? progress)
     {
         var options = job.Settings.Options;
-        progress?.Report($"conjugate gradient on {context.Rhs.shape[1]} right-hand sides (tolerance {options.Tolerance:G3}, at most {options.MaxIterations} rounds)");
+        progress?.Report($"conjugate gradient on {context.Rhs.shape[1]} right-hand sides (tolerance {options.CgTolerance:G3}, at most {options.CgMaxIterations} rounds)");
         var op = context.Operator(report.Damping);
-        var (x, solves) = ConjugateGradient.Solve(op.Apply, context.Rhs, options.Tolerance, options.MaxIterations, context.Flat);
-        report.Details["tolerance"] = options.Tolerance;
-        report.Details["max_iterations"] = options.MaxIterations;
+        var (x, solves) = ConjugateGradient.Solve(op.Apply, context.Rhs, options.CgTolerance, options.CgMaxIterations, context.Flat);
+        report.Details["tolerance"] = options.CgTolerance;
+        report.Details["max_iterations"] = options.CgMaxIterations;
         report.Details["products"] = op.Products;
         report.Details["iterations"] = new JsonArray(solves.Select(r => (JsonNode)r.Iterations).ToArray());
         report.Details["relative_residuals"] = new JsonArray(solves.Select(r => MethodReport.Number(r.RelativeResidual)).ToArray());
@@ -36,7 +36,7 @@ public sealed class CgMethod : SelfSolvingMethod
     {
         var o = job.Settings.Options;
         var op = CurvatureOperator.Of(objective, theta, report.Damping, o.Curvature);
-        var (x, solves) = ConjugateGradient.Solve(job.Checked(op.Apply), g, o.Tolerance, o.MaxIterations, flat);
+        var (x, solves) = ConjugateGradient.Solve(job.Checked(op.Apply), g, o.CgTolerance, o.CgMaxIterations, flat);
         return (x, new SelfSolveStats((int)g.shape[1], solves.Count(r => !r.Converged), solves.Count(r => r.NegativeCurvature),
             solves.Max(r => r.RelativeResidual), 0, 0, op.Products));
     }
@@ -54,8 +54,8 @@ public sealed class CgMethod : SelfSolvingMethod
     public override void ReportOptions(ScoreSettings settings, JsonObject options)
     {
         base.ReportOptions(settings, options);
-        options["cg_tolerance"] = settings.Options.Tolerance;
-        options["cg_max_iterations"] = settings.Options.MaxIterations;
+        options["cg_tolerance"] = settings.Options.CgTolerance;
+        options["cg_max_iterations"] = settings.Options.CgMaxIterations;
     }
 
     public override string Describe(MethodReport report) => $"{base.Describe(report)}, {report.Details["converged"]?.ToJsonString() ?? "?"} converged, {report.Details["products"]?.ToJsonString() ?? "?"} products";

@@ -56,9 +56,9 @@ public abstract class CurvatureProductMethod : InfluenceMethod
 
         if (settings.AutoDamping || NeedsSpectrum(settings))
         {
-            progress?.Report($"estimating the curvature's extreme eigenvalues ({options.Krylov}-step Arnoldi, twice)");
+            progress?.Report($"estimating the curvature's extreme eigenvalues ({options.ArnoldiIterations}-step Arnoldi, twice)");
             var plain = context.Operator(0);
-            var spectrum = DampingChoice.Choose(plain.Apply, spec.ParameterCount, options.Krylov, options.Seed, dtype, device, convex: spec.IsLogisticRegression, context.Flat);
+            var spectrum = DampingChoice.Choose(plain.Apply, spec.ParameterCount, options.ArnoldiIterations, options.MethodSeed, dtype, device, convex: spec.IsLogisticRegression, context.Flat);
             report.LargestEigenvalue = spectrum.LargestEigenvalue;
             report.SmallestEigenvalue = spectrum.SmallestEigenvalue;
             report.Details["spectrum_products"] = spectrum.Products;
@@ -74,6 +74,6 @@ public abstract class CurvatureProductMethod : InfluenceMethod
     public override void ReportOptions(ScoreSettings settings, System.Text.Json.Nodes.JsonObject options)
     {
         options["curvature"] = settings.Options.Curvature.ToString().ToLowerInvariant();
-        if (settings.AutoDamping || NeedsSpectrum(settings)) options["arnoldi_iterations"] = settings.Options.Krylov;
+        if (settings.AutoDamping || NeedsSpectrum(settings)) options["arnoldi_iterations"] = settings.Options.ArnoldiIterations;
     }
 }

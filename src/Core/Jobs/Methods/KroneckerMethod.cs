@@ -28,7 +28,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     private static string FactorsKey(ScoreJob job) => job.WorkKey("factors.bin");
     private static string FactorSumsKey(ScoreJob job, int shard) => job.WorkKey($"kfac-{shard:D4}.bin");
     private static string CorrectionSumsKey(ScoreJob job, int shard) => job.WorkKey($"ekfac-{shard:D4}.bin");
-    private static int FisherSeed(ScoreJob job, int shard, int pass) => Seeds.FisherLabels(job.Settings.Options.Seed, shard, pass);
+    private static int FisherSeed(ScoreJob job, int shard, int pass) => Seeds.FisherLabels(job.Settings.Options.MethodSeed, shard, pass);
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
     {

@@ -70,7 +70,7 @@ public sealed class LissaMethod : SelfSolvingMethod
         using var rows = DataTensors.From(train, spec, device);
         var objective = new Objective(spec, rows, train.Count, device);
         var o = job.Settings.Options;
-        var settings = new LissaSettings(report.Damping, Scale(report), o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: Seeds.LissaRepeat(o.Seed, unit.Index));
+        var settings = new LissaSettings(report.Damping, Scale(report), o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: Seeds.LissaRepeat(o.MethodSeed, unit.Index));
         var (estimate, lissa) = Lissa.Solve(BatchProduct(job, objective, checkpoint.Theta(device), report.Damping), rhs, train.Count, settings);
         job.Store.Write(key, s =>
         {
@@ -121,7 +121,7 @@ public sealed class LissaMethod : SelfSolvingMethod
     protected override (Tensor X, SelfSolveStats Stats) SolveColumns(ScoreJob job, MethodReport report, Objective objective, Tensor theta, Tensor? flat, Tensor g, int firstColumn)
     {
         var o = job.Settings.Options;
-        var settings = new LissaSettings(report.Damping, Scale(report), o.LissaDepth, o.LissaRepeats, o.LissaBatch, Seed: Seeds.LissaSelfInfluence(o.Seed, firstColumn));
+        var settings = new LissaSettings(report.Damping, Scale(report), o.LissaDepth, o.LissaRepeats, o.LissaBatch, Seed: Seeds.LissaSelfInfluence(o.MethodSeed, firstColumn));
         var (estimate, lissa) = Lissa.Solve(BatchProduct(job, objective, theta, report.Damping), g, objective.RowCount, settings);
         int len = (int)g.shape[1];
         return (Network.WithoutFlat(estimate, flat), new SelfSolveStats(len, 0, 0, 0, lissa.Diverged, lissa.Diverged == lissa.Repeats ? len : 0, lissa.Products));

@@ -32,14 +32,14 @@ public sealed class TrakMethod : InfluenceMethod
     private static string ProjectedCurvatureKey(ScoreJob job) => job.WorkKey("trak-curvature.bin");
 
     private static GradientProjector Projector(ScoreJob job, ModelSpec spec) =>
-        new(spec.ParameterCount, job.Settings.Options.ProjectionDim, job.Settings.Options.Projection, job.Settings.Options.Seed);
+        new(spec.ParameterCount, job.Settings.Options.ProjectionDim, job.Settings.Options.Projection, job.Settings.Options.MethodSeed);
 
     /// <summary>Where rows [start, end)'s features live: a digest of the model (θ included), the rows' values and labels, and the projection.</summary>
     public static string FeaturesKey(ScoreJob job, Checkpoint checkpoint, Dataset train, int start, int end)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var o = job.Settings.Options;
-        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{FeaturesFormat}|{checkpoint.Spec.Describe()}|{o.Projection}|{o.ProjectionDim}|{o.Seed}|{start}|{end}"));
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{FeaturesFormat}|{checkpoint.Spec.Describe()}|{o.Projection}|{o.ProjectionDim}|{o.MethodSeed}|{start}|{end}"));
         hash.AppendData(MemoryMarshal.AsBytes(checkpoint.Parameters.AsSpan()));
         var rows = train.Slice(start, end);
         hash.AppendData(MemoryMarshal.AsBytes(rows.Features.AsSpan()));
