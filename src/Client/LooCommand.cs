@@ -97,22 +97,18 @@ public static class LooCommand
     {
         var path = Path.Combine(outDir, "loo_summary.json");
         if (!File.Exists(path)) return;
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        var root = doc.RootElement;
-        string F(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetDouble().ToString("0.0000", CultureInfo.InvariantCulture) : "n/a";
-        var modes = root.GetProperty("modes");
-        if (modes.GetArrayLength() > 0)
+        LooSummary summary;
+        using (var s = File.OpenRead(path)) summary = LooSummary.Read(s, path);
+        static string F(double v) => double.IsFinite(v) ? v.ToString("0.0000", CultureInfo.InvariantCulture) : "n/a";
+        if (summary.Modes.Count > 0)
         {
             var table = new Table().Title("Predicted against actual LOO change").AddColumns("mode", "retrains", "mean Spearman", "min Spearman", "mean Pearson", "pooled Spearman", "pooled Pearson", "retrain s");
-            foreach (var m in modes.EnumerateArray())
-            {
-                var stats = m.GetProperty("Stats");
-                table.AddRow(m.GetProperty("Mode").ToString().ToLowerInvariant(), stats.GetProperty("Count").ToString(), F(m.GetProperty("MeanSpearman")), F(m.GetProperty("MinSpearman")),
-                    F(m.GetProperty("MeanPearson")), F(m.GetProperty("PooledSpearman")), F(m.GetProperty("PooledPearson")), stats.GetProperty("TotalSeconds").GetDouble().ToString("F1", CultureInfo.InvariantCulture));
-            }
+            foreach (var m in summary.Modes)
+                table.AddRow(SettingsJson.Word(m.Mode), m.Stats.Count.ToString(CultureInfo.InvariantCulture), F(m.MeanSpearman), F(m.MinSpearman),
+                    F(m.MeanPearson), F(m.PooledSpearman), F(m.PooledPearson), m.Stats.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture));
             AnsiConsole.Write(table);
         }
-        foreach (var l in root.GetProperty("lds").EnumerateArray())
-            Console.WriteLine($"LDS ({l.GetProperty("Mode").ToString().ToLowerInvariant()}): mean Spearman {F(l.GetProperty("Mean"))} ± {F(l.GetProperty("StandardDeviation"))} over test points");
+        foreach (var l in summary.Lds)
+            Console.WriteLine($"LDS ({SettingsJson.Word(l.Mode)}): mean Spearman {F(l.Mean)} ± {F(l.StandardDeviation)} over test points");
     }
 }

@@ -98,15 +98,8 @@ public static class LooReport
             plots.Add(($"LDS, {l.Mode}", file));
         }
 
-        Text("loo_summary.json", w => w.Write(JsonSerializer.Serialize(new
-        {
-            job = header.JobId,
-            remove = header.RemovalText,
-            modes = results.Modes,
-            lds = results.Lds,
-            noise_floor = results.Noise,
-            timings_seconds = header.TimingsSeconds,
-        }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })));
+        files.Add("loo_summary.json");
+        store.Write($"{prefix}/loo_summary.json", new LooSummary(header.JobId, header.RemovalText, results.Modes, results.Lds, results.Noise, header.TimingsSeconds).Write);
         files.Add("report.md");
         store.Write($"{prefix}/report.md", s =>
         {

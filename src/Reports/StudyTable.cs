@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Influence.Core.Loo;
 using Influence.Core.Storage;
 
 namespace Influence.Reports;
@@ -19,17 +20,17 @@ public sealed record StudyRow(string Label, int Depth, int Width, double WeightD
     {
         using var s1 = store.OpenRead($"{prefix}/summary.json");
         using var summary = JsonDocument.Parse(s1);
-        using var s2 = store.OpenRead($"{prefix}/loo_summary.json");
-        using var loo = JsonDocument.Parse(s2);
+        LooSummary loo;
+        using (var s2 = store.OpenRead($"{prefix}/loo_summary.json")) loo = LooSummary.Read(s2, $"{prefix}/loo_summary.json");
         var root = summary.RootElement;
-        var modes = loo.RootElement.GetProperty("modes").EnumerateArray().ToDictionary(m => m.GetProperty("Mode").GetString()!.ToLowerInvariant(), m => m.Clone());
-        double Mode(string mode, string name) => modes.TryGetValue(mode, out var m) ? Get(m, name) : double.NaN;
-        double coldDistance = modes.TryGetValue("cold", out var cold) ? Get(cold.GetProperty("Stats"), "MedianDistance") : double.NaN;
-        var ratios = loo.RootElement.GetProperty("noise_floor").EnumerateArray().Select(n => Get(n, "SignalToNoise")).Where(double.IsFinite).ToArray();
+        var modes = loo.Modes.ToDictionary(m => m.Mode);
+        double Mode(RetrainMode mode, Func<ModeSummary, double> value) => modes.TryGetValue(mode, out var m) ? value(m) : double.NaN;
+        double coldDistance = Mode(RetrainMode.Cold, m => m.Stats.MedianDistance);
+        var ratios = loo.NoiseFloor.Select(n => n.SignalToNoise).Where(double.IsFinite).ToArray();
         return new StudyRow(label, depth, width, weightDecay, seed, root.GetProperty("model").GetProperty("parameters").GetInt64(),
             Get(root.GetProperty("hessian"), "min_eigenvalue"), Get(root.GetProperty("hessian"), "damping"), Get(root.GetProperty("training"), "test_accuracy"),
-            Mode("warm", "MeanSpearman"), Mode("warm", "MeanPearson"), Mode("cold", "MeanSpearman"), Mode("cold", "MeanPearson"),
-            Mode("pbrf", "MeanSpearman"), Mode("pbrf", "MeanPearson"), coldDistance, ratios.Length > 0 ? ratios.Average() : double.NaN);
+            Mode(RetrainMode.Warm, m => m.MeanSpearman), Mode(RetrainMode.Warm, m => m.MeanPearson), Mode(RetrainMode.Cold, m => m.MeanSpearman), Mode(RetrainMode.Cold, m => m.MeanPearson),
+            Mode(RetrainMode.Pbrf, m => m.MeanSpearman), Mode(RetrainMode.Pbrf, m => m.MeanPearson), coldDistance, ratios.Length > 0 ? ratios.Average() : double.NaN);
     }
 
 }

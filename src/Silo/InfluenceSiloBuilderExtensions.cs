@@ -51,6 +51,10 @@ public static class InfluenceSiloBuilderExtensions
             var redis = ConfigurationOptions.Parse(cluster.Redis!);
             silo.UseRedisClustering(o => o.ConfigurationOptions = redis.Clone());
             silo.AddRedisGrainStorage(JobStorage, o => o.ConfigurationOptions = redis.Clone());
+            // Job records hold Core's settings records: store them with the Orleans serializer (which
+            // writes settings as their one JSON form), not the default Newtonsoft reflection.
+            silo.Services.AddOptions<Orleans.Persistence.RedisStorageOptions>(JobStorage)
+                .Configure<Serializer>((o, serializer) => o.GrainStorageSerializer = new Orleans.Storage.OrleansGrainStorageSerializer(serializer));
             silo.UseRedisReminderService(o => o.ConfigurationOptions = redis.Clone());
             var ip = cluster.AdvertisedIP is { Length: > 0 } a ? IPAddress.Parse(a) : FirstAddress();
             // Listen on the advertised address only, unless told otherwise (a pod's IP is on its own interface).

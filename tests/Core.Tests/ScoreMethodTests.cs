@@ -317,7 +317,7 @@ public class ScoreMethodTests
     [Fact]
     public void TracIn_without_checkpoints_is_refused_before_any_work()
     {
-        var e = Assert.Throws<ArgumentException>(() => Settings(Methods.TracIn).Validate());
+        var e = Assert.Throws<SettingError>(() => Settings(Methods.TracIn).Validate());
         Assert.Contains("optimizer sgd or adam", e.Message);
         Assert.Contains("method must be one of", Assert.Throws<SettingError>(() => Settings("newton").Validate()).Message);
     }

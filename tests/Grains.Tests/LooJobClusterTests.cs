@@ -92,18 +92,19 @@ public class LooJobClusterTests
         Assert.Equal(18, Directory.GetFiles(Path.Combine(storeRoot, "jobs", "loo-killed", "loo", "units")).Length);
 
         // The report's correlations, recomputed here from loo.csv with an independent formula.
-        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(storeRoot, "jobs", "loo-killed", "loo_summary.json")));
-        foreach (var mode in summary.RootElement.GetProperty("modes").EnumerateArray())
+        LooSummary summary;
+        using (var s = File.OpenRead(Path.Combine(storeRoot, "jobs", "loo-killed", "loo_summary.json"))) summary = LooSummary.Read(s, "loo_summary.json");
+        foreach (var mode in summary.Modes)
         {
-            var name = mode.GetProperty("Mode").GetString()!.ToLowerInvariant();
-            foreach (var t in mode.GetProperty("PerTest").EnumerateArray())
+            var name = SettingsJson.Word(mode.Mode);
+            foreach (var t in mode.PerTest)
             {
-                int test = t.GetProperty("TestIndex").GetInt32();
+                int test = t.TestIndex;
                 var pairs = expected.Where(kv => kv.Key.Item1 == name && kv.Key.Item2 == test).Select(kv => kv.Value).ToArray();
-                Assert.Equal(pairs.Length, t.GetProperty("Count").GetInt32());
-                Assert.Equal(IndependentPearson(pairs.Select(p => p.Predicted).ToArray(), pairs.Select(p => p.Actual).ToArray()), t.GetProperty("Pearson").GetDouble(), 9);
-                Assert.Equal(IndependentSpearman(pairs.Select(p => p.Predicted).ToArray(), pairs.Select(p => p.Actual).ToArray()), t.GetProperty("Spearman").GetDouble(), 9);
-                Assert.True(t.GetProperty("Spearman").GetDouble() > 0.9, $"{name}, test {test}: the prediction should track LOO on this convex problem");
+                Assert.Equal(pairs.Length, t.Count);
+                Assert.Equal(IndependentPearson(pairs.Select(p => p.Predicted).ToArray(), pairs.Select(p => p.Actual).ToArray()), t.Pearson, 9);
+                Assert.Equal(IndependentSpearman(pairs.Select(p => p.Predicted).ToArray(), pairs.Select(p => p.Actual).ToArray()), t.Spearman, 9);
+                Assert.True(t.Spearman > 0.9, $"{name}, test {test}: the prediction should track LOO on this convex problem");
             }
         }
         Assert.Contains("![", File.ReadAllText(Path.Combine(storeRoot, "jobs", "loo-killed", "report.md")));

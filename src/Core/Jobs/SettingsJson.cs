@@ -20,6 +20,13 @@ public static class SettingsJson
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
+    /// <summary>The same naming for the job's own outputs (summaries read back by the report, the study table, the CLI): indented, and tolerant of fields it does not know (a later version's).</summary>
+    public static readonly JsonSerializerOptions Outputs = new(Options)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip,
+        WriteIndented = true,
+    };
+
     /// <summary>The settings types Orleans serialises with <see cref="Options"/>.</summary>
     public static bool IsSettingsType(Type type) => type == typeof(ScoreSettings) || type == typeof(Loo.LooSettings);
 

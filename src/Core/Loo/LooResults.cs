@@ -1,3 +1,4 @@
+using Influence.Core.Jobs;
 using Influence.Core.Metrics;
 
 namespace Influence.Core.Loo;
@@ -20,11 +21,28 @@ public sealed record ModeSummary(RetrainMode Mode, IReadOnlyList<TestCorrelation
 public sealed record NoiseFloor(int TestIndex, int Seeds, double SeedStd, double MeanAbsColdLoo)
 {
     /// <summary>Mean |cold LOO delta| over the seed-to-seed standard deviation: below ~1 the LOO signal is under the noise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.Never)]
     public double SignalToNoise => SeedStd > 0 ? MeanAbsColdLoo / SeedStd : double.PositiveInfinity;
 }
 
 /// <summary>LDS of one mode: per test point the Spearman correlation over subsets, with its mean and spread.</summary>
 public sealed record LdsSummary(RetrainMode Mode, IReadOnlyList<TestCorrelation> PerTest, double Mean, double StandardDeviation);
+
+/// <summary>
+/// loo_summary.json: a study's numbers, written and read back as this record with the naming of
+/// every other output (<see cref="SettingsJson.Outputs"/>: snake_case, enums as their words).
+/// </summary>
+public sealed record LooSummary(string Job, string Remove, IReadOnlyList<ModeSummary> Modes, IReadOnlyList<LdsSummary> Lds,
+    IReadOnlyList<NoiseFloor> NoiseFloor, IReadOnlyDictionary<string, double> TimingsSeconds)
+{
+    public void Write(Stream stream) => System.Text.Json.JsonSerializer.Serialize(stream, this, SettingsJson.Outputs);
+
+    public static LooSummary Read(Stream stream, string source)
+    {
+        try { return System.Text.Json.JsonSerializer.Deserialize<LooSummary>(stream, SettingsJson.Outputs) ?? throw new InvalidDataException($"{source} is empty"); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: {Safety.Echo.Cap(e.Message, 200)}"); }
+    }
+}
 
 /// <summary>Everything a study's report shows, computed from the persisted unit rows.</summary>
 public sealed class LooResults
