@@ -81,9 +81,11 @@ public static class CompareMethodsCommand
         foreach (var method in exact ? methods.Prepend(Methods.Exact) : methods)
         {
             var request = baseRequest with { Method = method };
-            if (method == Methods.TracIn && request.Training.Optimizer is null)
+            // A method that sums over the training run's checkpoints trains its own (minibatch) run.
+            bool ownRun = Methods.Get(method).NeedsCheckpoints;
+            if (ownRun && request.Training.Optimizer is null)
                 request = request with { Training = request.Training with { Optimizer = Influence.Core.Training.Optimizer.Sgd }, Checkpoint = null };
-            else if (method == Methods.TracIn) request = request with { Checkpoint = null };
+            else if (ownRun) request = request with { Checkpoint = null };
             var methodOut = methodOuts[method];
             var dir = methodOut.FullPath;
             PeakMemory.Reset();
@@ -104,12 +106,12 @@ public static class CompareMethodsCommand
             trainCount = root.GetProperty("training").GetProperty("train_examples").GetInt32();
             parameters = root.GetProperty("model").GetProperty("parameters").GetInt64();
             model = root.GetProperty("model").GetProperty("description").GetString() ?? "";
-            if (baseRequest.Checkpoint is null && method != Methods.TracIn)
+            if (baseRequest.Checkpoint is null && !ownRun)
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
             scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
             var report = MethodReport.FromJson(System.Text.Json.Nodes.JsonNode.Parse(root.GetProperty("method").GetRawText())!.AsObject());
             rows.Add(new Row(method, Methods.Get(method).Describe(report), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
-                status.ElapsedSeconds, peak, report.Warnings.Count, method == Methods.TracIn ? "its own SGD run's checkpoints" : string.Join("; ", report.Warnings)));
+                status.ElapsedSeconds, peak, report.Warnings.Count, ownRun ? $"its own {TrainingChoice.Word(request.Training.Optimizer)} run's checkpoints" : string.Join("; ", report.Warnings)));
         }
         if (scores.TryGetValue(Methods.Exact, out var reference))
             for (int i = 0; i < rows.Count; i++)

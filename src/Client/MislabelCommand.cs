@@ -41,8 +41,9 @@ public static class MislabelCommand
         try
         {
             request = ScoreCommand.BuildSettings(parse);
-            if (request.Method == Influence.Core.Jobs.Methods.GradCos)
-                throw new ArgumentException("--method grad-cos gives every example a self-influence of 1 (a gradient's cosine with itself); mislabel ranks by it: use another method");
+            // mislabel ranks by self-influence: a method without it cannot rank.
+            if (request.Estimator.SelfInfluenceSource == SelfInfluenceSource.None)
+                throw new ArgumentException($"--method {request.Method} gives no self-influence ({request.Estimator.NoSelfInfluenceReason}); mislabel ranks by it: use another method");
             var train = request.Train.Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);

@@ -14,7 +14,7 @@ using Spectre.Console;
 
 namespace Influence.Client;
 
-/// <summary>`influence score`: exact influence of every training example on chosen test points.</summary>
+/// <summary>`influence score`: the influence of every training example on chosen test points, by the chosen method.</summary>
 public static class ScoreCommand
 {
     public static readonly Option<string> Train = new("--train") { Description = "Training set: CSV (label first, header) or IDX images", Required = true };
@@ -50,7 +50,7 @@ public static class ScoreCommand
     public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => D.MemoryBudgetMb };
 
     // Estimator parameters (summary.json reports the ones the method used).
-    public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = $"cg, lissa, arnoldi: {Words<Curvature>()} (Gauss-Newton)", DefaultValueFactory = _ => SettingsJson.Word(M.Curvature) };
+    public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = $"{MethodsWhere(m => m is CurvatureProductMethod)}: {Words<Curvature>()} (Gauss-Newton)", DefaultValueFactory = _ => SettingsJson.Word(M.Curvature) };
     public static readonly Option<double> CgTolerance = new("--cg-tolerance") { Description = "cg: stop at ‖r‖ ≤ tolerance·‖b‖", DefaultValueFactory = _ => M.CgTolerance };
     public static readonly Option<int> CgMaxIterations = new("--cg-max-iterations") { Description = "cg: iteration cap", DefaultValueFactory = _ => M.CgMaxIterations };
     public static readonly Option<int> ArnoldiIterations = new("--arnoldi-iterations") { Description = "arnoldi: Krylov dimension (also the damping estimate's run length)", DefaultValueFactory = _ => M.ArnoldiIterations };
@@ -62,7 +62,7 @@ public static class ScoreCommand
     public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = $"kfac, ekfac: {Words<FisherLabels>()} (sampled is the true Fisher)", DefaultValueFactory = _ => SettingsJson.Word(M.FisherLabels) };
     public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => M.ProjectionDim };
     public static readonly Option<string> ProjectionOpt = new("--projection") { Description = $"trak: {Words<ProjectionKind>()} (seeded by --method-seed)", DefaultValueFactory = _ => SettingsJson.Word(M.Projection) };
-    public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = "cg, lissa: also solve for every training example's self-influence (one solve each; the other methods always give it)" };
+    public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = $"{MethodsWhere(m => m.SelfInfluenceSource == SelfInfluenceSource.Solves)}: also solve for every training example's self-influence (one solve each)" };
     public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => M.QueryRank };
     public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches, the sampled Fisher labels and TRAK's projection", DefaultValueFactory = _ => M.MethodSeed };
     public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => TrainingChoice.Word(T.Optimizer) };
@@ -75,6 +75,7 @@ public static class ScoreCommand
     private static MethodOptions M => ScoreSettings.Defaults.Options;
     private static TrainingChoice T => ScoreSettings.Defaults.Training;
     private static string Words<TEnum>() where TEnum : struct, Enum => SettingsJson.Choices(SettingsJson.Words<TEnum>());
+    private static string MethodsWhere(Func<InfluenceMethod, bool> applies) => string.Join(", ", Methods.All.Where(applies).Select(m => m.Name));
 
     /// <summary>Every option of a score job, shared by the commands that run one.</summary>
     public static Option[] All =>

@@ -53,6 +53,17 @@ public class CommandLineTests
     }
 
     [Fact]
+    public void Methods_lists_every_registered_method_with_what_it_gives()
+    {
+        var (exit, stdout, _) = Run("methods");
+        Assert.Equal(0, exit);
+        var lines = stdout.Split('\n');
+        foreach (var m in Influence.Core.Jobs.Methods.All)
+            Assert.Contains(lines, l => l.StartsWith(m.Name + " ", StringComparison.Ordinal) && l.Contains(m.Summary, StringComparison.Ordinal));
+        Assert.Contains("self-influence: none (the cosine of a gradient with itself is 1)", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Demo_runs_with_no_arguments_and_writes_every_file()
     {
         var outDir = Path.Combine(TempDir(), "demo");
@@ -146,7 +157,7 @@ public class CommandLineTests
 
         (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "magic", "--out", TempDir());
         Assert.Equal(2, exit);
-        Assert.Contains("--method must be one of exact, cg, lissa, arnoldi, kfac, ekfac, trak, tracin, grad-dot, grad-cos, not 'magic'", stderr);
+        Assert.Contains($"--method must be one of {string.Join(", ", Influence.Core.Jobs.Methods.Names)}, not 'magic'", stderr);
 
         (exit, _, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"), "--method", "tracin", "--out", TempDir());
         Assert.Equal(2, exit);

@@ -16,8 +16,8 @@ public sealed record MethodRow(string Method, string Settings, double MeanSpearm
 /// </summary>
 public static class MethodComparison
 {
-    /// <summary>The order of the rows: the exact reference first, then by kind.</summary>
-    public static readonly string[] Order = [Methods.Exact, Methods.Cg, Methods.Arnoldi, Methods.Lissa, Methods.Kfac, Methods.Ekfac, Methods.TracIn, Methods.GradDot, Methods.GradCos];
+    /// <summary>The rows: the exact reference first, then every method compare-methods runs by default, in the registry's order.</summary>
+    public static readonly string[] Order = [Methods.Exact, .. Methods.All.Where(m => m.InDefaultComparison).Select(m => m.Name)];
 
     /// <summary>
     /// The benchmark's setting: tanh MLP on Iris, λ = 1e-3 on all parameters, test points 0–4, one
@@ -56,7 +56,8 @@ public static class MethodComparison
             foreach (var method in Order)
             {
                 progress?.Report(method);
-                var job = new ScoreJob(store, method, method == Methods.TracIn
+                bool ownRun = Methods.Get(method).NeedsCheckpoints; // trains its own minibatch run
+                var job = new ScoreJob(store, method, ownRun
                     ? settings with { Method = method, Training = tracinTraining, Checkpoint = null }
                     : settings with { Method = method, Checkpoint = checkpoint }) { AllowLocalFiles = true }; // a local benchmark
                 var clock = Stopwatch.StartNew();
@@ -68,7 +69,7 @@ public static class MethodComparison
                 var agreement = ScoreComparison.Against(scores, exact);
                 var report = result.Report;
                 rows.Add(new MethodRow(method, Methods.Get(method).Describe(report), agreement.MeanSpearman, agreement.MinSpearman, agreement.MeanPearson, seconds,
-                    report.Details["products"] is { } products ? long.Parse(products.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : 0, method == Methods.TracIn ? "its own SGD run, not θ̂" : string.Join("; ", report.Warnings)));
+                    report.Details["products"] is { } products ? long.Parse(products.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : 0, ownRun ? "its own SGD run, not θ̂" : string.Join("; ", report.Warnings)));
             }
             return rows;
         }

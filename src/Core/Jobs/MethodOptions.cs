@@ -4,7 +4,7 @@ using Influence.Core.Training;
 namespace Influence.Core.Jobs;
 
 /// <summary>
-/// Parameters of the inverse-curvature estimators (every one is reported in summary.json).
+/// Parameters of the inverse-curvature estimators (summary.json reports those the chosen method reads).
 /// Defaults follow the papers' usual choices scaled to this machine.
 /// </summary>
 public sealed record MethodOptions

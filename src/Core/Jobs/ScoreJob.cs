@@ -134,7 +134,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     }
 
     /// <summary>
-    /// Shard step 2: influence of rows [start, end) on every query and their self-influence (NaN
+    /// Shard scoring step: influence of rows [start, end) on every query and their self-influence (NaN
     /// where the method has none), written as a block (Q×n influence, then n self-influence,
     /// float64); returns the local top-k.
     /// </summary>

@@ -18,6 +18,7 @@ public sealed record ShardRun(int Index, int Start, int End, string Silo, double
 /// <summary>Writes a finished score job's files into the store: influence.csv, self_influence.csv, topk.csv, summary.json.</summary>
 public static class ScoreOutputs
 {
+    /// <summary>What a score job writes (self_influence.csv where the method gives it).</summary>
     public static readonly string[] Files = ["influence.csv", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json"];
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -113,7 +114,7 @@ public static class ScoreOutputs
                 ["damping"] = method.Damping,
                 ["damping_given"] = s.AutoDamping ? "auto" : s.Damping.ToString("R", CultureInfo.InvariantCulture),
                 ["positive_definite"] = method.SmallestEigenvalue is double min ? min + method.Damping > 0 : null,
-                ["eigenvalues_of"] = s.Method == Methods.Exact ? method.Details["eigenvalues_of"]?.DeepClone() : $"estimated by {s.Method} (see method.details)",
+                ["eigenvalues_of"] = method.Details["eigenvalues_of"]?.DeepClone() ?? $"estimated by {s.Method} (see method.details)",
             },
             ["data_warnings"] = new JsonArray(data.Warnings.Select(w => (JsonNode)w).ToArray()),
             ["method"] = method.ToJson(),

@@ -15,8 +15,6 @@ namespace Influence.Core.Jobs;
 /// </summary>
 public abstract class CurvatureProductMethod : InfluenceMethod
 {
-    public override bool UsesCurvatureProducts => true;
-
     /// <summary>Whether <see cref="Precondition"/> needs the curvature's largest eigenvalue even when the damping is given.</summary>
     protected virtual bool NeedsSpectrum(ScoreSettings settings) => false;
 

@@ -22,8 +22,8 @@ public enum SelfInfluenceSource
 /// coordinator steps that turn the trained model into score terms (<see cref="PrepareAsync"/>),
 /// what a shard scores with (<see cref="SelfInfluence"/>, <see cref="ScoreRows"/>), and what
 /// summary.json reports of it. Every method is one instance in <see cref="Methods.All"/>, which the
-/// command line, the pipeline, compare-methods and the docs' table read; docs/methods.md tells how
-/// to add one.
+/// command line (`influence methods`, --method), the pipeline, compare-methods and a test of the
+/// docs' table read; docs/methods.md tells how to add one.
 /// </summary>
 public abstract class InfluenceMethod
 {
@@ -41,9 +41,6 @@ public abstract class InfluenceMethod
 
     /// <summary>Whether the method sums over the training run's checkpoints (it needs minibatch training).</summary>
     public virtual bool NeedsCheckpoints => false;
-
-    /// <summary>Whether its curvature comes from distributed curvature-vector products (--curvature applies).</summary>
-    public virtual bool UsesCurvatureProducts => false;
 
     /// <summary>Whether the method reads --method-seed (a random start, batches, labels or projection).</summary>
     public virtual bool IsSeeded => true;
@@ -65,7 +62,8 @@ public abstract class InfluenceMethod
 
     /// <summary>
     /// One unit of one of the method's shard stages (named by <see cref="PrepareAsync"/>); returns the
-    /// curvature-vector products it made.
+    /// curvature-vector products it made (for the metrics). Stage names are snake_case plain names,
+    /// not "score" or "curvature_product" (the pipeline's own); a unit whose artifact exists is skipped.
     /// </summary>
     /// <param name="progress">Rows done, for stages that report them as they go.</param>
     public virtual long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress) =>
@@ -81,7 +79,7 @@ public abstract class InfluenceMethod
     public virtual ShardScores ScoreRows(ScoreJob job, Checkpoint checkpoint, Dataset train, DataTensors rows, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress) =>
         ShardScorer.Score(checkpoint.Spec, plan, rows, start, job.Settings.TopK, job.Settings.BatchSize, job.Settings.MemoryBudgetMb << 20, progress);
 
-    /// <summary>Adds the method's own settings to summary.json's settings.options (names as on the command line).</summary>
+    /// <summary>Adds the method's own settings to summary.json's settings.method_options (their settings names).</summary>
     public virtual void ReportOptions(ScoreSettings settings, JsonObject options) { }
 
     /// <summary>The method's settings and outcome in one line, for comparison tables.</summary>

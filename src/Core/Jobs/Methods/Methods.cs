@@ -1,9 +1,10 @@
 namespace Influence.Core.Jobs;
 
 /// <summary>
-/// The influence estimators a score job can use: one list that the command line (--method and its
-/// help), the pipeline, compare-methods and the docs' table read. Adding a method is one class
-/// deriving from <see cref="InfluenceMethod"/> and one line here.
+/// The influence estimators a score job can use: one list that the command line (`influence
+/// methods`, --method and its help), the pipeline, compare-methods and bench read, and a test holds
+/// the docs' table to. Adding a method is one class deriving from <see cref="InfluenceMethod"/> and
+/// one line here (its name constant too, for tests and callers that name it).
 /// </summary>
 public static class Methods
 {
@@ -15,8 +16,8 @@ public static class Methods
     [
         new ExactMethod(),
         new CgMethod(),
-        new LissaMethod(),
         new ArnoldiMethod(),
+        new LissaMethod(),
         new KroneckerMethod(eigenvalueCorrected: false),
         new KroneckerMethod(eigenvalueCorrected: true),
         new TrakMethod(),
