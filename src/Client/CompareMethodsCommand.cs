@@ -101,15 +101,14 @@ public static class CompareMethodsCommand
                 continue;
             }
             methodOut.Export(connection.Store, jobId, ScoreOutputs.Files, "summary.json");
-            using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "summary.json")));
-            var root = summary.RootElement;
-            trainCount = root.GetProperty("training").GetProperty("train_examples").GetInt32();
-            parameters = root.GetProperty("model").GetProperty("parameters").GetInt64();
-            model = root.GetProperty("model").GetProperty("description").GetString() ?? "";
+            var summary = ScoreSummary.Read(Path.Combine(dir, "summary.json"));
+            trainCount = summary.Training.TrainExamples;
+            parameters = summary.Model.Parameters;
+            model = summary.Model.Description;
             if (baseRequest.Checkpoint is null && !ownRun)
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
             scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
-            var report = MethodReport.FromJson(System.Text.Json.Nodes.JsonNode.Parse(root.GetProperty("method").GetRawText())!.AsObject());
+            var report = summary.MethodReport();
             rows.Add(new Row(method, Methods.Get(method).Describe(report), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
                 status.ElapsedSeconds, peak, report.Warnings.Count, ownRun ? $"its own {TrainingChoice.Word(request.Training.Optimizer)} run's checkpoints" : string.Join("; ", report.Warnings)));
         }

@@ -221,18 +221,15 @@ public static class ScoreCommand
 
     private static void PrintSummary(string outDir, int showTopK)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")));
-        var root = doc.RootElement;
-        var t = root.GetProperty("training");
-        var h = root.GetProperty("hessian");
-        var method = root.GetProperty("method");
-        Console.WriteLine($"Model: {root.GetProperty("model").GetProperty("description").GetString()}, {root.GetProperty("model").GetProperty("parameters").GetInt64()} parameters");
-        Console.WriteLine(FormattableString.Invariant($"Training: objective {t.GetProperty("objective").GetDouble():G10}, |grad F| {t.GetProperty("gradient_norm").GetDouble():E2}, train accuracy {t.GetProperty("train_accuracy").GetDouble():P1}, test accuracy {t.GetProperty("test_accuracy").GetDouble():P1}"));
-        string Eig(string name) => h.GetProperty(name).ValueKind == JsonValueKind.Number ? h.GetProperty(name).GetDouble().ToString("E3", CultureInfo.InvariantCulture) : "?";
-        Console.WriteLine(FormattableString.Invariant($"Method {root.GetProperty("settings").GetProperty("method").GetString()}: curvature eigenvalues [{Eig("min_eigenvalue")}, {Eig("max_eigenvalue")}], damping {h.GetProperty("damping").GetDouble():G6}"));
-        if (root.TryGetProperty("data_warnings", out var dataWarnings))
-            foreach (var w in dataWarnings.EnumerateArray()) Console.WriteLine($"warning: {w.GetString()}");
-        foreach (var w in method.GetProperty("warnings").EnumerateArray()) Console.WriteLine($"warning: {w.GetString()}");
+        var summary = ScoreSummary.Read(Path.Combine(outDir, "summary.json"));
+        var t = summary.Training;
+        var c = summary.Curvature;
+        Console.WriteLine($"Model: {summary.Model.Description}, {summary.Model.Parameters} parameters");
+        Console.WriteLine(FormattableString.Invariant($"Training: objective {t.Objective:G10}, |grad F| {t.GradientNorm:E2}, train accuracy {t.TrainAccuracy:P1}, test accuracy {t.TestAccuracy:P1}"));
+        static string Eig(double? v) => v is double d ? d.ToString("E3", CultureInfo.InvariantCulture) : "?";
+        Console.WriteLine(FormattableString.Invariant($"Method {summary.Settings.Method}: curvature eigenvalues [{Eig(c.MinEigenvalue)}, {Eig(c.MaxEigenvalue)}], damping {c.Damping:G6}"));
+        foreach (var w in summary.DataWarnings) Console.WriteLine($"warning: {w}");
+        foreach (var w in summary.MethodReport().Warnings) Console.WriteLine($"warning: {w}");
         if (showTopK <= 0) return;
 
         var rows = File.ReadLines(Path.Combine(outDir, "topk.csv")).Skip(1).Select(l => l.Split(',')).ToList();

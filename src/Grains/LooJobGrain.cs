@@ -226,13 +226,12 @@ public sealed partial class LooJobGrain(
         var rows = plan.Units.SelectMany(job.ReadUnit).ToList();
         var predicted = job.PredictedDeltas(plan.TrainCount);
         var results = LooResults.Build(plan, predicted, rows);
-        using var summaryStream = store.OpenRead($"{job.Prefix}/summary.json");
-        using var summary = JsonDocument.Parse(summaryStream);
-        var hessian = summary.RootElement.GetProperty("hessian");
-        var training = summary.RootElement.GetProperty("training");
+        ScoreSummary summary;
+        using (var summaryStream = store.OpenRead($"{job.Prefix}/summary.json")) summary = ScoreSummary.Read(summaryStream, $"{job.Prefix}/summary.json");
+        var curvature = summary.Curvature;
         var header = new LooReportHeader(JobId, checkpoint.Spec.Describe(), checkpoint.Spec.ParameterCount, plan.TrainCount,
-            job.Settings.Remove, hessian.GetProperty("damping").GetDouble(), training.GetProperty("test_accuracy").GetDouble(),
-            NumberOrNaN(hessian.GetProperty("min_eigenvalue")), NumberOrNaN(hessian.GetProperty("max_eigenvalue")), timings);
+            job.Settings.Remove, curvature.Damping, summary.Training.TestAccuracy,
+            curvature.MinEigenvalue ?? double.NaN, curvature.MaxEigenvalue ?? double.NaN, timings);
         var files = LooReport.Write(store, job.Prefix, header, results);
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
         store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
@@ -240,7 +239,6 @@ public sealed partial class LooJobGrain(
     }
 
     /// <summary>Methods without an eigenvalue estimate write null.</summary>
-    private static double NumberOrNaN(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
 
     private async Task ReleaseWorkers(int workers)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Influence.Core.Jobs;
 using Influence.Core.Loo;
 using Influence.Core.Storage;
 
@@ -18,17 +19,16 @@ public sealed record StudyRow(string Label, int Depth, int Width, double WeightD
     /// <summary>Reads a finished LOO study's summary.json and loo_summary.json from the store.</summary>
     public static StudyRow From(IArtifactStore store, string prefix, string label, int depth, int width, double weightDecay, int seed)
     {
-        using var s1 = store.OpenRead($"{prefix}/summary.json");
-        using var summary = JsonDocument.Parse(s1);
+        ScoreSummary summary;
+        using (var s1 = store.OpenRead($"{prefix}/summary.json")) summary = ScoreSummary.Read(s1, $"{prefix}/summary.json");
         LooSummary loo;
         using (var s2 = store.OpenRead($"{prefix}/loo_summary.json")) loo = LooSummary.Read(s2, $"{prefix}/loo_summary.json");
-        var root = summary.RootElement;
         var modes = loo.Modes.ToDictionary(m => m.Mode);
         double Mode(RetrainMode mode, Func<ModeSummary, double> value) => modes.TryGetValue(mode, out var m) ? value(m) : double.NaN;
         double coldDistance = Mode(RetrainMode.Cold, m => m.Stats.MedianDistance);
         var ratios = loo.NoiseFloor.Select(n => n.SignalToNoise).Where(double.IsFinite).ToArray();
-        return new StudyRow(label, depth, width, weightDecay, seed, root.GetProperty("model").GetProperty("parameters").GetInt64(),
-            Get(root.GetProperty("hessian"), "min_eigenvalue"), Get(root.GetProperty("hessian"), "damping"), Get(root.GetProperty("training"), "test_accuracy"),
+        return new StudyRow(label, depth, width, weightDecay, seed, summary.Model.Parameters,
+            summary.Curvature.MinEigenvalue ?? double.NaN, summary.Curvature.Damping, summary.Training.TestAccuracy,
             Mode(RetrainMode.Warm, m => m.MeanSpearman), Mode(RetrainMode.Warm, m => m.MeanPearson), Mode(RetrainMode.Cold, m => m.MeanSpearman), Mode(RetrainMode.Cold, m => m.MeanPearson),
             Mode(RetrainMode.Pbrf, m => m.MeanSpearman), Mode(RetrainMode.Pbrf, m => m.MeanPearson), coldDistance, ratios.Length > 0 ? ratios.Average() : double.NaN);
     }

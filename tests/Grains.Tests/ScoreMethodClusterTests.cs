@@ -74,8 +74,8 @@ public class ScoreMethodClusterTests
             else Assert.True(selfReference is null && selfDistributed is null, $"{name}: a self-influence it cannot have");
 
             using var summary = store.OpenRead($"{status.OutputPrefix}/summary.json");
-            var method = System.Text.Json.JsonDocument.Parse(summary).RootElement.GetProperty("method");
-            Assert.True(method.GetProperty("damping").GetDouble() > 0 == (name != "tracin"), $"{name}: damping reported");
+            var method = ScoreSummary.Read(summary, "summary.json").MethodReport();
+            Assert.True(method.Damping > 0 == (name != "tracin"), $"{name}: damping reported");
         }
     }
 }

@@ -80,90 +80,39 @@ public static class ScoreOutputs
         var (trainAcc, trainLoss) = Evaluate(checkpoint, data.Train);
         var (testAcc, testLoss) = Evaluate(checkpoint, data.Test);
         var spec = checkpoint.Spec;
-        var summary = new JsonObject
-        {
-            ["job_id"] = job.JobId,
-            ["conventions"] = "I(z,z_test) = -grad L(z_test)^T (H + damping I)^-1 grad L(z); predicted LOO delta = -I/N; H = Hessian of (1/N) sum L_i + (l2/2)||W||^2 at the trained optimum",
-            ["settings"] = SettingsJson(s, shards.Count),
-            ["model"] = new JsonObject
-            {
-                ["description"] = spec.Describe(),
-                ["parameters"] = spec.ParameterCount,
-                ["classes"] = spec.ClassCount,
-                ["flat_direction"] = spec.HasFlatDirection
-                    ? "softmax with unpenalised output bias: the common shift of the class biases is flat; influence uses the pseudo-inverse on its orthogonal complement"
-                    : "none",
-            },
-            ["training"] = new JsonObject
-            {
-                ["objective"] = checkpoint.Objective,
-                ["gradient_norm"] = checkpoint.GradientNorm,
-                ["lbfgs_iterations"] = checkpoint.LbfgsIterations,
-                ["newton_iterations"] = checkpoint.NewtonIterations,
-                ["train_accuracy"] = trainAcc,
-                ["test_accuracy"] = testAcc,
-                ["train_mean_loss"] = trainLoss,
-                ["test_mean_loss"] = testLoss,
-                ["train_examples"] = data.Train.Count,
-                ["test_examples"] = data.Test.Count,
-            },
-            ["hessian"] = new JsonObject
-            {
-                ["min_eigenvalue"] = method.SmallestEigenvalue,
-                ["max_eigenvalue"] = method.LargestEigenvalue,
-                ["damping"] = method.Damping,
-                ["damping_given"] = s.AutoDamping ? "auto" : s.Damping.ToString("R", CultureInfo.InvariantCulture),
-                ["positive_definite"] = method.SmallestEigenvalue is double min ? min + method.Damping > 0 : null,
-                ["eigenvalues_of"] = method.Details["eigenvalues_of"]?.DeepClone() ?? $"estimated by {s.Method} (see method.details)",
-            },
-            ["data_warnings"] = new JsonArray(data.Warnings.Select(w => (JsonNode)w).ToArray()),
-            ["method"] = method.ToJson(),
-            ["self_influence"] = s.GivesSelfInfluence ? "self_influence.csv" : s.Estimator.NoSelfInfluenceReason,
-            ["scoring"] = Throughput(shards, timingsOfShards, q),
-            ["timings_seconds"] = new JsonObject(timings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-            ["shards"] = new JsonArray(shards.Select(sh => (JsonNode)new JsonObject
-            {
-                ["index"] = sh.Index, ["start"] = sh.Start, ["end"] = sh.End, ["silo"] = sh.Silo,
-                ["prepare_seconds"] = sh.PrepareSeconds, ["score_seconds"] = sh.ScoreSeconds,
-            }).ToArray()),
-        };
-        job.Store.Write($"{job.Prefix}/summary.json", stream =>
-        {
-            using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
-            summary.WriteTo(w);
-        });
+        var summary = new ScoreSummary(
+            job.JobId,
+            "I(z,z_test) = -grad L(z_test)^T (H + damping I)^-1 grad L(z); predicted LOO delta = -I/N; H = Hessian of (1/N) sum L_i + (l2/2)||W||^2 at the trained optimum",
+            s,
+            MethodOptionsJson(s),
+            new ScoreSummary.ModelPart(spec.Describe(), spec.ParameterCount, spec.ClassCount, spec.HasFlatDirection
+                ? "softmax with unpenalised output bias: the common shift of the class biases is flat; influence uses the pseudo-inverse on its orthogonal complement"
+                : "none"),
+            new ScoreSummary.TrainingPart(checkpoint.Objective, checkpoint.GradientNorm, checkpoint.LbfgsIterations, checkpoint.NewtonIterations,
+                trainAcc, testAcc, trainLoss, testLoss, data.Train.Count, data.Test.Count),
+            new ScoreSummary.CurvaturePart(method.SmallestEigenvalue, method.LargestEigenvalue, method.Damping,
+                s.AutoDamping ? "auto" : s.Damping.ToString("R", CultureInfo.InvariantCulture),
+                method.SmallestEigenvalue is double min ? min + method.Damping > 0 : null,
+                method.Details["eigenvalues_of"]?.GetValue<string>() ?? $"estimated by {s.Method} (see method.details)"),
+            data.Warnings,
+            method.ToJson(),
+            s.GivesSelfInfluence ? "self_influence.csv" : s.Estimator.NoSelfInfluenceReason,
+            Throughput(shards, timingsOfShards, q),
+            timings,
+            shards);
+        job.Store.Write($"{job.Prefix}/summary.json", summary.Write);
     }
 
     /// <summary>
     /// Training examples scored per second against all the queries (summed over shards as if they
     /// ran one after another), and the same for one plain batched forward+backward over the same rows.
     /// </summary>
-    private static JsonObject Throughput(IReadOnlyList<ShardRun> shards, IReadOnlyList<ScoreJob.BlockTimings> blocks, int queries)
+    private static ScoreSummary.ScoringPart Throughput(IReadOnlyList<ShardRun> shards, IReadOnlyList<ScoreJob.BlockTimings> blocks, int queries)
     {
         long n = shards.Sum(sh => (long)(sh.End - sh.Start));
         double seconds = blocks.Sum(b => b.Seconds), floor = blocks.Sum(b => b.ForwardBackwardSeconds);
-        return new JsonObject
-        {
-            ["queries"] = queries,
-            ["examples"] = n,
-            ["seconds"] = seconds,
-            ["examples_per_second"] = MethodReport.Number(n / seconds),
-            ["forward_backward_examples_per_second"] = MethodReport.Number(n / floor),
-            ["ratio_to_forward_backward"] = MethodReport.Number(floor / seconds),
-            ["query_passes"] = blocks.Max(b => b.Passes),
-        };
-    }
-
-    /// <summary>
-    /// The job's settings in their one JSON form, with the method options the method reads (the
-    /// others are left out) and the shards the rows were split into.
-    /// </summary>
-    private static JsonObject SettingsJson(ScoreSettings s, int shards)
-    {
-        var json = JsonSerializer.SerializeToNode(s, Jobs.SettingsJson.Options)!.AsObject();
-        json["method_options"] = MethodOptionsJson(s);
-        json["shards"] = shards;
-        return json;
+        static double? Finite(double v) => double.IsFinite(v) ? v : null;
+        return new ScoreSummary.ScoringPart(queries, n, seconds, Finite(n / seconds), Finite(n / floor), Finite(floor / seconds), blocks.Max(b => b.Passes));
     }
 
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>
