@@ -26,6 +26,8 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
 
     private static string FactorsKey(ScoreJob job) => job.WorkKey("factors.bin");
+    /// <summary>EK-FAC: the shards' correction sums added, and their row count (the factors stay as written once).</summary>
+    private static string CorrectionsKey(ScoreJob job) => job.WorkKey("ekfac-corrections.bin");
     private static string FactorSumsKey(ScoreJob job, int shard) => job.WorkKey($"kfac-{shard:D4}.bin");
     private static string CorrectionSumsKey(ScoreJob job, int shard) => job.WorkKey($"ekfac-{shard:D4}.bin");
     private static int FisherSeed(ScoreJob job, int shard, int pass) => Seeds.FisherLabels(job.Settings.Options.MethodSeed, shard, pass);
@@ -93,6 +95,18 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         return KroneckerFactors.Load(spec, s, Compute.Devices.Default);
     }
 
+    /// <summary>The factors, with EK-FAC's corrected eigenvalues where this is EK-FAC.</summary>
+    private KroneckerFactors LoadPreconditioner(ScoreJob job, ModelSpec spec)
+    {
+        var factors = LoadFactors(job, spec);
+        if (!eigenvalueCorrected) return factors;
+        using var s = job.Store.OpenRead(CorrectionsKey(job));
+        var (count, sums) = KroneckerFactors.ReadSums(s, Compute.Devices.Default);
+        factors.SetCorrections(sums, count);
+        foreach (var t in sums) t.Dispose();
+        return factors;
+    }
+
     /// <summary>
     /// Coordinator step: EK-FAC's corrected eigenvalues from the shards' sums, the damping (given,
     /// or Kronfluence's 0.1 × the mean eigenvalue), and the queries preconditioned layer by layer.
@@ -104,8 +118,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
         var settings = job.Settings;
-        using var factors = LoadFactors(job, spec);
-        if (eigenvalueCorrected && factors.Corrected is null)
+        if (eigenvalueCorrected && !job.Store.Exists(CorrectionsKey(job)))
         {
             Tensor[]? sums = null;
             long count = 0;
@@ -116,9 +129,9 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
                 count += c;
                 sums = sums is null ? t : sums.Zip(t, (a, b) => a.add(b)).ToArray();
             }
-            factors.SetCorrections(sums!, count);
-            job.Store.Write(FactorsKey(job), factors.Save);
+            job.Store.Write(CorrectionsKey(job), s => KroneckerFactors.WriteSums(s, count, sums!));
         }
+        using var factors = LoadPreconditioner(job, spec);
         var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, eigenvalueCorrected).flatten()).ToArray());
         double mean = eigenvalues.mean().ToDouble();
         var report = new MethodReport(settings.AutoDamping ? DampingChoice.FromMeanEigenvalue(mean) : settings.Damping)
@@ -139,7 +152,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     }
 
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) =>
-        new SelfInfluence.Kronecker(LoadFactors(job, checkpoint.Spec), report.Damping, eigenvalueCorrected);
+        new SelfInfluence.Kronecker(LoadPreconditioner(job, checkpoint.Spec), report.Damping, eigenvalueCorrected);
 
     public override void ReportOptions(ScoreSettings settings, JsonObject options) =>
         options["fisher_labels"] = settings.Options.FisherLabels.ToString().ToLowerInvariant();
