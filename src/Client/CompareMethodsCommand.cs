@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Diagnostics;
 using Influence.Core.Hessians;

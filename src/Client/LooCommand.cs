@@ -1,7 +1,6 @@
 using Influence.Core.Storage;
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Jobs;
 using Influence.Core.Loo;
@@ -15,10 +14,10 @@ public static class LooCommand
     /// <summary>The study's defaults, from the settings record (one place).</summary>
     private static readonly LooSettings LooDefaults = new() { Score = ScoreSettings.Defaults, Remove = "all" };
 
-    public static readonly Option<string> Remove = new("--remove") { Description = "all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union (top:20+bottom:20), or subsets:M,α[,seed] (LDS)", DefaultValueFactory = _ => "all" };
-    public static readonly Option<string> Retrain = new("--retrain") { Description = "warm, cold, both, pbrf, or a comma list (warm,pbrf)", DefaultValueFactory = _ => "warm" };
-    public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo (in embedded mode also the silo's compute tasks)", DefaultValueFactory = _ => 1 };
-    public static readonly Option<int> NoiseSeeds = new("--noise-seeds") { Description = "Cold retrains of the full training set with S other seeds (the noise floor; needs cold)", DefaultValueFactory = _ => 0 };
+    public static readonly Option<string> Remove = new("--remove") { Description = "all, top:K, bottom:K, random:K[,seed], file:PATH, a '+' union (top:20+bottom:20), or subsets:M,α[,seed] (LDS)", DefaultValueFactory = _ => LooDefaults.Remove };
+    public static readonly Option<string> Retrain = new("--retrain") { Description = "warm, cold, both, pbrf, or a comma list (warm,pbrf)", DefaultValueFactory = _ => string.Join(",", LooDefaults.Modes.Select(SettingsJson.Word)) };
+    public static readonly Option<int> Parallel = new("--parallel") { Description = "Units of retrains at once per silo (in embedded mode also the silo's compute tasks)", DefaultValueFactory = _ => new LooJobRequest { Settings = LooDefaults }.ParallelPerSilo };
+    public static readonly Option<int> NoiseSeeds = new("--noise-seeds") { Description = "Cold retrains of the full training set with S other seeds (the noise floor; needs cold)", DefaultValueFactory = _ => LooDefaults.NoiseSeeds };
     public static readonly Option<string?> Resume = new("--resume") { Description = "Resume job JOB (same options): finished retrains are not redone" };
     public static readonly Option<int> WarmBatch = new("--warm-batch") { Description = "Warm logistic-regression retrains solved together", DefaultValueFactory = _ => LooDefaults.WarmBatch };
     public static readonly Option<double?> Tolerance = new("--tolerance") { Description = "Target ‖∇F‖ of each retrain (1e-12 for float64 logistic regression)" };

@@ -18,7 +18,7 @@ public static class MethodsCommand
                 {
                     SelfInfluenceSource.Preconditioner => "self-influence: yes",
                     SelfInfluenceSource.Solves => "self-influence: with --solve-self-influence (one solve per example)",
-                    _ => $"self-influence: none ({m.NoSelfInfluenceReason.Replace("not computed: ", "")})",
+                    _ => $"self-influence: none ({m.NoSelfInfluenceReason})",
                 };
                 Console.WriteLine($"{m.Name.PadRight(width)}{m.Summary}");
                 Console.WriteLine($"{new string(' ', width)}{self}{(m.NeedsCheckpoints ? "; needs --optimizer sgd or adam (it sums over checkpoints)" : "")}");

@@ -43,7 +43,7 @@ public static class MislabelCommand
             request = ScoreCommand.BuildSettings(parse);
             // mislabel ranks by self-influence: a method without it cannot rank.
             if (request.Estimator.SelfInfluenceSource == SelfInfluenceSource.None)
-                throw new ArgumentException($"--method {request.Method} gives no self-influence ({request.Estimator.NoSelfInfluenceReason.Replace("not computed: ", "")}); mislabel ranks by it: use another method");
+                throw new ArgumentException($"--method {request.Method} gives no self-influence ({request.Estimator.NoSelfInfluenceReason}); mislabel ranks by it: use another method");
             var train = request.Train.Load();
             labels = NoisyLabels.Read(Path.GetFullPath(parse.GetValue(Labels)!), train.Count);
             noisy = labels.ApplyNoisy(train);

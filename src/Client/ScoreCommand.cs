@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
@@ -103,7 +102,8 @@ public static class ScoreCommand
         var dampingText = p.GetValue(Damping)!.Trim();
         bool auto = dampingText.Equals("auto", StringComparison.OrdinalIgnoreCase);
         double damping = 0;
-        if (!auto && !(double.TryParse(dampingText, NumberStyles.Float, CultureInfo.InvariantCulture, out damping) && damping >= 0 && double.IsFinite(damping)))
+        // The text must be auto or a number; its range is ScoreSettings.Validate's check.
+        if (!auto && !double.TryParse(dampingText, NumberStyles.Float, CultureInfo.InvariantCulture, out damping))
             throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{Echo.Cap(dampingText)}'");
         double scale = p.GetValue(PixelScale);
         if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Influence.Core.Jobs;
 using Influence.Core.Loo;
 using Influence.Core.Storage;
@@ -13,9 +12,6 @@ public sealed record StudyRow(string Label, int Depth, int Width, double WeightD
     double WarmSpearman, double WarmPearson, double ColdSpearman, double ColdPearson, double PbrfSpearman, double PbrfPearson,
     double ColdMedianDistance, double NoiseRatio)
 {
-    private static double Get(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
-
     /// <summary>Reads a finished LOO study's summary.json and loo_summary.json from the store.</summary>
     public static StudyRow From(IArtifactStore store, string prefix, string label, int depth, int width, double weightDecay, int seed)
     {

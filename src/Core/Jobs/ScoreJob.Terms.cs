@@ -76,9 +76,7 @@ public sealed partial class ScoreJob
         Tensor? sum = null;
         foreach (var key in keys)
         {
-            using var s = Store.OpenRead(key);
-            using var r = new BinaryReader(s);
-            var part = TensorIO.Read(r, Device);
+            var part = ReadTensor(key);
             if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
         }
         return sum ?? throw new InvalidOperationException("no partial sums to add");

@@ -31,7 +31,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public string Prefix => JobKeys.Prefix(JobId);
     public string CheckpointKey => $"{Prefix}/checkpoint.json";
     /// <summary>The method of the settings (<see cref="Methods.All"/>).</summary>
-    public InfluenceMethod Method { get; } = Methods.Get(settings.Method);
+    public InfluenceMethod Method => Settings.Estimator;
 
     /// <summary>An intermediate artifact of the job, under jobs/ID/work/ (deleted when the job has written its outputs).</summary>
     public string WorkKey(string name) => $"{Prefix}/work/{name}";

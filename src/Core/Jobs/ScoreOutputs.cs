@@ -96,7 +96,7 @@ public static class ScoreOutputs
                 method.Details["eigenvalues_of"]?.GetValue<string>() ?? $"estimated by {s.Method} (see method.details)"),
             data.Warnings,
             method.ToJson(),
-            s.GivesSelfInfluence ? "self_influence.csv" : s.Estimator.NoSelfInfluenceReason,
+            s.GivesSelfInfluence ? "self_influence.csv" : $"not computed: {s.Estimator.NoSelfInfluenceReason}",
             Throughput(shards, timingsOfShards, q),
             timings,
             shards);

@@ -46,11 +46,7 @@ public sealed record ScoreSummary(
 
     public void Write(Stream stream) => JsonSerializer.Serialize(stream, this, SettingsJson.Outputs);
 
-    public static ScoreSummary Read(Stream stream, string source)
-    {
-        try { return JsonSerializer.Deserialize<ScoreSummary>(stream, SettingsJson.Outputs) ?? throw new InvalidDataException($"{source} is empty"); }
-        catch (JsonException e) { throw new InvalidDataException($"{source}: {Safety.Echo.Cap(e.Message, 200)}"); }
-    }
+    public static ScoreSummary Read(Stream stream, string source) => SettingsJson.ReadOutput<ScoreSummary>(stream, source);
 
     public static ScoreSummary Read(string path)
     {

@@ -33,9 +33,14 @@ public static class SettingsJson
     public static string Serialize<T>(T settings) => JsonSerializer.Serialize(settings, Options);
 
     /// <summary>Settings read back from the store; InvalidDataException naming <paramref name="source"/> when they do not parse.</summary>
-    public static T Deserialize<T>(string json, string source)
+    public static T Deserialize<T>(string json, string source) => Read(() => JsonSerializer.Deserialize<T>(json, Options), source);
+
+    /// <summary>A job's output (a summary) read back; InvalidDataException naming <paramref name="source"/> when it does not parse.</summary>
+    public static T ReadOutput<T>(Stream stream, string source) => Read(() => JsonSerializer.Deserialize<T>(stream, Outputs), source);
+
+    private static T Read<T>(Func<T?> parse, string source)
     {
-        try { return JsonSerializer.Deserialize<T>(json, Options) ?? throw new InvalidDataException($"{source} is empty"); }
+        try { return parse() ?? throw new InvalidDataException($"{source} is empty"); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: {Safety.Echo.Cap(e.Message, 200)}"); }
     }
 

@@ -37,11 +37,7 @@ public sealed record LooSummary(string Job, string Remove, IReadOnlyList<ModeSum
 {
     public void Write(Stream stream) => System.Text.Json.JsonSerializer.Serialize(stream, this, SettingsJson.Outputs);
 
-    public static LooSummary Read(Stream stream, string source)
-    {
-        try { return System.Text.Json.JsonSerializer.Deserialize<LooSummary>(stream, SettingsJson.Outputs) ?? throw new InvalidDataException($"{source} is empty"); }
-        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: {Safety.Echo.Cap(e.Message, 200)}"); }
-    }
+    public static LooSummary Read(Stream stream, string source) => SettingsJson.ReadOutput<LooSummary>(stream, source);
 }
 
 /// <summary>Everything a study's report shows, computed from the persisted unit rows.</summary>

@@ -25,7 +25,7 @@ public sealed class GradientSimilarityMethod(GradientSimilarityMethod.Kind kind)
     };
 
     public override SelfInfluenceSource SelfInfluenceSource => kind == Kind.Cosine ? SelfInfluenceSource.None : SelfInfluenceSource.Preconditioner;
-    public override string NoSelfInfluenceReason => "not computed: the cosine of a gradient with itself is 1";
+    public override string NoSelfInfluenceReason => "the cosine of a gradient with itself is 1";
     public override bool NeedsCheckpoints => kind == Kind.TracIn;
     public override bool IsSeeded => false;
     public override bool Cosine => kind == Kind.Cosine;

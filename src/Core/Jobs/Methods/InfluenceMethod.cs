@@ -37,7 +37,7 @@ public abstract class InfluenceMethod
 
     /// <summary>Why a job of this method writes no self_influence.csv.</summary>
     public virtual string NoSelfInfluenceReason =>
-        $"not computed: {Name} needs one solve per training example; pass --solve-self-influence";
+        $"{Name} needs one solve per training example; pass --solve-self-influence";
 
     /// <summary>Whether the method sums over the training run's checkpoints (it needs minibatch training).</summary>
     public virtual bool NeedsCheckpoints => false;
