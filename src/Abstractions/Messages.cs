@@ -57,13 +57,14 @@ public sealed class ShardAssignment
     [Id(6)] public int Round { get; init; }
 }
 
-public enum ShardState { Idle, Running, Done, Failed }
+/// <summary>A unit of work on a worker grain (a shard's stage, a retrain unit), as the worker sees it; Idle: it has no such unit (never started, or lost when its silo stopped).</summary>
+public enum UnitState { Idle, Running, Done, Failed }
 
 /// <summary>A shard's progress, and when done, its result (large results go to the artifact store).</summary>
 [GenerateSerializer, Immutable]
 public sealed class ShardReport
 {
-    [Id(0)] public ShardState State { get; init; }
+    [Id(0)] public UnitState State { get; init; }
     [Id(1)] public string? Stage { get; init; }
     [Id(2)] public long Done { get; init; }
     [Id(3)] public long Total { get; init; }
@@ -97,12 +98,10 @@ public sealed class RetrainAssignment
     [Id(2)] public int UnitId { get; init; }
 }
 
-public enum RetrainState { Idle, Running, Done, Failed }
-
 [GenerateSerializer, Immutable]
 public sealed class RetrainReport
 {
-    [Id(0)] public RetrainState State { get; init; }
+    [Id(0)] public UnitState State { get; init; }
     [Id(1)] public int UnitId { get; init; }
     [Id(2)] public int Done { get; init; }
     [Id(3)] public int Total { get; init; }

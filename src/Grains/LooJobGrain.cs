@@ -15,11 +15,12 @@ namespace Influence.Grains;
 /// Coordinates a leave-one-out study: the score job of the same id (θ̂ and the predictions), the
 /// frozen plan, the retrain units on worker grains (a bounded number per silo), then the report.
 /// <para>
-/// Dispatch relies on neither a failing call nor a worker's memory: the artifact store is the
-/// record of what is finished. A worker that stops answering for <see cref="WorkerDeadline"/>,
-/// or answers that it never heard of its unit (a re-activation after its silo died), has its
-/// unit handed to another worker; running a unit twice is harmless because a unit's result is
-/// written once under its id and a unit that has a result is skipped.
+/// Dispatch (<see cref="UnitDispatcher{TUnit, TWorker, TResult}"/>) relies on neither a failing
+/// call nor a worker's memory: the artifact store is the record of what is finished. A worker
+/// that stops answering for <see cref="WorkerDeadline"/>, or answers that it never heard of its
+/// unit (a re-activation after its silo died), has its unit handed to another worker; running a
+/// unit twice is harmless because a unit's result is written once under its id and a unit that
+/// has a result is skipped.
 /// </para>
 /// </summary>
 public sealed partial class LooJobGrain(
@@ -34,9 +35,10 @@ public sealed partial class LooJobGrain(
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
     /// <summary>How long a worker may go without answering before its unit is given to another.</summary>
     public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
-    private const int MaxAttempts = 3;
 
     protected override string Kind => JobKinds.Loo;
+
+    private ComputeExecutor Executor => executor;
 
     protected override Func<Task> Prepare(LooJobRequest request)
     {
@@ -99,126 +101,75 @@ public sealed partial class LooJobGrain(
         if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
     }
 
-    private sealed class WorkerSlot(IRetrainWorkerGrain grain, SiloAddress? silo)
-    {
-        public IRetrainWorkerGrain Grain { get; } = grain;
-        /// <summary>The silo this worker is placed on (null: wherever placement puts it).</summary>
-        public SiloAddress? Silo { get; } = silo;
-        public LooUnit? Unit { get; set; }
-        public DateTime LastHeard { get; set; }
-        public int Progress { get; set; }
-        public DateTime CoolUntil { get; set; }
-    }
-
     /// <summary>Runs every unfinished unit; returns the number of worker grains used.</summary>
     private async Task<int> RunUnits(LooJobRequest request, LooJob job, LooPlan plan)
     {
         var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
-        var pending = new Queue<LooUnit>(plan.Units.Where(u => !done.Contains(u.Id)));
-        var attempts = new Dictionary<int, int>();
-        var slots = new List<WorkerSlot>();
-        int total = plan.TaskCount;
+        var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
         int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
-        int doneTasks = doneBefore;
-        var sw = Stopwatch.StartNew();
-        var management = GrainFactory.GetGrain<IManagementGrain>(0);
-        var lastSiloCheck = DateTime.MinValue;
-        int workerCount = 0;
-
-        void Requeue(WorkerSlot slot, string why)
+        var pool = new RetrainWorkers(this, job, request.ParallelPerSilo);
+        var dispatcher = new UnitDispatcher<LooUnit, RetrainWorker, RetrainReport>(pool, new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = PollInterval }, JobId, logger)
         {
-            var unit = slot.Unit!;
-            slot.Unit = null;
-            slot.CoolUntil = DateTime.UtcNow + WorkerDeadline;
-            if (!done.Contains(unit.Id) && !pending.Contains(unit)) pending.Enqueue(unit);
-            LogRequeued(JobId, unit.Id, why);
+            Size = u => u.Items.Length,
+            Describe = u => $"unit {u.Id} ({u.Mode} {u.Kind}, items {string.Join(",", u.Items.Take(5))}{(u.Items.Length > 5 ? "…" : "")})",
+            Progress = p => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total,
+                $"{p.Done + p.InFlight}/{p.Total} retrains, {p.Rate:G3}/s, {p.UnitsRunning} units running on {p.Workers} workers", p.Rate, p.EtaSeconds),
+        };
+        await dispatcher.RunAsync(pending, Cancellation, doneBefore, plan.TaskCount);
+        return pool.Created;
+    }
+
+    /// <summary>A retrain worker grain and the silo it is pinned to (null: wherever placement puts it).</summary>
+    private sealed record RetrainWorker(string Key, SiloAddress? Silo);
+
+    /// <summary>ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.</summary>
+    private sealed class RetrainWorkers(LooJobGrain grain, LooJob job, int perSilo) : IUnitWorkers<LooUnit, RetrainWorker, RetrainReport>
+    {
+        public int Created { get; private set; }
+
+        private RetrainWorker New(SiloAddress? silo) => new($"{grain.JobId}/worker/{Created++}", silo);
+
+        public async Task<IReadOnlyList<RetrainWorker>> RefreshPool(IReadOnlyList<RetrainWorker> current)
+        {
+            Dictionary<SiloAddress, SiloStatus>? hosts = null;
+            try { hosts = await grain.GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
+            catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
+            var workers = current.ToList();
+            if (hosts is null)
+            {
+                while (workers.Count < perSilo) workers.Add(New(null));
+                return workers;
+            }
+            workers.RemoveAll(w => w.Silo is not null && !hosts.ContainsKey(w.Silo)); // kept by the dispatcher while busy
+            foreach (var silo in hosts.Keys.OrderBy(h => h.ToString(), StringComparer.Ordinal))
+                while (workers.Count(w => silo.Equals(w.Silo)) < perSilo) workers.Add(New(silo));
+            return workers;
         }
 
-        while (pending.Count > 0 || slots.Any(s => s.Unit is not null))
+        public async Task Start(RetrainWorker worker, LooUnit unit)
         {
-            // Workers: ParallelPerSilo per active silo; a silo that joins gets workers on the next check.
-            if (DateTime.UtcNow - lastSiloCheck > TimeSpan.FromSeconds(5))
+            try
             {
-                lastSiloCheck = DateTime.UtcNow;
-                Dictionary<SiloAddress, SiloStatus>? hosts = null;
-                try { hosts = await management.GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
-                catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
-                if (hosts is not null)
-                {
-                    // ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at once.
-                    slots.RemoveAll(s => s.Unit is null && s.Silo is not null && !hosts.ContainsKey(s.Silo));
-                    foreach (var silo in hosts.Keys.OrderBy(h => h.ToString(), StringComparer.Ordinal))
-                        while (slots.Count(s => silo.Equals(s.Silo)) < request.ParallelPerSilo)
-                            slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{workerCount++}"), silo));
-                }
-                else
-                    while (slots.Count < request.ParallelPerSilo)
-                        slots.Add(new WorkerSlot(GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{workerCount++}"), null));
+                if (worker.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, worker.Silo);
+                await Grain(worker).Start(new RetrainAssignment { JobId = grain.JobId, UnitId = unit.Id });
             }
-
-            foreach (var slot in slots.Where(s => s.Unit is null && s.CoolUntil <= DateTime.UtcNow))
-            {
-                if (pending.Count == 0) break;
-                var unit = pending.Dequeue();
-                slot.Unit = unit;
-                slot.Progress = 0;
-                slot.LastHeard = DateTime.UtcNow;
-                try
-                {
-                    if (slot.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, slot.Silo);
-                    await slot.Grain.Start(new RetrainAssignment { JobId = JobId, UnitId = unit.Id }).WaitAsync(CallTimeout);
-                }
-                catch (Exception e) when (e is OrleansException or TimeoutException) { Requeue(slot, $"start failed: {e.Message}"); }
-                finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }
-            }
-
-            await Task.Delay(PollInterval, Cancellation);
-            foreach (var slot in slots.Where(s => s.Unit is not null))
-            {
-                var unit = slot.Unit!;
-                RetrainReport report;
-                try { report = await slot.Grain.GetReport(unit.Id).WaitAsync(CallTimeout); }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
-                {
-                    if (DateTime.UtcNow - slot.LastHeard > WorkerDeadline) Requeue(slot, $"worker silent for {WorkerDeadline.TotalSeconds:F0} s ({e.GetType().Name})");
-                    continue;
-                }
-                slot.LastHeard = DateTime.UtcNow;
-                switch (report.State)
-                {
-                    case RetrainState.Running:
-                        slot.Progress = report.Done;
-                        break;
-                    case RetrainState.Done:
-                        if (await executor.Run(() => job.IsDone(unit)) && done.Add(unit.Id))
-                        {
-                            doneTasks += unit.Items.Length;
-                            InfluenceMetrics.JobRetrainsDone.Add(unit.Items.Length);
-                        }
-                        slot.Unit = null;
-                        break;
-                    case RetrainState.Failed:
-                        attempts[unit.Id] = attempts.GetValueOrDefault(unit.Id) + 1;
-                        if (attempts[unit.Id] >= MaxAttempts)
-                            throw new InvalidOperationException($"unit {unit.Id} ({unit.Mode} {unit.Kind}, items {string.Join(",", unit.Items.Take(5))}…) failed {MaxAttempts} times: {report.Error}");
-                        Requeue(slot, $"failed: {report.Error}");
-                        break;
-                    case RetrainState.Idle:
-                        Requeue(slot, "worker is not running it (re-activated elsewhere, or its silo is stopping)");
-                        break;
-                }
-                // A unit finished elsewhere (a requeued duplicate) needs no more waiting.
-                if (slot.Unit is { } u && done.Contains(u.Id)) slot.Unit = null;
-            }
-
-            int inFlight = slots.Where(s => s.Unit is not null).Sum(s => s.Progress);
-            double rate = (doneTasks - doneBefore + inFlight) / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
-            double eta = rate > 0 ? (total - doneTasks - inFlight) / rate : 0;
-            Set(JobPhase.Retraining, doneTasks + inFlight, total,
-                $"{doneTasks + inFlight}/{total} retrains, {rate:G3}/s, {slots.Count(s => s.Unit is not null)} units running on {slots.Count} workers",
-                rate, eta);
+            finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }
         }
-        return workerCount;
+
+        public async Task<UnitReport<RetrainReport>> GetReport(RetrainWorker worker, LooUnit unit)
+        {
+            var r = await Grain(worker).GetReport(unit.Id);
+            return new UnitReport<RetrainReport>(r.State, r.Done, r.Error, r);
+        }
+
+        public Task<bool> IsFinished(LooUnit unit, RetrainReport? result) => grain.Executor.Run(() =>
+        {
+            if (!job.IsDone(unit)) return false;
+            InfluenceMetrics.JobRetrainsDone.Add(unit.Items.Length);
+            return true;
+        });
+
+        private IRetrainWorkerGrain Grain(RetrainWorker worker) => grain.GrainFactory.GetGrain<IRetrainWorkerGrain>(worker.Key);
     }
 
     private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)
@@ -238,8 +189,6 @@ public sealed partial class LooJobGrain(
         return files.Count;
     }
 
-    /// <summary>Methods without an eigenvalue estimate write null.</summary>
-
     private async Task ReleaseWorkers(int workers)
     {
         // Best effort: workers on other silos drop the job's cached tensors.
@@ -258,7 +207,5 @@ public sealed partial class LooJobGrain(
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: {Tasks} retrains done, report written, {Seconds:F1} s")]
     private partial void LogCompleted(string jobId, int tasks, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: unit {Unit} handed back ({Reason})")]
-    private partial void LogRequeued(string jobId, int unit, string reason);
 
 }

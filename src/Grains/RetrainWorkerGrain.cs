@@ -24,9 +24,9 @@ public sealed partial class RetrainWorkerGrain(
     public Task Start(RetrainAssignment a)
     {
         Influence.Core.Safety.StoreKeys.CheckJobId(a.JobId, "job"); // anyone at a gateway can call a worker
-        if (reports.TryGetValue(a.UnitId, out var r) && r.State is RetrainState.Running or RetrainState.Done)
+        if (reports.TryGetValue(a.UnitId, out var r) && r.State is UnitState.Running or UnitState.Done)
             return Task.CompletedTask; // already under way or finished: starting again is a no-op
-        reports[a.UnitId] = new RetrainReport { State = RetrainState.Running, UnitId = a.UnitId, Silo = silo.SiloAddress.ToString() };
+        reports[a.UnitId] = new RetrainReport { State = UnitState.Running, UnitId = a.UnitId, Silo = silo.SiloAddress.ToString() };
         progress[a.UnitId] = 0;
         _ = RunAsync(a);
         return Task.CompletedTask;
@@ -34,8 +34,8 @@ public sealed partial class RetrainWorkerGrain(
 
     public Task<RetrainReport> GetReport(int unitId)
     {
-        if (!reports.TryGetValue(unitId, out var r)) return Task.FromResult(new RetrainReport { State = RetrainState.Idle, UnitId = unitId });
-        return Task.FromResult(r.State == RetrainState.Running
+        if (!reports.TryGetValue(unitId, out var r)) return Task.FromResult(new RetrainReport { State = UnitState.Idle, UnitId = unitId });
+        return Task.FromResult(r.State == UnitState.Running
             ? new RetrainReport { State = r.State, UnitId = unitId, Done = progress.GetValueOrDefault(unitId), Total = r.Total, Silo = r.Silo }
             : r);
     }
@@ -55,18 +55,18 @@ public sealed partial class RetrainWorkerGrain(
         {
             items = await executor.Run(() => Work(a));
             InfluenceMetrics.UnitDuration.Record(sw.Elapsed.TotalSeconds);
-            reports[a.UnitId] = new RetrainReport { State = RetrainState.Done, UnitId = a.UnitId, Done = items, Total = items, Silo = siloName, Seconds = sw.Elapsed.TotalSeconds };
+            reports[a.UnitId] = new RetrainReport { State = UnitState.Done, UnitId = a.UnitId, Done = items, Total = items, Silo = siloName, Seconds = sw.Elapsed.TotalSeconds };
             LogUnitDone(a.JobId, a.UnitId, items, sw.Elapsed.TotalSeconds, siloName);
         }
         catch (OperationCanceledException) when (executor.Stopping.IsCancellationRequested)
         {
             // The silo is stopping: not a failure of the unit. Idle tells the coordinator to run it elsewhere.
-            reports[a.UnitId] = new RetrainReport { State = RetrainState.Idle, UnitId = a.UnitId, Silo = siloName };
+            reports[a.UnitId] = new RetrainReport { State = UnitState.Idle, UnitId = a.UnitId, Silo = siloName };
         }
         catch (Exception e)
         {
             LogUnitFailed(e, a.JobId, a.UnitId);
-            reports[a.UnitId] = new RetrainReport { State = RetrainState.Failed, UnitId = a.UnitId, Error = e.Message, Silo = siloName };
+            reports[a.UnitId] = new RetrainReport { State = UnitState.Failed, UnitId = a.UnitId, Error = e.Message, Silo = siloName };
         }
     }
 

@@ -24,7 +24,6 @@ public sealed partial class ScoreJobGrain(
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProductPollInterval = TimeSpan.FromMilliseconds(10);
-    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
 
     protected override string Kind => JobKinds.Score;
 
@@ -146,8 +145,9 @@ public sealed partial class ScoreJobGrain(
         r.Opponents!.Select(l => l.Select(e => new Scored(e.TrainIndex, e.Influence)).ToArray()).ToArray());
 
     /// <summary>
-    /// Starts one stage on every shard grain and polls until all are done. A shard that reports
-    /// Idle lost its activation (its silo went away) and is started again; the work is idempotent.
+    /// Runs one stage on every shard, each on its own grain (keyed by job, stage, round and
+    /// shard). A shard that reports Idle lost its activation (its silo went away) and is started
+    /// again; the work is idempotent. A shard that fails fails the job.
     /// </summary>
     private async Task<ShardReport[]> RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> ranges, JobPhase phase)
     {
@@ -155,40 +155,38 @@ public sealed partial class ScoreJobGrain(
         {
             JobId = JobId, Stage = stage, Round = round, ShardIndex = k, Start = r.Start, End = r.End,
         }).ToArray();
-        var grains = assignments.Select(a => GrainFactory.GetGrain<IScoreShardGrain>($"{JobId}/{stage}/{round}/{a.ShardIndex}")).ToArray();
-        long total = ranges.Sum(r => (long)(r.End - r.Start));
         string what = stage == ScorePipeline.CurvatureProductStage ? $"curvature products, round {round + 1}" : stage.Replace('_', ' ');
-        Set(phase, 0, total, $"{what} on {grains.Length} shards");
-        await Task.WhenAll(grains.Select((g, k) => g.Start(assignments[k])));
-
-        // Product rounds take milliseconds to seconds and there may be hundreds: poll them closely.
-        var interval = stage == ScorePipeline.CurvatureProductStage ? ProductPollInterval : PollInterval;
-        var results = new ShardReport?[grains.Length];
-        var progress = new long[grains.Length];
-        while (results.Any(r => r is null))
+        Set(phase, 0, ranges.Sum(r => (long)(r.End - r.Start)), $"{what} on {assignments.Length} shards");
+        var policy = new DispatchPolicy
         {
-            await Task.Delay(interval, Cancellation);
-            for (int k = 0; k < grains.Length; k++)
-            {
-                if (results[k] is not null) continue;
-                ShardReport report;
-                try { report = await grains[k].GetReport().WaitAsync(CallTimeout); }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
-                {
-                    LogShardUnreachable(JobId, k, e.Message);
-                    continue;
-                }
-                progress[k] = report.Done;
-                switch (report.State)
-                {
-                    case ShardState.Done: results[k] = report; break;
-                    case ShardState.Failed: throw new InvalidOperationException($"shard {k} ({stage}) failed: {report.Error}");
-                    case ShardState.Idle: await grains[k].Start(assignments[k]).WaitAsync(CallTimeout); break;
-                }
-            }
-            Set(phase, progress.Sum(), total, $"{what}: {results.Count(r => r is not null)}/{grains.Length} shards done");
+            // Product rounds take milliseconds to seconds and there may be hundreds: poll them closely.
+            PollInterval = stage == ScorePipeline.CurvatureProductStage ? ProductPollInterval : PollInterval,
+            MaxAttempts = 1,
+            CoolDown = TimeSpan.Zero, // a slot is not a worker: the shard's grain is the same wherever it is started from
+        };
+        var dispatcher = new UnitDispatcher<ShardAssignment, int, ShardReport>(new ShardGrains(GrainFactory, assignments.Length), policy, JobId, logger)
+        {
+            Size = a => a.End - a.Start,
+            Describe = a => $"shard {a.ShardIndex} ({a.Stage})",
+            Progress = p => Set(phase, p.Done + p.InFlight, p.Total, $"{what}: {p.UnitsFinished}/{p.Units} shards done"),
+        };
+        return (await dispatcher.RunAsync(assignments, Cancellation))!;
+    }
+
+    /// <summary>One slot per shard; a shard's stage runs on the grain of that shard and stage, whichever slot starts it.</summary>
+    private sealed class ShardGrains(IGrainFactory grains, int shards) : IUnitWorkers<ShardAssignment, int, ShardReport>
+    {
+        private static IScoreShardGrain Grain(IGrainFactory grains, ShardAssignment a) =>
+            grains.GetGrain<IScoreShardGrain>($"{a.JobId}/{a.Stage}/{a.Round}/{a.ShardIndex}");
+
+        public Task<IReadOnlyList<int>> RefreshPool(IReadOnlyList<int> current) => Task.FromResult<IReadOnlyList<int>>(Enumerable.Range(0, shards).ToArray());
+        public Task Start(int slot, ShardAssignment unit) => Grain(grains, unit).Start(unit);
+        public async Task<UnitReport<ShardReport>> GetReport(int slot, ShardAssignment unit)
+        {
+            var r = await Grain(grains, unit).GetReport();
+            return new UnitReport<ShardReport>(r.State, r.Done, r.Error, r);
         }
-        return results!;
+        public Task<bool> IsFinished(ShardAssignment unit, ShardReport? result) => Task.FromResult(true); // its report is the result
     }
 
     private sealed class MessageProgress(Action<string> report) : IProgress<string>
@@ -205,6 +203,4 @@ public sealed partial class ScoreJobGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Method}: {Warning}")]
     private partial void LogMethodWarning(string jobId, string method, string warning);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: shard {Shard} unreachable ({Reason}); will retry")]
-    private partial void LogShardUnreachable(string jobId, int shard, string reason);
 }

@@ -19,7 +19,7 @@ public sealed partial class ScoreShardGrain(
     ILogger<ScoreShardGrain> logger) : Grain, IScoreShardGrain
 {
     private ShardAssignment? current;
-    private volatile ShardReport report = new() { State = ShardState.Idle };
+    private volatile ShardReport report = new() { State = UnitState.Idle };
     private long done;
 
     public Task Start(ShardAssignment assignment)
@@ -27,11 +27,11 @@ public sealed partial class ScoreShardGrain(
         Influence.Core.Safety.StoreKeys.CheckJobId(assignment.JobId, "job"); // anyone at a gateway can call a shard
         if (!Influence.Core.Safety.StoreKeys.IsPlainFileName(assignment.Stage))
             throw new ArgumentException($"'{Influence.Core.Safety.Echo.Cap(assignment.Stage)}' is not a stage name");
-        if (current is not null && current.Stage == assignment.Stage && report.State is ShardState.Running or ShardState.Done)
+        if (current is not null && current.Stage == assignment.Stage && report.State is UnitState.Running or UnitState.Done)
             return Task.CompletedTask; // already under way: starting again is a no-op
         current = assignment;
         Interlocked.Exchange(ref done, 0);
-        report = new ShardReport { State = ShardState.Running, Stage = assignment.Stage, Total = assignment.End - assignment.Start };
+        report = new ShardReport { State = UnitState.Running, Stage = assignment.Stage, Total = assignment.End - assignment.Start };
         _ = RunAsync(assignment);
         return Task.CompletedTask;
     }
@@ -39,7 +39,7 @@ public sealed partial class ScoreShardGrain(
     public Task<ShardReport> GetReport()
     {
         var r = report;
-        return Task.FromResult(r.State == ShardState.Running ? new ShardReport { State = r.State, Stage = r.Stage, Total = r.Total, Done = Interlocked.Read(ref done) } : r);
+        return Task.FromResult(r.State == UnitState.Running ? new ShardReport { State = r.State, Stage = r.Stage, Total = r.Total, Done = Interlocked.Read(ref done) } : r);
     }
 
     private async Task RunAsync(ShardAssignment a)
@@ -53,7 +53,7 @@ public sealed partial class ScoreShardGrain(
             LogShardDone(a.JobId, a.Stage, a.ShardIndex, a.End - a.Start, sw.Elapsed.TotalSeconds, siloName);
             report = new ShardReport
             {
-                State = ShardState.Done, Stage = a.Stage, Done = a.End - a.Start, Total = a.End - a.Start,
+                State = UnitState.Done, Stage = a.Stage, Done = a.End - a.Start, Total = a.End - a.Start,
                 Proponents = top?.Proponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
                 Opponents = top?.Opponents.Select(l => l.Select(s => new TopKEntry(s.TrainIndex, s.Influence)).ToArray()).ToArray(),
                 Seconds = sw.Elapsed.TotalSeconds, Silo = siloName,
@@ -62,12 +62,12 @@ public sealed partial class ScoreShardGrain(
         catch (OperationCanceledException) when (executor.Stopping.IsCancellationRequested)
         {
             // The silo is stopping before the stage ran: Idle makes the coordinator start it again elsewhere.
-            report = new ShardReport { State = ShardState.Idle, Stage = a.Stage, Silo = siloName };
+            report = new ShardReport { State = UnitState.Idle, Stage = a.Stage, Silo = siloName };
         }
         catch (Exception e)
         {
             LogShardFailed(e, a.JobId, a.Stage, a.ShardIndex);
-            report = new ShardReport { State = ShardState.Failed, Stage = a.Stage, Error = e.Message, Silo = siloName };
+            report = new ShardReport { State = UnitState.Failed, Stage = a.Stage, Error = e.Message, Silo = siloName };
         }
     }
 
