@@ -89,7 +89,7 @@ public sealed partial class LooJobGrain(
     /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
     private async Task RunScoreJob(ScoreSettings request, LooJob job)
     {
-        if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists($"{job.Prefix}/summary.json"))) return;
+        if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists(JobKeys.Output(JobId, "summary.json")))) return;
         var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
         await RegisterAsync(JobId, JobKinds.Score, parent: JobId);
         var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
@@ -178,12 +178,13 @@ public sealed partial class LooJobGrain(
         var predicted = job.PredictedDeltas(plan.TrainCount);
         var results = LooResults.Build(plan, predicted, rows);
         ScoreSummary summary;
-        using (var summaryStream = store.OpenRead($"{job.Prefix}/summary.json")) summary = ScoreSummary.Read(summaryStream, $"{job.Prefix}/summary.json");
+        var summaryKey = JobKeys.Output(JobId, "summary.json");
+        using (var summaryStream = store.OpenRead(summaryKey)) summary = ScoreSummary.Read(summaryStream, summaryKey);
         var curvature = summary.Curvature;
         var header = new LooReportHeader(JobId, checkpoint.Spec.Describe(), checkpoint.Spec.ParameterCount, plan.TrainCount,
             job.Settings.Remove, curvature.Damping, summary.Training.TestAccuracy,
             curvature.MinEigenvalue ?? double.NaN, curvature.MaxEigenvalue ?? double.NaN, timings);
-        var files = LooReport.Write(store, job.Prefix, header, results);
+        var files = LooReport.Write(store, header, results);
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
         store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
         return files.Count;

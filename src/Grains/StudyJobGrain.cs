@@ -51,14 +51,14 @@ public sealed partial class StudyJobGrain(
             }, Cancellation);
             if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
             if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
-            var row = await executor.Run(() => StudyRow.From(store, JobKeys.Prefix(id), point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
+            var row = await executor.Run(() => StudyRow.From(store, id, point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
             rows.Add(row);
-            await executor.Run(() => { StudyTable.WriteCsv(store, $"{Prefix}/study.csv", rows); return 0; });
+            await executor.Run(() => { StudyTable.WriteCsv(store, JobKeys.Output(JobId, "study.csv"), rows); return 0; });
             LogConfigDone(JobId, point.Label, i + 1, total);
         }
         await executor.Run(() =>
         {
-            StudyTable.WriteMarkdown(store, $"{Prefix}/study.md", request.Name, rows, Tracker.ElapsedSeconds);
+            StudyTable.WriteMarkdown(store, JobKeys.Output(JobId, "study.md"), request.Name, rows, Tracker.ElapsedSeconds);
             store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, new[] { "study.csv", "study.md" }));
             return 0;
         });

@@ -25,12 +25,12 @@ public static class LooReport
     /// <summary>Per-test-point plots are drawn for at most this many test points.</summary>
     public const int MaxPlottedTestPoints = 12;
 
-    public static IReadOnlyList<string> Write(IArtifactStore store, string prefix, LooReportHeader header, LooResults results)
+    public static IReadOnlyList<string> Write(IArtifactStore store, LooReportHeader header, LooResults results)
     {
         var files = new List<string>();
         void Text(string name, Action<TextWriter> write)
         {
-            store.Write($"{prefix}/{name}", s =>
+            store.Write(JobKeys.Output(header.JobId, name), s =>
             {
                 using var w = new StreamWriter(s, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
                 write(w);
@@ -39,7 +39,7 @@ public static class LooReport
         }
         void Png(string name, byte[] bytes)
         {
-            store.Write($"{prefix}/{name}", s => s.Write(bytes));
+            store.Write(JobKeys.Output(header.JobId, name), s => s.Write(bytes));
             files.Add(name);
         }
 
@@ -98,9 +98,9 @@ public static class LooReport
         }
 
         files.Add("loo_summary.json");
-        store.Write($"{prefix}/loo_summary.json", new LooSummary(header.JobId, header.RemovalText, results.Modes, results.Lds, results.Noise, header.TimingsSeconds).Write);
+        store.Write(JobKeys.Output(header.JobId, "loo_summary.json"), new LooSummary(header.JobId, header.RemovalText, results.Modes, results.Lds, results.Noise, header.TimingsSeconds).Write);
         files.Add("report.md");
-        store.Write($"{prefix}/report.md", s =>
+        store.Write(JobKeys.Output(header.JobId, "report.md"), s =>
         {
             using var w = new StreamWriter(s, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             Markdown(w, header, results, plots);

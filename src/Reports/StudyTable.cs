@@ -13,12 +13,13 @@ public sealed record StudyRow(string Label, int Depth, int Width, double WeightD
     double ColdMedianDistance, double NoiseRatio)
 {
     /// <summary>Reads a finished LOO study's summary.json and loo_summary.json from the store.</summary>
-    public static StudyRow From(IArtifactStore store, string prefix, string label, int depth, int width, double weightDecay, int seed)
+    public static StudyRow From(IArtifactStore store, string jobId, string label, int depth, int width, double weightDecay, int seed)
     {
         ScoreSummary summary;
-        using (var s1 = store.OpenRead($"{prefix}/summary.json")) summary = ScoreSummary.Read(s1, $"{prefix}/summary.json");
+        string summaryKey = JobKeys.Output(jobId, "summary.json"), looKey = JobKeys.Output(jobId, "loo_summary.json");
+        using (var s1 = store.OpenRead(summaryKey)) summary = ScoreSummary.Read(s1, summaryKey);
         LooSummary loo;
-        using (var s2 = store.OpenRead($"{prefix}/loo_summary.json")) loo = LooSummary.Read(s2, $"{prefix}/loo_summary.json");
+        using (var s2 = store.OpenRead(looKey)) loo = LooSummary.Read(s2, looKey);
         var modes = loo.Modes.ToDictionary(m => m.Mode);
         double Mode(RetrainMode mode, Func<ModeSummary, double> value) => modes.TryGetValue(mode, out var m) ? value(m) : double.NaN;
         double coldDistance = Mode(RetrainMode.Cold, m => m.Stats.MedianDistance);

@@ -63,7 +63,7 @@ public static class MethodComparison
                 var clock = Stopwatch.StartNew();
                 var result = InProcessStages.Run(job);
                 double seconds = clock.Elapsed.TotalSeconds;
-                var scores = ScoreComparison.ReadInfluence(store.PathOf($"{job.Prefix}/influence.csv"), trainCount);
+                var scores = ScoreComparison.ReadInfluence(store.PathOf(JobKeys.Output(job.JobId, "influence.csv")), trainCount);
                 exact ??= scores;
                 checkpoint ??= store.PathOf(job.CheckpointKey);
                 var agreement = ScoreComparison.Against(scores, exact);

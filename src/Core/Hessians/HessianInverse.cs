@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -148,31 +149,26 @@ public sealed class HessianInverse : IDisposable
     }
 
     /// <summary>Writes the factorisation (for shards on other silos).</summary>
-    public void Save(Stream stream)
+    public void Save(IArtifactStore store, string key)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write("influence-hessian-inverse-v1");
-        w.Write((int)Kind);
-        w.Write(Damping);
-        w.Write(MinEigenvalue);
-        w.Write(MaxEigenvalue);
-        w.Write(DroppedEigenvalues);
-        TensorIO.Write(w, Factor);
-        TensorIO.WriteOptional(w, Eigenvalues);
-        TensorIO.WriteOptional(w, Flat);
+        using var scope = NewDisposeScope();
+        var entries = new List<KeyValuePair<string, Tensor>>
+        {
+            new("factor", Factor), new("kind", TensorArchive.Scalar((long)Kind)), new("damping", TensorArchive.Scalar(Damping)),
+            new("min_eigenvalue", TensorArchive.Scalar(MinEigenvalue)), new("max_eigenvalue", TensorArchive.Scalar(MaxEigenvalue)),
+            new("dropped_eigenvalues", TensorArchive.Scalar(DroppedEigenvalues)),
+        };
+        if (Eigenvalues is not null) entries.Add(new("eigenvalues", Eigenvalues));
+        if (Flat is not null) entries.Add(new("flat", Flat));
+        TensorArchive.Write(store, key, entries);
     }
 
-    public static HessianInverse Load(Stream stream, Device device)
+    public static HessianInverse Load(IArtifactStore store, string key, Device device)
     {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        var magic = r.ReadString();
-        if (magic != "influence-hessian-inverse-v1") throw new InvalidDataException($"not a Hessian factorisation ('{magic}')");
-        var kind = (InverseKind)r.ReadInt32();
-        double damping = r.ReadDouble(), min = r.ReadDouble(), max = r.ReadDouble();
-        int dropped = r.ReadInt32();
-        var factor = TensorIO.Read(r, device);
-        var eig = TensorIO.ReadOptional(r, device);
-        var flat = TensorIO.ReadOptional(r, device);
-        return new HessianInverse(kind, factor, eig, flat, damping, min, max, dropped);
+        using var a = TensorArchive.Read(store, key, device);
+        var kind = (InverseKind)a.Int("kind");
+        if (!Enum.IsDefined(kind)) throw new InvalidDataException($"artifact '{key}': unknown factorisation kind {(int)kind}");
+        return new HessianInverse(kind, a.Take("factor"), a.TakeOptional("eigenvalues"), a.TakeOptional("flat"),
+            a.Double("damping"), a.Double("min_eigenvalue"), a.Double("max_eigenvalue"), a.Int("dropped_eigenvalues"));
     }
 }

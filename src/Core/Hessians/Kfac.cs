@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
 using Influence.Core.Scoring;
@@ -176,55 +177,32 @@ public sealed class KroneckerFactors : IDisposable
         return total!.MoveToOuterDisposeScope();
     }
 
-    public void Save(Stream stream)
+    /// <summary>Per layer l: the eigenvectors and eigenvalues of A (layer{l}.qa, .la) and S (.qs, .ls); EK-FAC's corrected eigenvalues go to their own artifact.</summary>
+    public void Save(IArtifactStore store, string key) => TensorArchive.Write(store, key, Enumerable.Range(0, spec.Layers.Count).SelectMany(l =>
+        new KeyValuePair<string, Tensor>[] { new($"layer{l}.qa", QA[l]), new($"layer{l}.la", LA[l]), new($"layer{l}.qs", QS[l]), new($"layer{l}.ls", LS[l]) }));
+
+    public static KroneckerFactors Load(ModelSpec spec, IArtifactStore store, string key, Device device)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write("influence-kronecker-factors-v1");
-        w.Write(spec.Layers.Count);
-        w.Write(Corrected is not null);
-        for (int l = 0; l < spec.Layers.Count; l++)
-        {
-            TensorIO.Write(w, QA[l]); TensorIO.Write(w, LA[l]);
-            TensorIO.Write(w, QS[l]); TensorIO.Write(w, LS[l]);
-            if (Corrected is not null) TensorIO.Write(w, Corrected[l]);
-        }
+        using var a = TensorArchive.Read(store, key, device);
+        int n = spec.Layers.Count;
+        if (a.Has($"layer{n}.qa")) throw new InvalidDataException($"artifact '{key}' has factors of more layers than the model's {n}");
+        Tensor[] Layers(string name) => Enumerable.Range(0, n).Select(l => a.Take($"layer{l}.{name}")).ToArray();
+        return new KroneckerFactors(spec, Layers("qa"), Layers("la"), Layers("qs"), Layers("ls"));
     }
 
-    public static KroneckerFactors Load(ModelSpec spec, Stream stream, Device device)
+    /// <summary>Writes a shard's sums (factor sums, or correction sums): the example count and the tensors as sum0, sum1, ….</summary>
+    public static void WriteSums(IArtifactStore store, string key, long count, IReadOnlyList<Tensor> tensors)
     {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        var magic = r.ReadString();
-        if (magic != "influence-kronecker-factors-v1") throw new InvalidDataException($"not a Kronecker-factor artifact ('{magic}')");
-        int n = r.ReadInt32();
-        if (n != spec.Layers.Count) throw new InvalidDataException($"the factors have {n} layers, the model {spec.Layers.Count}");
-        bool corrected = r.ReadBoolean();
-        var qa = new Tensor[n]; var la = new Tensor[n]; var qs = new Tensor[n]; var ls = new Tensor[n];
-        var c = corrected ? new Tensor[n] : null;
-        for (int l = 0; l < n; l++)
-        {
-            qa[l] = TensorIO.Read(r, device); la[l] = TensorIO.Read(r, device);
-            qs[l] = TensorIO.Read(r, device); ls[l] = TensorIO.Read(r, device);
-            if (c is not null) c[l] = TensorIO.Read(r, device);
-        }
-        return new KroneckerFactors(spec, qa, la, qs, ls) { Corrected = c };
+        using var scope = NewDisposeScope();
+        TensorArchive.Write(store, key, tensors.Select((t, i) => new KeyValuePair<string, Tensor>($"sum{i}", t)).Prepend(new("count", TensorArchive.Scalar(count))));
     }
 
-    /// <summary>Writes a shard's sums (factor sums, or correction sums) as a count and a list of tensors.</summary>
-    public static void WriteSums(Stream stream, long count, IReadOnlyList<Tensor> tensors)
+    public static (long Count, Tensor[] Tensors) ReadSums(IArtifactStore store, string key, Device device)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write(count);
-        w.Write(tensors.Count);
-        foreach (var t in tensors) TensorIO.Write(w, t);
-    }
-
-    public static (long Count, Tensor[] Tensors) ReadSums(Stream stream, Device device)
-    {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        long count = r.ReadInt64();
-        var tensors = new Tensor[r.ReadInt32()];
-        for (int i = 0; i < tensors.Length; i++) tensors[i] = TensorIO.Read(r, device);
-        return (count, tensors);
+        using var a = TensorArchive.Read(store, key, device);
+        var tensors = new List<Tensor>();
+        for (int i = 0; a.Has($"sum{i}"); i++) tensors.Add(a.Take($"sum{i}"));
+        return (a.Long("count"), tensors.ToArray());
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
 using Influence.Core.Models;
@@ -14,8 +15,8 @@ namespace Influence.Core.Jobs;
 /// </summary>
 public sealed partial class ScoreJob
 {
-    public string ProductInputKey(int round) => WorkKey($"hvp/{round:D5}/v.bin");
-    public string ProductPartKey(int round, int shard) => WorkKey($"hvp/{round:D5}/part-{shard:D4}.bin");
+    public string ProductInputKey(int round) => WorkKey($"hvp/{round:D5}/v.safetensors");
+    public string ProductPartKey(int round, int shard) => WorkKey($"hvp/{round:D5}/part-{shard:D4}.safetensors");
 
     private static Device Device => Compute.Devices.Default;
 
@@ -59,7 +60,7 @@ public sealed partial class ScoreJob
     public ScorePlan LoadPlan(Checkpoint checkpoint)
     {
         List<ScoreTerm> terms;
-        using (var s = Store.OpenRead(TermsKey)) terms = ScorePlan.ReadTerms(s, Device);
+        using (var s = Store.OpenRead(TermsKey)) terms = ScorePlan.ReadTerms(s, $"artifact '{TermsKey}'", Device);
         return new ScorePlan(terms, Method.SelfInfluence(this, checkpoint, LoadMethodReport()), Method.Cosine, Settings.Options.QueryRank);
     }
 
@@ -82,14 +83,9 @@ public sealed partial class ScoreJob
         return sum ?? throw new InvalidOperationException("no partial sums to add");
     }
 
-    public Tensor ReadTensor(string key)
-    {
-        using var s = Store.OpenRead(key);
-        using var r = new BinaryReader(s);
-        return TensorIO.Read(r, Device);
-    }
+    public Tensor ReadTensor(string key) => TensorArchive.ReadOne(Store, key, Device);
 
-    public void WriteTensor(string key, Tensor t) => Store.Write(key, s => TensorIO.Write(s, t));
+    public void WriteTensor(string key, Tensor t) => TensorArchive.WriteOne(Store, key, t);
 
     // ---- Curvature products (cg, lissa, arnoldi) ----
 

@@ -29,19 +29,19 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     /// <summary>Cancelled when the silo stops: training gives up at its next iteration.</summary>
     public CancellationToken Stopping { get; init; }
     public string Prefix => JobKeys.Prefix(JobId);
-    public string CheckpointKey => $"{Prefix}/checkpoint.json";
+    public string CheckpointKey => JobKeys.Checkpoint(JobId);
     /// <summary>The method of the settings (<see cref="Methods.All"/>).</summary>
     public InfluenceMethod Method => Settings.Estimator;
 
     /// <summary>An intermediate artifact of the job, under jobs/ID/work/ (deleted when the job has written its outputs).</summary>
-    public string WorkKey(string name) => $"{Prefix}/work/{name}";
+    public string WorkKey(string name) => JobKeys.Work(JobId, name);
     /// <summary>The score terms every shard scores against (θ, queries, weight each).</summary>
-    public string TermsKey => WorkKey("terms.bin");
+    public string TermsKey => WorkKey("terms.safetensors");
     /// <summary>The method's report (damping used, solver residuals, warnings), written with the terms.</summary>
     public string MethodReportKey => WorkKey("method.json");
     /// <summary>Minibatch training's checkpoints (TracIn's).</summary>
-    public string TrajectoryKey => WorkKey("trajectory.bin");
-    public string ScoreBlockKey(int shard) => WorkKey($"scores-{shard:D4}.bin");
+    public string TrajectoryKey => WorkKey("trajectory.safetensors");
+    public string ScoreBlockKey(int shard) => WorkKey($"scores-{shard:D4}.safetensors");
 
     /// <summary>Records the settings for the shards (jobs/ID/settings.json); a restart of the same id must bring the same.</summary>
     public void ClaimSettings() => SettingsJson.Claim(Store, JobKeys.ScoreSettings(JobId), Settings, JobId);
@@ -90,7 +90,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             progress?.Report($"training with {Settings.Training.Describe()}");
             var (theta, trajectory) = MinibatchTrainer.Train(objective, init, Settings.Training.ToMinibatch(Settings.Seed), Stopping);
             // TracIn's checkpoints go first: a checkpoint.json without them would be taken as finished training.
-            Store.Write(TrajectoryKey, s => WriteTrajectory(s, trajectory));
+            WriteTrajectory(trajectory);
             var (value, gradient) = objective.ValueAndGradient(theta);
             checkpoint = new Checkpoint(spec, Checkpoint.ToArray(theta), value, gradient.norm().ToDouble(), 0, 0, sw.Elapsed.TotalSeconds);
             foreach (var c in trajectory) c.Theta.Dispose();
@@ -153,17 +153,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         double seconds = sw.Elapsed.TotalSeconds;
         double floor;
         using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);
-        Store.Write(key, s =>
-        {
-            using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
-            w.Write(scores.QueryCount);
-            w.Write(scores.Count);
-            foreach (var v in scores.Influence) w.Write(v);
-            for (int i = 0; i < scores.Count; i++) w.Write(scores.SelfInfluence?[i] ?? double.NaN);
-            w.Write(seconds);
-            w.Write(floor);
-            w.Write(scores.Passes);
-        });
+        Store.Write(key, s => ScoreBlock.Write(s, scores.QueryCount, scores.Count, scores.Influence, scores.SelfInfluence, new BlockTimings(seconds, floor, scores.Passes)));
         return scores.TopK;
     }
 
@@ -172,35 +162,24 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public sealed record BlockTimings(double Seconds, double ForwardBackwardSeconds, int Passes);
 
     /// <summary>Opens a shard's score block for reading in its stored order (influence query by query, self-influence, timings).</summary>
-    public ScoreBlockReader OpenBlock(int shard, int expectedCount, long expectedQueries) =>
+    public ScoreBlock OpenBlock(int shard, int expectedCount, long expectedQueries) =>
         new(Store.OpenRead(ScoreBlockKey(shard)), $"score block of shard {shard}", expectedCount, expectedQueries);
 
     /// <summary>Deletes the large intermediate artifacts (partial Hessians, factorisation, blocks).</summary>
-    public void DeleteWork() => Store.DeletePrefix($"{Prefix}/work");
+    public void DeleteWork() => Store.DeletePrefix(JobKeys.WorkPrefix(JobId));
 
-    /// <summary>TracIn's checkpoints: their count, then the learning rate and θ of each.</summary>
-    private static void WriteTrajectory(Stream stream, IReadOnlyList<TrainingCheckpoint> trajectory)
+    /// <summary>TracIn's checkpoints: the learning rates, and θ of each as checkpoint{k}.theta.</summary>
+    private void WriteTrajectory(IReadOnlyList<TrainingCheckpoint> trajectory)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write(trajectory.Count);
-        foreach (var c in trajectory)
-        {
-            w.Write(c.LearningRate);
-            TensorIO.Write(w, c.Theta);
-        }
+        using var rates = tensor(trajectory.Select(c => c.LearningRate).ToArray(), dtype: ScalarType.Float64);
+        TensorArchive.Write(Store, TrajectoryKey, trajectory.Select((c, k) => new KeyValuePair<string, Tensor>($"checkpoint{k}.theta", c.Theta))
+            .Prepend(new("learning_rates", rates)));
     }
 
     /// <summary>The checkpoints <see cref="TrainOrLoad"/> kept of minibatch training (learning rate and θ each).</summary>
     public IReadOnlyList<(double LearningRate, Tensor Theta)> ReadTrajectory()
     {
-        using var s = Store.OpenRead(TrajectoryKey);
-        using var r = new BinaryReader(s);
-        var trajectory = new List<(double, Tensor)>();
-        for (int c = r.ReadInt32(); c > 0; c--)
-        {
-            double learningRate = r.ReadDouble();
-            trajectory.Add((learningRate, TensorIO.Read(r, Compute.Devices.Default)));
-        }
-        return trajectory;
+        using var a = TensorArchive.Read(Store, TrajectoryKey, Compute.Devices.Default);
+        return a["learning_rates"].data<double>().ToArray().Select((rate, k) => (rate, a.Take($"checkpoint{k}.theta"))).ToList();
     }
 }

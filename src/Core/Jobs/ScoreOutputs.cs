@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -28,7 +29,7 @@ public static class ScoreOutputs
     {
         var s = job.Settings;
         int q = s.TestIndices.Length;
-        var readers = new List<ScoreBlockReader>();
+        var readers = new List<ScoreBlock>();
         double[] self;
         ScoreJob.BlockTimings[] timingsOfShards;
         try
@@ -36,7 +37,7 @@ public static class ScoreOutputs
             foreach (var sh in shards) readers.Add(job.OpenBlock(sh.Index, sh.End - sh.Start, q));
             // influence.csv: every (test, train) pair, ordered by test point, then training row,
             // streamed from the shards' blocks one row of each at a time.
-            job.Store.Write($"{job.Prefix}/influence.csv", stream =>
+            job.Store.Write(JobKeys.Output(job.JobId, "influence.csv"), stream =>
             {
                 using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
                 w.WriteLine("test_index,train_index,influence");
@@ -56,7 +57,7 @@ public static class ScoreOutputs
         {
             foreach (var r in readers) r.Dispose();
         }
-        if (s.GivesSelfInfluence) job.Store.Write($"{job.Prefix}/self_influence.csv", stream =>
+        if (s.GivesSelfInfluence) job.Store.Write(JobKeys.Output(job.JobId, "self_influence.csv"), stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             w.WriteLine("train_index,self_influence");
@@ -65,7 +66,7 @@ public static class ScoreOutputs
                 for (int j = sh.Start; j < sh.End; j++) w.Write($"{j},{F(self[i++])}\n");
         });
         long n = data.Train.Count;
-        job.Store.Write($"{job.Prefix}/topk.csv", stream =>
+        job.Store.Write(JobKeys.Output(job.JobId, "topk.csv"), stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
             w.WriteLine("test_index,kind,rank,train_index,influence,predicted_delta");
@@ -100,7 +101,7 @@ public static class ScoreOutputs
             Throughput(shards, timingsOfShards, q),
             timings,
             shards);
-        job.Store.Write($"{job.Prefix}/summary.json", summary.Write);
+        job.Store.Write(JobKeys.Output(job.JobId, "summary.json"), summary.Write);
     }
 
     /// <summary>

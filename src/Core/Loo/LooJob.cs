@@ -33,9 +33,9 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     /// <summary>The score job this LOO study checks (same id, same store, same file access).</summary>
     public ScoreJob Score => score ??= new(Store, JobId, Settings.Score) { AllowLocalFiles = AllowLocalFiles };
     public string Prefix => JobKeys.Prefix(JobId);
-    public string PlanKey => $"{Prefix}/loo/plan.json";
-    public string UnitKey(int id) => $"{Prefix}/loo/units/unit-{id:D5}.csv";
-    public string InfluenceKey => $"{Prefix}/influence.csv";
+    public string PlanKey => JobKeys.LooPlan(JobId);
+    public string UnitKey(int id) => JobKeys.LooUnit(JobId, id);
+    public string InfluenceKey => JobKeys.Output(JobId, "influence.csv");
 
     private static JsonSerializerOptions Json => SettingsJson.Options;
 

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
 using TorchSharp;
@@ -63,17 +64,15 @@ public sealed class ProjectedCurvature : IDisposable
         (Damping, SmallestEigenvalue, LargestEigenvalue) = (damping, smallest, largest);
     }
 
-    private const string Magic = "influence-trak-curvature-v2";
-
     /// <summary>Writes the Cholesky factor: shards load it instead of factorising the Gram again.</summary>
-    public void Save(Stream stream) =>
-        TensorIO.WriteList(stream, Magic, [factor, tensor(new[] { Damping, SmallestEigenvalue, LargestEigenvalue })]);
+    public void Save(IArtifactStore store, string key) => TensorArchive.Write(store, key, [
+        new("cholesky_factor", factor), new("damping", TensorArchive.Scalar(Damping)),
+        new("smallest_eigenvalue", TensorArchive.Scalar(SmallestEigenvalue)), new("largest_eigenvalue", TensorArchive.Scalar(LargestEigenvalue))]);
 
-    public static ProjectedCurvature Load(Stream stream, Device device)
+    public static ProjectedCurvature Load(IArtifactStore store, string key, Device device)
     {
-        var t = TensorIO.ReadList(stream, Magic, 2, device);
-        using var values = t[1];
-        return new ProjectedCurvature(t[0], values[0].ToDouble(), values[1].ToDouble(), values[2].ToDouble());
+        using var a = TensorArchive.Read(store, key, device);
+        return new ProjectedCurvature(a.Take("cholesky_factor"), a.Double("damping"), a.Double("smallest_eigenvalue"), a.Double("largest_eigenvalue"));
     }
 
     /// <summary>Kronfluence's and the K-FAC methods' automatic rule, used here too, on ΦᵀΦ/N (its mean eigenvalue is its trace / k).</summary>

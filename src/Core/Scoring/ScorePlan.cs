@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Hessians;
 using Influence.Core.Models;
 using static TorchSharp.torch;
@@ -136,30 +137,15 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
     /// <summary>Writes the terms (θ, queries, weight each).</summary>
     public static void WriteTerms(Stream stream, IReadOnlyList<ScoreTerm> terms)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write("influence-score-terms-v1");
-        w.Write(terms.Count);
-        foreach (var t in terms)
-        {
-            w.Write(t.Weight);
-            TensorIO.Write(w, t.Theta);
-            TensorIO.Write(w, t.Queries);
-        }
+        using var weights = tensor(terms.Select(t => t.Weight).ToArray(), dtype: ScalarType.Float64);
+        TensorArchive.Write(stream, terms.SelectMany((t, k) => new KeyValuePair<string, Tensor>[] { new($"term{k}.theta", t.Theta), new($"term{k}.queries", t.Queries) })
+            .Prepend(new("weights", weights)));
     }
 
-    public static List<ScoreTerm> ReadTerms(Stream stream, Device device)
+    public static List<ScoreTerm> ReadTerms(Stream stream, string source, Device device)
     {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        var magic = r.ReadString();
-        if (magic != "influence-score-terms-v1") throw new InvalidDataException($"not a score-terms artifact ('{magic}')");
-        int n = r.ReadInt32();
-        var terms = new List<ScoreTerm>(n);
-        for (int i = 0; i < n; i++)
-        {
-            double weight = r.ReadDouble();
-            var theta = TensorIO.Read(r, device);
-            terms.Add(new ScoreTerm(theta, TensorIO.Read(r, device), weight));
-        }
-        return terms;
+        using var archive = TensorArchive.Read(stream, source, device);
+        var weights = archive["weights"].data<double>().ToArray();
+        return weights.Select((w, k) => new ScoreTerm(archive.Take($"term{k}.theta"), archive.Take($"term{k}.queries"), w)).ToList();
     }
 }

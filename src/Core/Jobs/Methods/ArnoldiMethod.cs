@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Hessians;
 using Influence.Core.Models;
@@ -17,7 +18,7 @@ public sealed class ArnoldiMethod : CurvatureProductMethod
     public override string Summary => "the top eigenpairs of the curvature from an Arnoldi run of distributed products; the inverse on their span";
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
 
-    private static string EigenKey(ScoreJob job) => job.WorkKey("eigen.bin");
+    private static string EigenKey(ScoreJob job) => job.WorkKey("eigen.safetensors");
 
     protected override MethodReport Precondition(ScoreJob job, ProductContext context, MethodReport report, IProgress<string>? progress)
     {
@@ -35,21 +36,14 @@ public sealed class ArnoldiMethod : CurvatureProductMethod
         report.LargestEigenvalue ??= kept.Max();
         if (kept.Any(v => v + damping <= 0))
             report.Warnings.Add($"{kept.Count(v => v + damping <= 0)} kept eigenvalues have λ + δ ≤ 0 (H is indefinite at θ̂): their directions flip sign; use --damping auto");
-        job.Store.Write(EigenKey(job), s =>
-        {
-            using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
-            TensorIO.Write(w, result.Eigenvectors);
-            TensorIO.Write(w, denominators);
-        });
+        TensorArchive.Write(job.Store, EigenKey(job), [new("eigenvectors", result.Eigenvectors), new("denominators", denominators)]);
         return job.FinishPreconditioning(context.Theta, result.Solve(context.Rhs, damping).t().contiguous(), report);
     }
 
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report)
     {
-        using var s = job.Store.OpenRead(EigenKey(job));
-        using var r = new BinaryReader(s);
-        var vectors = TensorIO.Read(r, Compute.Devices.Default);
-        return new SelfInfluence.LowRank(checkpoint.Spec, vectors, TensorIO.Read(r, Compute.Devices.Default));
+        using var a = TensorArchive.Read(job.Store, EigenKey(job), Compute.Devices.Default);
+        return new SelfInfluence.LowRank(checkpoint.Spec, a.Take("eigenvectors"), a.Take("denominators"));
     }
 
     public override void ReportOptions(ScoreSettings settings, JsonObject options)

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
 using Influence.Core.Models;

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
 using Influence.Core.Models;
@@ -23,8 +24,8 @@ public sealed class ExactMethod : InfluenceMethod
     /// <summary>The reference the others are compared with (compare-methods' --exact).</summary>
     public override bool InDefaultComparison => false;
 
-    private static string PartialHessianKey(ScoreJob job, int shard) => job.WorkKey($"hessian-{shard:D4}.bin");
-    private static string InverseKey(ScoreJob job) => job.WorkKey("inverse.bin");
+    private static string PartialHessianKey(ScoreJob job, int shard) => job.WorkKey($"hessian-{shard:D4}.safetensors");
+    private static string InverseKey(ScoreJob job) => job.WorkKey("inverse.safetensors");
 
     public override void CheckSize(ModelSpec spec)
     {
@@ -83,7 +84,7 @@ public sealed class ExactMethod : InfluenceMethod
             }
         }
         using var _ = inverse;
-        job.Store.Write(InverseKey(job), inverse.Save);
+        inverse.Save(job.Store, InverseKey(job));
 
         var theta = checkpoint.Theta(device);
         var grads = job.TestGradients(checkpoint, data, theta).to(ScalarType.Float64);
@@ -101,7 +102,6 @@ public sealed class ExactMethod : InfluenceMethod
 
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report)
     {
-        using var s = job.Store.OpenRead(InverseKey(job));
-        return new SelfInfluence.Exact(HessianInverse.Load(s, Compute.Devices.Default));
+        return new SelfInfluence.Exact(HessianInverse.Load(job.Store, InverseKey(job), Compute.Devices.Default));
     }
 }

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Models;

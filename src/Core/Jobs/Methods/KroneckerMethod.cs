@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
@@ -25,11 +26,11 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         : "K-FAC: each layer's Fisher as a Kronecker product of input and output-gradient covariances";
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
 
-    private static string FactorsKey(ScoreJob job) => job.WorkKey("factors.bin");
+    private static string FactorsKey(ScoreJob job) => job.WorkKey("factors.safetensors");
     /// <summary>EK-FAC: the shards' correction sums added, and their row count (the factors stay as written once).</summary>
-    private static string CorrectionsKey(ScoreJob job) => job.WorkKey("ekfac-corrections.bin");
-    private static string FactorSumsKey(ScoreJob job, int shard) => job.WorkKey($"kfac-{shard:D4}.bin");
-    private static string CorrectionSumsKey(ScoreJob job, int shard) => job.WorkKey($"ekfac-{shard:D4}.bin");
+    private static string CorrectionsKey(ScoreJob job) => job.WorkKey("ekfac-corrections.safetensors");
+    private static string FactorSumsKey(ScoreJob job, int shard) => job.WorkKey($"kfac-{shard:D4}.safetensors");
+    private static string CorrectionSumsKey(ScoreJob job, int shard) => job.WorkKey($"ekfac-{shard:D4}.safetensors");
     private static int FisherSeed(ScoreJob job, int shard, int pass) => Seeds.FisherLabels(job.Settings.Options.MethodSeed, shard, pass);
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
@@ -58,14 +59,14 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         {
             // The Kronecker factor sums A = Σāāᵀ, S = Σδδᵀ per layer over the unit's rows.
             using var sums = KfacFactorSums.Accumulate(spec, checkpoint.Theta(device), rows, o.FisherLabels, FisherSeed(job, unit.Index, 0), job.Settings.BatchSize);
-            job.Store.Write(key, s => KroneckerFactors.WriteSums(s, sums.Count, [.. sums.A, .. sums.S]));
+            KroneckerFactors.WriteSums(job.Store, key, sums.Count, [.. sums.A, .. sums.S]);
         }
         else
         {
             // EK-FAC: Σ (Q_Sᵀ δ)² (Q_Aᵀ ā)²ᵀ per layer over the unit's rows, in the factors' eigenbasis.
             using var factors = LoadFactors(job, spec);
             var sums = factors.CorrectionSums(checkpoint.Theta(device), rows, o.FisherLabels, FisherSeed(job, unit.Index, 1), job.Settings.BatchSize);
-            job.Store.Write(key, s => KroneckerFactors.WriteSums(s, unit.Count, sums));
+            KroneckerFactors.WriteSums(job.Store, key, unit.Count, sums);
         }
         return 0;
     }
@@ -80,19 +81,17 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         KfacFactorSums? total = null;
         for (int k = 0; k < shards; k++)
         {
-            using var s = job.Store.OpenRead(FactorSumsKey(job, k));
-            var (count, t) = KroneckerFactors.ReadSums(s, Compute.Devices.Default);
+            var (count, t) = KroneckerFactors.ReadSums(job.Store, FactorSumsKey(job, k), Compute.Devices.Default);
             var part = new KfacFactorSums(t[..layers], t[layers..], count);
             total = total is null ? part : total.Add(part);
         }
         using var factors = KroneckerFactors.FromSums(spec, total!);
-        job.Store.Write(FactorsKey(job), factors.Save);
+        factors.Save(job.Store, FactorsKey(job));
     }
 
     private static KroneckerFactors LoadFactors(ScoreJob job, ModelSpec spec)
     {
-        using var s = job.Store.OpenRead(FactorsKey(job));
-        return KroneckerFactors.Load(spec, s, Compute.Devices.Default);
+        return KroneckerFactors.Load(spec, job.Store, FactorsKey(job), Compute.Devices.Default);
     }
 
     /// <summary>The factors, with EK-FAC's corrected eigenvalues where this is EK-FAC.</summary>
@@ -100,8 +99,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     {
         var factors = LoadFactors(job, spec);
         if (!eigenvalueCorrected) return factors;
-        using var s = job.Store.OpenRead(CorrectionsKey(job));
-        var (count, sums) = KroneckerFactors.ReadSums(s, Compute.Devices.Default);
+        var (count, sums) = KroneckerFactors.ReadSums(job.Store, CorrectionsKey(job), Compute.Devices.Default);
         factors.SetCorrections(sums, count);
         foreach (var t in sums) t.Dispose();
         return factors;
@@ -124,12 +122,11 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
             long count = 0;
             for (int k = 0; k < shards; k++)
             {
-                using var s = job.Store.OpenRead(CorrectionSumsKey(job, k));
-                var (c, t) = KroneckerFactors.ReadSums(s, device);
+                var (c, t) = KroneckerFactors.ReadSums(job.Store, CorrectionSumsKey(job, k), device);
                 count += c;
                 sums = sums is null ? t : sums.Zip(t, (a, b) => a.add(b)).ToArray();
             }
-            job.Store.Write(CorrectionsKey(job), s => KroneckerFactors.WriteSums(s, count, sums!));
+            KroneckerFactors.WriteSums(job.Store, CorrectionsKey(job), count, sums!);
         }
         using var factors = LoadPreconditioner(job, spec);
         var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, eigenvalueCorrected).flatten()).ToArray());

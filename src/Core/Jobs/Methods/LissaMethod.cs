@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
@@ -19,8 +20,8 @@ public sealed class LissaMethod : SelfSolvingMethod
     public override string Name => Methods.Lissa;
     public override string Summary => "the stochastic Neumann series of LiSSA, in seeded repeats spread over the silos and averaged";
 
-    private static string RhsKey(ScoreJob job) => job.WorkKey("rhs.bin");
-    private static string RepeatKey(ScoreJob job, int repeat) => job.WorkKey($"lissa-{repeat:D3}.bin");
+    private static string RhsKey(ScoreJob job) => job.WorkKey("rhs.safetensors");
+    private static string RepeatKey(ScoreJob job, int repeat) => job.WorkKey($"lissa-{repeat:D3}.safetensors");
 
     protected override bool NeedsSpectrum(ScoreSettings settings) => settings.Options.LissaScale == 0;
 
@@ -72,14 +73,9 @@ public sealed class LissaMethod : SelfSolvingMethod
         var o = job.Settings.Options;
         var settings = new LissaSettings(report.Damping, Scale(report), o.LissaDepth, Repeats: 1, o.LissaBatch, Seed: Seeds.LissaRepeat(o.MethodSeed, unit.Index));
         var (estimate, lissa) = Lissa.Solve(BatchProduct(job, objective, checkpoint.Theta(device), report.Damping), rhs, train.Count, settings);
-        job.Store.Write(key, s =>
-        {
-            using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
-            w.Write(lissa.Diverged > 0);
-            w.Write(lissa.FinalStepNorms[0]);
-            w.Write(lissa.Products);
-            TensorIO.Write(w, estimate);
-        });
+        TensorArchive.Write(job.Store, key, [
+            new("estimate", estimate), new("diverged", TensorArchive.Scalar(lissa.Diverged > 0)),
+            new("final_step_norm", TensorArchive.Scalar(lissa.FinalStepNorms[0])), new("products", TensorArchive.Scalar(lissa.Products))]);
         return lissa.Products;
     }
 
@@ -96,12 +92,11 @@ public sealed class LissaMethod : SelfSolvingMethod
         var steps = new JsonArray();
         for (int r = 0; r < repeats; r++)
         {
-            using var s = job.Store.OpenRead(RepeatKey(job, r));
-            using var reader = new BinaryReader(s);
-            bool diverged = reader.ReadBoolean();
-            double step = reader.ReadDouble();
-            products += reader.ReadInt64();
-            var estimate = TensorIO.Read(reader, device);
+            using var repeat = TensorArchive.Read(job.Store, RepeatKey(job, r), device);
+            bool diverged = repeat.Bool("diverged");
+            double step = repeat.Double("final_step_norm");
+            products += repeat.Long("products");
+            var estimate = repeat.Take("estimate");
             steps.Add(MethodReport.Number(step));
             if (diverged) continue;
             kept++;

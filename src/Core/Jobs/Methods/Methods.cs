@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 namespace Influence.Core.Jobs;
 
 /// <summary>

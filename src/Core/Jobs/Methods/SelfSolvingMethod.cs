@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
@@ -31,7 +32,7 @@ public abstract class SelfSolvingMethod : CurvatureProductMethod
 
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Solves;
 
-    private static string SelfInfluenceKey(ScoreJob job, int shard) => job.WorkKey($"self-{shard:D4}.bin");
+    private static string SelfInfluenceKey(ScoreJob job, int shard) => job.WorkKey($"self-{shard:D4}.safetensors");
 
     /// <summary>The method's preparation without the self-influence solves.</summary>
     protected virtual Task<MethodReport> PrepareTermsAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress) =>
@@ -87,23 +88,20 @@ public abstract class SelfSolvingMethod : CurvatureProductMethod
             Array.Copy(s, 0, values, b0 - unit.Start, len);
             progress?.Report(len);
         }
-        job.Store.Write(key, s =>
-        {
-            using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
-            w.Write(values.Length);
-            foreach (var v in values) w.Write(v);
-            w.Write(stats.Solves); w.Write(stats.Unconverged); w.Write(stats.NegativeCurvature); w.Write(stats.LargestResidual);
-            w.Write(stats.DivergedRepeats); w.Write(stats.AllDiverged); w.Write(stats.Products);
-        });
+        TensorArchive.Write(job.Store, key, [
+            new("self_influence", tensor(values, dtype: ScalarType.Float64)),
+            new("solves", TensorArchive.Scalar(stats.Solves)), new("unconverged", TensorArchive.Scalar(stats.Unconverged)),
+            new("negative_curvature", TensorArchive.Scalar(stats.NegativeCurvature)), new("largest_residual", TensorArchive.Scalar(stats.LargestResidual)),
+            new("diverged_repeats", TensorArchive.Scalar(stats.DivergedRepeats)), new("all_diverged", TensorArchive.Scalar(stats.AllDiverged)),
+            new("products", TensorArchive.Scalar(stats.Products))]);
     }
 
     private static (double[] Values, SelfSolveStats Stats) ReadSelfInfluence(ScoreJob job, int shard)
     {
-        using var s = job.Store.OpenRead(SelfInfluenceKey(job, shard));
-        using var r = new BinaryReader(s);
-        var values = new double[r.ReadInt32()];
-        for (int i = 0; i < values.Length; i++) values[i] = r.ReadDouble();
-        var stats = new SelfSolveStats(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadDouble(), r.ReadInt32(), r.ReadInt32(), r.ReadInt64());
+        using var a = TensorArchive.Read(job.Store, SelfInfluenceKey(job, shard), Compute.Devices.Default);
+        var values = a["self_influence"].cpu().data<double>().ToArray();
+        var stats = new SelfSolveStats(a.Int("solves"), a.Int("unconverged"), a.Int("negative_curvature"), a.Double("largest_residual"),
+            a.Int("diverged_repeats"), a.Int("all_diverged"), a.Long("products"));
         return (values, stats);
     }
 

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
@@ -20,7 +21,8 @@ namespace Influence.Core.Jobs;
 public sealed class TrakMethod : InfluenceMethod
 {
     public const string ProjectedFeaturesStage = "projected_features";
-    private const string FeaturesFormat = "influence-trak-features-v1";
+    private const string FeaturesFormat = "influence-trak-features-v2"; // in the key: a new format never reads an old one
+    private const string Gram = "gram", Features = "features";
 
     public override string Name => Methods.Trak;
     public override string Summary => "TRAK: per-example gradients randomly projected to k dimensions, with the projected Gauss-Newton as curvature; features reused across jobs";
@@ -29,7 +31,7 @@ public sealed class TrakMethod : InfluenceMethod
     /// <summary>ΦᵀΦ/N is singular when k exceeds its rank: it needs a damping, which the default of 0 is not.</summary>
     public override bool InDefaultComparison => false;
 
-    private static string ProjectedCurvatureKey(ScoreJob job) => job.WorkKey("trak-curvature.bin");
+    private static string ProjectedCurvatureKey(ScoreJob job) => job.WorkKey("trak-curvature.safetensors");
 
     private static GradientProjector Projector(ScoreJob job, ModelSpec spec) =>
         new(spec.ParameterCount, job.Settings.Options.ProjectionDim, job.Settings.Options.Projection, job.Settings.Options.MethodSeed);
@@ -44,7 +46,7 @@ public sealed class TrakMethod : InfluenceMethod
         var rows = train.Slice(start, end);
         hash.AppendData(MemoryMarshal.AsBytes(rows.Features.AsSpan()));
         hash.AppendData(MemoryMarshal.AsBytes(rows.Labels.AsSpan()));
-        return $"features/{Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant()}.bin";
+        return $"features/{Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant()}.safetensors";
     }
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
@@ -68,14 +70,14 @@ public sealed class TrakMethod : InfluenceMethod
         using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), checkpoint.Spec, Devices.Default);
         var features = ProjectedFeatures.Of(checkpoint.Spec, checkpoint.Theta(Devices.Default), rows, Projector(job, checkpoint.Spec), job.Settings.BatchSize);
         // The Gram first: the coordinator reads only it.
-        job.Store.Write(key, s => TensorIO.WriteList(s, FeaturesFormat, [features.t().matmul(features), features]));
+        TensorArchive.Write(job.Store, key, [new(Gram, features.t().matmul(features)), new(Features, features)]);
         return 0;
     }
 
-    private static Tensor[] ReadFeatures(ScoreJob job, Checkpoint checkpoint, Dataset train, int start, int end, int count)
+    private static Tensor ReadFeatures(ScoreJob job, Checkpoint checkpoint, Dataset train, int start, int end, string name)
     {
-        using var s = job.Store.OpenRead(FeaturesKey(job, checkpoint, train, start, end));
-        return TensorIO.ReadList(s, FeaturesFormat, count, Devices.Default);
+        using var a = TensorArchive.Read(job.Store, FeaturesKey(job, checkpoint, train, start, end), Devices.Default, [name]);
+        return a.Take(name);
     }
 
     /// <summary>Coordinator step: ΣΦ_bᵀΦ_b/N + δI, factorised; the projected query gradients preconditioned by it.</summary>
@@ -85,11 +87,11 @@ public sealed class TrakMethod : InfluenceMethod
         using var scope = NewDisposeScope();
         var spec = checkpoint.Spec;
         var settings = job.Settings;
-        var gram = ranges.Select(r => ReadFeatures(job, checkpoint, data.Train, r.Start, r.End, 1)[0]).Aggregate((a, b) => a.add(b));
+        var gram = ranges.Select(r => ReadFeatures(job, checkpoint, data.Train, r.Start, r.End, Gram)).Aggregate((a, b) => a.add(b));
         long n = data.Train.Count;
         double damping = settings.AutoDamping ? ProjectedCurvature.AutoDamping(gram, n) : settings.Damping;
         using var curvature = new ProjectedCurvature(gram, n, damping);
-        job.Store.Write(ProjectedCurvatureKey(job), curvature.Save);
+        curvature.Save(job.Store, ProjectedCurvatureKey(job));
 
         var theta = checkpoint.Theta(Devices.Default);
         var queries = curvature.Precondition(Projector(job, spec).Project(job.QueryGradients(checkpoint, data, theta)));
@@ -112,9 +114,9 @@ public sealed class TrakMethod : InfluenceMethod
     public override ShardScores ScoreRows(ScoreJob job, Checkpoint checkpoint, Dataset train, DataTensors rows, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress)
     {
         using var scope = NewDisposeScope();
-        var features = ReadFeatures(job, checkpoint, train, start, end, 2)[1];
+        var features = ReadFeatures(job, checkpoint, train, start, end, Features);
         ProjectedCurvature curvature;
-        using (var s = job.Store.OpenRead(ProjectedCurvatureKey(job))) curvature = ProjectedCurvature.Load(s, Devices.Default);
+        curvature = ProjectedCurvature.Load(job.Store, ProjectedCurvatureKey(job), Devices.Default);
         using var _ = curvature;
         var queries = plan.Terms[0].Queries.to(ScalarType.Float64); // Q × k
         int n = end - start, q = (int)queries.shape[0];

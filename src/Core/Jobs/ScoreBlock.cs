@@ -1,0 +1,103 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Influence.Core.Storage;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>
+/// One shard's score block, written once and read front to back: a <see cref="TensorArchive"/> holding the influence (Q × n,
+/// float64, query by query), the self-influence (n; NaN where the method has none) and the
+/// shard's timings. Rows are read straight from the stream at their offsets: readers of several
+/// shards advanced together give influence.csv's order (test point, then training row) while
+/// holding one row of each shard, never the whole N × Q.
+/// </summary>
+public sealed class ScoreBlock : IDisposable
+{
+    public const string Influence = "influence", SelfInfluence = "self_influence",
+        Seconds = "seconds", ForwardBackwardSeconds = "forward_backward_seconds", Passes = "passes";
+
+    private readonly Stream stream;
+    private readonly TensorArchive.Index index;
+    private readonly string name;
+    private int rowsRead;
+
+    public int QueryCount { get; }
+    public int Count { get; }
+
+    /// <summary>Writes a block: <paramref name="influence"/> query-major (Q × n), <paramref name="selfInfluence"/> null where the method has none.</summary>
+    public static void Write(Stream stream, int queries, int count, double[] influence, double[]? selfInfluence, ScoreJob.BlockTimings timings)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        TensorArchive.Write(stream, [
+            new(Influence, TorchSharp.torch.tensor(influence, [queries, count], TorchSharp.torch.ScalarType.Float64)),
+            new(SelfInfluence, TorchSharp.torch.tensor(selfInfluence ?? Enumerable.Repeat(double.NaN, count).ToArray(), dtype: TorchSharp.torch.ScalarType.Float64)),
+            new(Seconds, TensorArchive.Scalar(timings.Seconds)),
+            new(ForwardBackwardSeconds, TensorArchive.Scalar(timings.ForwardBackwardSeconds)),
+            new(Passes, TensorArchive.Scalar(timings.Passes))]);
+    }
+
+    public ScoreBlock(Stream stream, string name, int expectedCount, long expectedQueries)
+    {
+        this.stream = stream;
+        this.name = name;
+        try
+        {
+            index = TensorArchive.ReadIndex(stream, name);
+            index.Expect(Influence, "F64", expectedQueries, expectedCount);
+            index.Expect(SelfInfluence, "F64", expectedCount);
+            foreach (var scalar in new[] { Seconds, ForwardBackwardSeconds }) index.Expect(scalar, "F64");
+            index.Expect(Passes, "I64");
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+        (QueryCount, Count) = ((int)expectedQueries, expectedCount);
+    }
+
+    /// <summary>The next query's influence on every row of the shard.</summary>
+    public void ReadInfluenceRow(Span<double> into)
+    {
+        if (rowsRead == QueryCount) throw new InvalidOperationException($"{name}: all {QueryCount} rows were read");
+        stream.Position = index.Entries[Influence].Start + (long)rowsRead * Count * sizeof(double);
+        ReadDoubles(into[..Count]);
+        rowsRead++;
+    }
+
+    /// <summary>All remaining influence rows, query-major (a shard's own block: Q × n of one shard).</summary>
+    public double[] ReadAllInfluence()
+    {
+        var all = new double[(long)(QueryCount - rowsRead) * Count];
+        for (long offset = 0; offset < all.LongLength; offset += Count) ReadInfluenceRow(all.AsSpan((int)offset, Count));
+        return all;
+    }
+
+    /// <summary>The self-influence of every row (NaN where the method has none).</summary>
+    public double[] ReadSelfInfluence()
+    {
+        var self = new double[Count];
+        stream.Position = index.Entries[SelfInfluence].Start;
+        ReadDoubles(self);
+        return self;
+    }
+
+    /// <summary>The shard's timings.</summary>
+    public ScoreJob.BlockTimings ReadTimings()
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        long Read(string scalar, Span<byte> into)
+        {
+            stream.Position = index.Entries[scalar].Start;
+            stream.ReadExactly(into);
+            return BinaryPrimitives.ReadInt64LittleEndian(into);
+        }
+        double seconds = BitConverter.Int64BitsToDouble(Read(Seconds, bytes)), floor = BitConverter.Int64BitsToDouble(Read(ForwardBackwardSeconds, bytes));
+        return new ScoreJob.BlockTimings(seconds, floor, checked((int)Read(Passes, bytes)));
+    }
+
+    // safetensors is little-endian, as is every platform .NET runs on here.
+    private void ReadDoubles(Span<double> into) => stream.ReadExactly(MemoryMarshal.AsBytes(into));
+
+    public void Dispose() => stream.Dispose();
+}
