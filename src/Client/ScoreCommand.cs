@@ -36,6 +36,7 @@ public static class ScoreCommand
     public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => D.Shards };
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => D.TopK };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => D.BatchSize };
+    public static readonly Option<string> Dense = new("--dense") { Description = $"influence.npy, the test × train influence matrix (numpy: np.load(path, mmap_mode=\"r\")): {Words<DenseOutput>()}", DefaultValueFactory = _ => SettingsJson.Word(D.Dense) };
     public static readonly Option<string> Out = new("--out") { Description = "Output folder (new or empty; one holding an earlier run's results needs --overwrite)", Required = true };
     public static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace the results of an earlier run in --out (its files are removed first)" };
     public static readonly Option<string?> Cluster = new("--cluster")
@@ -63,7 +64,7 @@ public static class ScoreCommand
     public static readonly Option<string> ProjectionOpt = new("--projection") { Description = $"trak: {Words<ProjectionKind>()} (seeded by --method-seed)", DefaultValueFactory = _ => SettingsJson.Word(M.Projection) };
     public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = $"{MethodsWhere(m => m.SelfInfluenceSource == SelfInfluenceSource.Solves)}: also solve for every training example's self-influence (one solve each)" };
     public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => M.QueryRank };
-    public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of Arnoldi's start, LiSSA's batches, the sampled Fisher labels and TRAK's projection", DefaultValueFactory = _ => M.MethodSeed };
+    public static readonly Option<int> MethodSeed = new("--method-seed") { Description = "Seed of a seeded method's randomness (its start vector, batches, sampled labels or projection; 'influence methods' shows which are seeded)", DefaultValueFactory = _ => M.MethodSeed };
     public static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "lbfgs (full batch, tight optimum), sgd or adam (minibatch, checkpoints for tracin)", DefaultValueFactory = _ => TrainingChoice.Word(T.Optimizer) };
     public static readonly Option<double> LearningRate = new("--learning-rate", "--lr") { Description = "sgd/adam learning rate", DefaultValueFactory = _ => T.LearningRate };
     public static readonly Option<int> Epochs = new("--epochs") { Description = "sgd/adam epochs", DefaultValueFactory = _ => T.Epochs };
@@ -80,7 +81,7 @@ public static class ScoreCommand
     public static Option[] All =>
     [
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
-        TestIndices, Shards, TopK, BatchSize, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
+        TestIndices, Shards, TopK, BatchSize, Dense, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, Out, Overwrite, Cluster, Store, Verbose,
     ];
@@ -148,6 +149,7 @@ public static class ScoreCommand
             Shards = p.GetValue(Shards),
             TopK = p.GetValue(TopK),
             BatchSize = p.GetValue(BatchSize),
+            Dense = SettingsJson.Parse<DenseOutput>(p.GetValue(Dense)!, "--dense"),
         };
         // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
         settings.Validate();

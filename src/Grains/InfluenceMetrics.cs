@@ -32,7 +32,7 @@ public static class InfluenceMetrics
     public static readonly Counter<long> ExamplesScored = Meter.CreateCounter<long>("influence.examples.scored", "{example}", "Training examples scored against every query of a job");
     public static readonly Counter<long> GradientsComputed = Meter.CreateCounter<long>("influence.gradients.computed", "{gradient}", "Per-example loss gradients computed");
     public static readonly Counter<long> CurvatureProducts = Meter.CreateCounter<long>("influence.hvp.computed", "{product}", "Curvature-vector products computed by shards (one per vector per shard or LiSSA step)");
-    public static readonly Histogram<double> ShardDuration = Meter.CreateHistogram<double>("influence.shard.duration", "s", "Wall time of one shard stage (stage: score, curvature_product, or the method's own: partial_hessian, lissa_repeat, factor_sums, correction_sums, projected_features, self_influence_solves)");
+    public static readonly Histogram<double> ShardDuration = Meter.CreateHistogram<double>("influence.shard.duration", "s", "Wall time of one shard stage (stage: score, curvature_product, or the method's own, e.g. partial_hessian, factor_sums; docs/methods.md)");
 
     public static readonly Counter<long> JobsStarted = Meter.CreateCounter<long>("influence.jobs.started", "{job}", "Jobs a coordinator on this silo started or resumed (kind)");
     public static readonly Counter<long> JobsFinished = Meter.CreateCounter<long>("influence.jobs.finished", "{job}", "Jobs that ended on this silo (kind, outcome: completed, failed or cancelled)");

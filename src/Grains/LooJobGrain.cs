@@ -64,7 +64,7 @@ public sealed partial class LooJobGrain(
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         await executor.Run(() => { job.CheckSettings(); return 0; });
-        await RunScoreJob(settings.Score, job);
+        await RunScoreJob(settings.ScoreJob, job);
         timings["score"] = Lap(phase);
 
         var (data, checkpoint) = await executor.Run(() =>

@@ -60,9 +60,16 @@ public sealed class ScoreBlock : IDisposable
     public void ReadInfluenceRow(Span<double> into)
     {
         if (rowsRead == QueryCount) throw new InvalidOperationException($"{name}: all {QueryCount} rows were read");
-        stream.Position = index.Entries[Influence].Start + (long)rowsRead * Count * sizeof(double);
+        ReadInfluenceRow(rowsRead++, into);
+    }
+
+    /// <summary>Query <paramref name="query"/>'s influence on every row of the shard, into the first <see cref="Count"/> values.</summary>
+    public void ReadInfluenceRow(int query, Span<double> into)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(query);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(query, QueryCount);
+        stream.Position = index.Entries[Influence].Start + (long)query * Count * sizeof(double);
         ReadDoubles(into[..Count]);
-        rowsRead++;
     }
 
     /// <summary>All remaining influence rows, query-major (a shard's own block: Q × n of one shard).</summary>

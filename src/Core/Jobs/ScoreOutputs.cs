@@ -20,7 +20,7 @@ public sealed record ShardRun(int Index, int Start, int End, string Silo, double
 public static class ScoreOutputs
 {
     /// <summary>What a score job writes (self_influence.csv where the method gives it).</summary>
-    public static readonly string[] Files = ["influence.csv", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json"];
+    public static readonly string[] Files = ["influence.csv", "influence.npy", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json"];
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
@@ -35,21 +35,38 @@ public static class ScoreOutputs
         try
         {
             foreach (var sh in shards) readers.Add(job.OpenBlock(sh.Index, sh.End - sh.Start, q));
-            // influence.csv: every (test, train) pair, ordered by test point, then training row,
-            // streamed from the shards' blocks one row of each at a time.
+            int trainCount = data.Train.Count;
+            // One test point's influence on every training row, gathered from the shards' blocks:
+            // the outputs are streamed query by query, never holding N × Q.
+            void ForEachQuery(Action<int, double[]> use)
+            {
+                var row = new double[trainCount];
+                for (int k = 0; k < q; k++)
+                {
+                    for (int b = 0; b < shards.Count; b++) readers[b].ReadInfluenceRow(k, row.AsSpan(shards[b].Start, readers[b].Count));
+                    use(k, row);
+                }
+            }
+            // influence.csv: every (test, train) pair, ordered by test point, then training row.
             job.Store.Write(JobKeys.Output(job.JobId, "influence.csv"), stream =>
             {
                 using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
                 w.WriteLine("test_index,train_index,influence");
-                var row = new double[shards.Max(sh => sh.End - sh.Start)];
-                for (int k = 0; k < q; k++)
-                    for (int b = 0; b < shards.Count; b++)
-                    {
-                        readers[b].ReadInfluenceRow(row);
-                        for (int j = 0; j < readers[b].Count; j++)
-                            w.Write($"{s.TestIndices[k]},{shards[b].Start + j},{F(row[j])}\n");
-                    }
+                ForEachQuery((k, row) =>
+                {
+                    for (int j = 0; j < row.Length; j++) w.Write($"{s.TestIndices[k]},{j},{F(row[j])}\n");
+                });
             });
+            // influence.npy: the same matrix, test points (in --test-indices order) × training rows.
+            if (s.Dense != DenseOutput.Off)
+            {
+                var dtype = s.Dense == DenseOutput.Float32 ? Npy.DType.Float32 : Npy.DType.Float64;
+                job.Store.Write(JobKeys.Output(job.JobId, "influence.npy"), stream =>
+                {
+                    Npy.WriteHeader(stream, dtype, q, trainCount);
+                    ForEachQuery((_, row) => Npy.WriteRow(stream, dtype, row));
+                });
+            }
             self = readers.SelectMany(r => r.ReadSelfInfluence()).ToArray();
             timingsOfShards = readers.Select(r => r.ReadTimings()).ToArray();
         }

@@ -3,6 +3,9 @@ using Influence.Core.Models;
 
 namespace Influence.Core.Jobs;
 
+/// <summary>Whether a score job writes the dense influence matrix (influence.npy), and in which precision.</summary>
+public enum DenseOutput { Off, Float32, Float64 }
+
 /// <summary>
 /// A score job's settings: what the command line builds, what Orleans carries to the coordinator,
 /// what jobs/ID/settings.json holds for every shard, and summary.json's "settings" (one JSON form,
@@ -48,6 +51,8 @@ public sealed record ScoreSettings
     public int TopK { get; init; } = 10;
     /// <summary>Examples per batch of per-example gradients.</summary>
     public int BatchSize { get; init; } = 512;
+    /// <summary>The dense test × train influence matrix as influence.npy, in this precision (off: not written; it holds Q × N values).</summary>
+    public DenseOutput Dense { get; init; } = DenseOutput.Off;
 
     /// <summary>The estimator <see cref="Method"/> names (ArgumentException for an unknown name).</summary>
     [System.Text.Json.Serialization.JsonIgnore]

@@ -31,30 +31,29 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     public LooSettings Settings { get; } = settings;
     private ScoreJob? score;
     /// <summary>The score job this LOO study checks (same id, same store, same file access).</summary>
-    public ScoreJob Score => score ??= new(Store, JobId, Settings.Score) { AllowLocalFiles = AllowLocalFiles };
+    public ScoreJob Score => score ??= new(Store, JobId, Settings.ScoreJob) { AllowLocalFiles = AllowLocalFiles };
     public string Prefix => JobKeys.Prefix(JobId);
     public string PlanKey => JobKeys.LooPlan(JobId);
     public string UnitKey(int id) => JobKeys.LooUnit(JobId, id);
-    public string InfluenceKey => JobKeys.Output(JobId, "influence.csv");
+    /// <summary>The score job's dense influence matrix (test points × training rows, float64).</summary>
+    public string InfluenceKey => JobKeys.Output(JobId, "influence.npy");
 
     private static JsonSerializerOptions Json => SettingsJson.Options;
 
-    /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.csv.</summary>
+    /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.npy.</summary>
     public double[][] PredictedDeltas(int trainCount)
     {
-        var tests = Settings.Score.TestIndices;
-        var position = tests.Select((t, k) => (t, k)).ToDictionary(p => p.t, p => p.k);
-        var result = tests.Select(_ => Enumerable.Repeat(double.NaN, trainCount).ToArray()).ToArray();
+        int queries = Settings.Score.TestIndices.Length;
         using var s = Store.OpenRead(InfluenceKey);
-        using var reader = new StreamReader(s);
-        reader.ReadLine();
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
+        var header = Npy.ReadHeader(s, $"artifact '{InfluenceKey}'");
+        if (!header.Shape.SequenceEqual([queries, (long)trainCount]))
+            throw new InvalidDataException($"artifact '{InfluenceKey}' has shape ({string.Join(", ", header.Shape)}), expected ({queries}, {trainCount})");
+        var result = new double[queries][];
+        for (int k = 0; k < queries; k++)
         {
-            var f = line.Split(',');
-            int q = position[int.Parse(f[0], CultureInfo.InvariantCulture)];
-            int i = int.Parse(f[1], CultureInfo.InvariantCulture);
-            result[q][i] = -double.Parse(f[2], CultureInfo.InvariantCulture) / trainCount;
+            result[k] = new double[trainCount];
+            Npy.ReadRow(s, header, k, result[k]);
+            for (int i = 0; i < trainCount; i++) result[k][i] = -result[k][i] / trainCount;
         }
         return result;
     }

@@ -25,6 +25,9 @@ public sealed record LooSettings
 
     [JsonIgnore] public RemovalSet Removal => RemovalSet.Parse(Remove);
 
+    /// <summary>The settings of the score job a study runs: <see cref="Score"/>, writing the dense float64 influence.npy the study reads its predictions from.</summary>
+    [JsonIgnore] public ScoreSettings ScoreJob => Score with { Dense = DenseOutput.Float64 };
+
     public void Validate()
     {
         static string N(string property) => SettingError.Name(property);

@@ -1,0 +1,98 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Influence.Core.Storage;
+
+/// <summary>
+/// numpy's .npy format (version 1.0), for dense matrices too large for CSV: a magic string, a
+/// header dict (dtype, C order, shape) padded to 64 bytes, then the raw little-endian values row
+/// after row. Written row by row, so no process holds the matrix; numpy opens it with
+/// <c>np.load(path, mmap_mode="r")</c>.
+/// </summary>
+public static partial class Npy
+{
+    private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0];
+
+    /// <summary>The element types written here: float32 ('&lt;f4') and float64 ('&lt;f8').</summary>
+    public enum DType { Float32, Float64 }
+
+    public static string Descr(DType dtype) => dtype == DType.Float32 ? "<f4" : "<f8";
+
+    /// <summary>Writes the header of a C-order array of <paramref name="shape"/>; the rows follow (<see cref="WriteRow"/>).</summary>
+    public static void WriteHeader(Stream stream, DType dtype, params long[] shape)
+    {
+        string dims = shape.Length == 1 ? $"{shape[0]}," : string.Join(", ", shape.Select(d => d.ToString(CultureInfo.InvariantCulture)));
+        string dict = $"{{'descr': '{Descr(dtype)}', 'fortran_order': False, 'shape': ({dims}), }}";
+        int unpadded = Magic.Length + 2 + dict.Length + 1;
+        var header = dict + new string(' ', (64 - unpadded % 64) % 64) + "\n";
+        stream.Write(Magic);
+        Span<byte> length = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(length, checked((ushort)header.Length));
+        stream.Write(length);
+        stream.Write(Encoding.ASCII.GetBytes(header));
+    }
+
+    /// <summary>Appends one row, converted to <paramref name="dtype"/>.</summary>
+    public static void WriteRow(Stream stream, DType dtype, ReadOnlySpan<double> row)
+    {
+        if (dtype == DType.Float64)
+        {
+            stream.Write(MemoryMarshal.AsBytes(row));
+            return;
+        }
+        var buffer = new float[row.Length];
+        for (int i = 0; i < row.Length; i++) buffer[i] = (float)row[i];
+        stream.Write(MemoryMarshal.AsBytes(buffer.AsSpan()));
+    }
+
+    /// <summary>An array's header as read back: its dtype, shape and where its data starts.</summary>
+    public sealed record Header(DType DType, long[] Shape, long DataOffset)
+    {
+        public int ElementSize => DType == DType.Float32 ? 4 : 8;
+    }
+
+    /// <summary>Reads a header this class wrote (C order, float32 or float64); anything else is refused naming <paramref name="source"/>.</summary>
+    public static Header ReadHeader(Stream stream, string source)
+    {
+        Span<byte> start = stackalloc byte[10];
+        try { stream.ReadExactly(start); }
+        catch (EndOfStreamException) { throw new InvalidDataException($"{source} is not a .npy file (too short)"); }
+        if (!start[..6].SequenceEqual(Magic.AsSpan(0, 6)) || start[6] != 1)
+            throw new InvalidDataException($"{source} is not a version 1 .npy file");
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(start[8..]);
+        var text = new byte[length];
+        stream.ReadExactly(text);
+        var m = HeaderPattern().Match(Encoding.ASCII.GetString(text));
+        if (!m.Success) throw new InvalidDataException($"{source}: a .npy header other than a C-order float32/float64 array");
+        var dtype = m.Groups["descr"].Value == "<f4" ? DType.Float32 : DType.Float64;
+        var shape = m.Groups["shape"].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(d => long.Parse(d, CultureInfo.InvariantCulture)).ToArray();
+        var header = new Header(dtype, shape, 10 + length);
+        long expected = shape.Aggregate((long)header.ElementSize, (a, d) => checked(a * d));
+        if (stream.Length - header.DataOffset != expected)
+            throw new InvalidDataException($"{source}: {stream.Length - header.DataOffset} bytes of data for shape ({string.Join(", ", shape)}), expected {expected}");
+        return header;
+    }
+
+    /// <summary>Reads row <paramref name="row"/> of a 2-d array into <paramref name="into"/> (as float64).</summary>
+    public static void ReadRow(Stream stream, Header header, long row, Span<double> into)
+    {
+        long columns = header.Shape[1];
+        if (into.Length != columns || row < 0 || row >= header.Shape[0]) throw new ArgumentOutOfRangeException(nameof(row));
+        stream.Position = header.DataOffset + row * columns * header.ElementSize;
+        if (header.DType == DType.Float64)
+        {
+            stream.ReadExactly(MemoryMarshal.AsBytes(into));
+            return;
+        }
+        var buffer = new float[columns];
+        stream.ReadExactly(MemoryMarshal.AsBytes(buffer.AsSpan()));
+        for (int i = 0; i < buffer.Length; i++) into[i] = buffer[i];
+    }
+
+    [GeneratedRegex(@"^\{'descr': '(?<descr><f4|<f8)', 'fortran_order': False, 'shape': \((?<shape>[0-9, ]*)\), \} *\n$")]
+    private static partial Regex HeaderPattern();
+}
