@@ -89,11 +89,20 @@ public class CommandLineTests
             File.WriteAllLines(Path.Combine(dir, name), File.ReadLines(Path.Combine(Data, name)).Where((l, i) => i == 0 || !l.StartsWith('2')));
         var outDir = Path.Combine(dir, "out");
         var (exit, stdout, stderr) = Run("score", "--train", Path.Combine(dir, "iris_train.csv"), "--test", Path.Combine(dir, "iris_test.csv"),
-            "--l2", "0.1", "--test-indices", "0-2,5", "--shards", "3", "--top-k", "4", "--damping", "0.01", "--out", outDir);
+            "--l2", "0.1", "--test-indices", "0-2,5", "--shards", "3", "--top-k", "4", "--damping", "0.01", "--dense", "float32", "--out", outDir);
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("\"damping\": 0.01", File.ReadAllText(Path.Combine(outDir, "summary.json")));
         var topk = File.ReadAllLines(Path.Combine(outDir, "topk.csv"));
         Assert.Equal(1 + 4 * 2 * 4, topk.Length);
+
+        // influence.npy, read by numpy, is influence.csv in float32: row k is the k-th of --test-indices.
+        var csv = File.ReadLines(Path.Combine(outDir, "influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        int n = csv.Count / 4;
+        var npy = Path.Combine(outDir, "influence.npy");
+        Assert.Equal($"(4, {n}) float32", Influence.Core.Tests.NpyTests.NumpyRead(npy, "a.shape, a.dtype"));
+        var values = Influence.Core.Tests.NpyTests.NumpyRead(npy, "' '.join(repr(float(v)) for v in a.ravel())").Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(csv.Select(r => (double)(float)double.Parse(r[2], CultureInfo.InvariantCulture)), values);
+        Assert.Equal(["0", "1", "2", "5"], csv.Where((_, i) => i % n == 0).Select(r => r[0]));
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public class NpyTests
     {
         var rows = Enumerable.Range(0, 3).Select(k => Enumerable.Range(0, 5).Select(j => (k - 1.25) * Math.Pow(10, j - 2) / 3).ToArray()).ToArray();
         var path = Write(dtype, rows);
-        Assert.Equal($"{numpyName} (3, 5) True", NumpyRead(path, "a.dtype, a.shape, a.flags['C_CONTIGUOUS']").Replace("(dtype('", "").Replace("'),", "").TrimEnd(')').Replace(", (", " (").Replace("), ", ") "));
+        Assert.Equal($"{numpyName} (3, 5) True", NumpyRead(path, "a.dtype, a.shape, a.flags['C_CONTIGUOUS']"));
         var values = NumpyRead(path, "' '.join(repr(float(v)) for v in a.ravel())").Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
         var expected = rows.SelectMany(r => r).Select(v => dtype == Npy.DType.Float32 ? (float)v : v).ToArray();
         Assert.Equal(expected, values);
