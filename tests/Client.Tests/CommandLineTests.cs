@@ -103,6 +103,32 @@ public class CommandLineTests
         var values = Influence.Core.Tests.NpyTests.NumpyRead(npy, "' '.join(repr(float(v)) for v in a.ravel())").Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
         Assert.Equal(csv.Select(r => (double)(float)double.Parse(r[2], CultureInfo.InvariantCulture)), values);
         Assert.Equal(["0", "1", "2", "5"], csv.Where((_, i) => i % n == 0).Select(r => r[0]));
+
+        // train_summary.csv and train_topk.csv against the dense matrix of influence.csv.
+        double V(string v) => double.Parse(v, CultureInfo.InvariantCulture);
+        var columns = csv.GroupBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).ToDictionary(g => g.Key, g => g.Select(r => (Test: r[0], Influence: V(r[2]))).ToList());
+        var topkRows = topk.Skip(1).Select(l => l.Split(',')).ToList();
+        var summaryRows = File.ReadAllLines(Path.Combine(outDir, "train_summary.csv"));
+        Assert.Equal("train_index,self_influence,mean_influence,total_influence,proponent_count,opponent_count", summaryRows[0]);
+        Assert.Equal(n, summaryRows.Length - 1);
+        foreach (var row in summaryRows.Skip(1).Select(l => l.Split(',')))
+        {
+            var column = columns[int.Parse(row[0], CultureInfo.InvariantCulture)];
+            Assert.Equal(column.Sum(c => c.Influence), V(row[3]), 1e-12 * column.Sum(c => Math.Abs(c.Influence)));
+            Assert.Equal(column.Average(c => c.Influence), V(row[2]), 1e-12 * column.Sum(c => Math.Abs(c.Influence)));
+            Assert.Equal(topkRows.Count(t => t[1] == "proponent" && t[3] == row[0]).ToString(CultureInfo.InvariantCulture), row[4]);
+            Assert.Equal(topkRows.Count(t => t[1] == "opponent" && t[3] == row[0]).ToString(CultureInfo.InvariantCulture), row[5]);
+        }
+        var trainTopk = File.ReadAllLines(Path.Combine(outDir, "train_topk.csv"));
+        Assert.Equal("train_index,kind,rank,test_index,influence", trainTopk[0]);
+        foreach (var group in trainTopk.Skip(1).Select(l => l.Split(',')).GroupBy(r => (r[0], r[1])))
+        {
+            var column = columns[int.Parse(group.Key.Item1, CultureInfo.InvariantCulture)];
+            var expected = (group.Key.Item2 == "helps" ? column.OrderBy(c => c.Influence) : column.OrderByDescending(c => c.Influence)).Take(4).ToList();
+            Assert.Equal(expected.Select(c => c.Test), group.Select(r => r[3]));
+            Assert.Equal(expected.Select(c => c.Influence), group.Select(r => V(r[4])));
+        }
+        Assert.Equal(1 + n * 2 * 4, trainTopk.Length);
     }
 
     [Fact]

@@ -138,7 +138,16 @@ public sealed class PrometheusServer : IAsyncDisposable
     {
         var server = new PrometheusServer(Tools.FreePort(), targetPorts);
         await Tools.WaitForPortAsync(server.Port, TimeSpan.FromSeconds(30), () => server.process.Tail());
-        return server;
+        // The port opens before the storage is: queries answer 503 until /-/ready does 200.
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try { if ((await http.GetAsync($"http://127.0.0.1:{server.Port}/-/ready")).IsSuccessStatusCode) return server; }
+            catch (HttpRequestException) { }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"prometheus not ready after 30 s:\n{server.process.Tail()}");
+            await Task.Delay(200);
+        }
     }
 
     /// <summary>An instant query through the HTTP API: each series' labels and value.</summary>

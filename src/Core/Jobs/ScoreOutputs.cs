@@ -20,7 +20,7 @@ public sealed record ShardRun(int Index, int Start, int End, string Silo, double
 public static class ScoreOutputs
 {
     /// <summary>What a score job writes (self_influence.csv where the method gives it).</summary>
-    public static readonly string[] Files = ["influence.csv", "influence.npy", "self_influence.csv", "topk.csv", "summary.json", "checkpoint.json"];
+    public static readonly string[] Files = ["influence.csv", "influence.npy", "self_influence.csv", "topk.csv", "train_summary.csv", "train_topk.csv", "summary.json", "checkpoint.json"];
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
@@ -30,6 +30,7 @@ public static class ScoreOutputs
         var s = job.Settings;
         int q = s.TestIndices.Length;
         var readers = new List<ScoreBlock>();
+        var perTrain = new TrainingExampleSummary(data.Train.Count, s.TopK);
         double[] self;
         ScoreJob.BlockTimings[] timingsOfShards;
         try
@@ -55,6 +56,7 @@ public static class ScoreOutputs
                 ForEachQuery((k, row) =>
                 {
                     for (int j = 0; j < row.Length; j++) w.Write($"{s.TestIndices[k]},{j},{F(row[j])}\n");
+                    perTrain.Add(k, row);
                 });
             });
             // influence.npy: the same matrix, test points (in --test-indices order) × training rows.
@@ -83,6 +85,7 @@ public static class ScoreOutputs
                 for (int j = sh.Start; j < sh.End; j++) w.Write($"{j},{F(self[i++])}\n");
         });
         long n = data.Train.Count;
+        WriteTrainingSide(job, s, perTrain, topK, s.GivesSelfInfluence ? self : null);
         job.Store.Write(JobKeys.Output(job.JobId, "topk.csv"), stream =>
         {
             using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
@@ -119,6 +122,35 @@ public static class ScoreOutputs
             timings,
             shards);
         job.Store.Write(JobKeys.Output(job.JobId, "summary.json"), summary.Write);
+    }
+
+    /// <summary>
+    /// train_summary.csv (per training example: self-influence, total and mean influence over the
+    /// queries, how often it is a top-k proponent or opponent) and train_topk.csv (the test points
+    /// each example helps and harms most).
+    /// </summary>
+    private static void WriteTrainingSide(ScoreJob job, ScoreSettings s, TrainingExampleSummary perTrain, TopKLists topK, double[]? self)
+    {
+        var proponent = new int[perTrain.TrainCount];
+        var opponent = new int[perTrain.TrainCount];
+        foreach (var list in topK.Proponents) foreach (var e in list) proponent[e.TrainIndex]++;
+        foreach (var list in topK.Opponents) foreach (var e in list) opponent[e.TrainIndex]++;
+        job.Store.Write(JobKeys.Output(job.JobId, "train_summary.csv"), stream =>
+        {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            w.WriteLine("train_index,self_influence,mean_influence,total_influence,proponent_count,opponent_count");
+            for (int j = 0; j < perTrain.TrainCount; j++)
+                w.Write($"{j},{(self is null ? "" : F(self[j]))},{F(perTrain.Mean(j))},{F(perTrain.Total(j))},{proponent[j]},{opponent[j]}\n");
+        });
+        job.Store.Write(JobKeys.Output(job.JobId, "train_topk.csv"), stream =>
+        {
+            using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            w.WriteLine("train_index,kind,rank,test_index,influence");
+            for (int j = 0; j < perTrain.TrainCount; j++)
+                foreach (var (kind, list) in new[] { ("helps", perTrain.Helps(j)), ("harms", perTrain.Harms(j)) })
+                    for (int r = 0; r < list.Count; r++)
+                        w.Write($"{j},{kind},{r + 1},{s.TestIndices[list[r].Query]},{F(list[r].Influence)}\n");
+        });
     }
 
     /// <summary>
