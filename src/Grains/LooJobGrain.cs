@@ -38,8 +38,6 @@ public sealed partial class LooJobGrain(
 
     protected override string Kind => JobKinds.Loo;
 
-    private ComputeExecutor Executor => executor;
-
     protected override Func<Task> Prepare(LooJobRequest request)
     {
         var settings = request.Settings;
@@ -107,7 +105,7 @@ public sealed partial class LooJobGrain(
         var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
         var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
         int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
-        var pool = new RetrainWorkers(this, job, request.ParallelPerSilo);
+        var pool = new RetrainWorkers(GrainFactory, executor, JobId, job, request.ParallelPerSilo);
         var dispatcher = new UnitDispatcher<LooUnit, RetrainWorker, RetrainReport>(pool, new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = PollInterval }, JobId, logger)
         {
             Size = u => u.Items.Length,
@@ -122,17 +120,20 @@ public sealed partial class LooJobGrain(
     /// <summary>A retrain worker grain and the silo it is pinned to (null: wherever placement puts it).</summary>
     private sealed record RetrainWorker(string Key, SiloAddress? Silo);
 
-    /// <summary>ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.</summary>
-    private sealed class RetrainWorkers(LooJobGrain grain, LooJob job, int perSilo) : IUnitWorkers<LooUnit, RetrainWorker, RetrainReport>
+    /// <summary>
+    /// ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.
+    /// It holds the grain factory, not the grain: a deactivating coordinator's GrainFactory throws.
+    /// </summary>
+    private sealed class RetrainWorkers(IGrainFactory grains, ComputeExecutor executor, string jobId, LooJob job, int perSilo) : IUnitWorkers<LooUnit, RetrainWorker, RetrainReport>
     {
         public int Created { get; private set; }
 
-        private RetrainWorker New(SiloAddress? silo) => new($"{grain.JobId}/worker/{Created++}", silo);
+        private RetrainWorker New(SiloAddress? silo) => new($"{jobId}/worker/{Created++}", silo);
 
         public async Task<IReadOnlyList<RetrainWorker>> RefreshPool(IReadOnlyList<RetrainWorker> current)
         {
             Dictionary<SiloAddress, SiloStatus>? hosts = null;
-            try { hosts = await grain.GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
+            try { hosts = await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
             catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
             var workers = current.ToList();
             if (hosts is null)
@@ -151,7 +152,7 @@ public sealed partial class LooJobGrain(
             try
             {
                 if (worker.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, worker.Silo);
-                await Grain(worker).Start(new RetrainAssignment { JobId = grain.JobId, UnitId = unit.Id });
+                await Grain(worker).Start(new RetrainAssignment { JobId = jobId, UnitId = unit.Id });
             }
             finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }
         }
@@ -162,14 +163,14 @@ public sealed partial class LooJobGrain(
             return new UnitReport<RetrainReport>(r.State, r.Done, r.Error, r);
         }
 
-        public Task<bool> IsFinished(LooUnit unit, RetrainReport? result) => grain.Executor.Run(() =>
+        public Task<bool> IsFinished(LooUnit unit, RetrainReport? result) => executor.Run(() =>
         {
             if (!job.IsDone(unit)) return false;
             InfluenceMetrics.JobRetrainsDone.Add(unit.Items.Length);
             return true;
         });
 
-        private IRetrainWorkerGrain Grain(RetrainWorker worker) => grain.GrainFactory.GetGrain<IRetrainWorkerGrain>(worker.Key);
+        private IRetrainWorkerGrain Grain(RetrainWorker worker) => grains.GetGrain<IRetrainWorkerGrain>(worker.Key);
     }
 
     private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)
