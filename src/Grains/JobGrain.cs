@@ -33,6 +33,13 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 {
     private CancellationTokenSource cancellation = new();
     protected JobStatusTracker Tracker { get; private set; } = null!;
+
+    /// <summary>
+    /// The silo's grain factory, resolved at activation. Coordinators call other grains through it,
+    /// never through Grain.GrainFactory, which throws once the activation is deactivating (its silo
+    /// stopping) while the coordinator's loop may still be running a turn.
+    /// </summary>
+    protected IGrainFactory Grains { get; private set; } = null!;
     protected string JobId => this.GetPrimaryKeyString();
     private JobStatusTracker NewTracker() => new(JobId, SiloName, s =>
     {
@@ -61,6 +68,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
     {
         Tracker = NewTracker();
         siloStopping = ServiceProvider.GetRequiredService<ComputeExecutor>().Stopping;
+        Grains = ServiceProvider.GetRequiredService<IGrainFactory>();
         var state = record.State;
         if (state.Final is { } final) Tracker.Restore(final);
         else if (state.CancelRequested)
@@ -106,7 +114,7 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
 
     /// <summary>Adds a job to the cluster's list; a job already listed keeps its entry (and its parent).</summary>
     protected Task RegisterAsync(string jobId, string kind, string? parent) =>
-        GrainFactory.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey)
+        Grains.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey)
             .Register(new JobEntry { JobId = jobId, Kind = kind, SubmittedUtc = DateTime.UtcNow, Parent = parent });
 
     private async Task<JobStatus> Launch(TRequest request)

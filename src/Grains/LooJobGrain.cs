@@ -48,7 +48,7 @@ public sealed partial class LooJobGrain(
 
     protected override async Task CancelChildren()
     {
-        try { await GrainFactory.GetGrain<IScoreJobGrain>(JobId).Cancel().WaitAsync(CallTimeout); }
+        try { await Grains.GetGrain<IScoreJobGrain>(JobId).Cancel().WaitAsync(CallTimeout); }
         catch (Exception e) when (e is OrleansException or TimeoutException) { /* it stops when its silo does */ }
     }
 
@@ -88,7 +88,7 @@ public sealed partial class LooJobGrain(
     private async Task RunScoreJob(ScoreSettings request, LooJob job)
     {
         if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists(JobKeys.Output(JobId, "summary.json")))) return;
-        var grain = GrainFactory.GetGrain<IScoreJobGrain>(JobId);
+        var grain = Grains.GetGrain<IScoreJobGrain>(JobId);
         await RegisterAsync(JobId, JobKinds.Score, parent: JobId);
         var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
         {
@@ -105,7 +105,7 @@ public sealed partial class LooJobGrain(
         var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
         var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
         int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
-        var pool = new RetrainWorkers(GrainFactory, executor, JobId, job, request.ParallelPerSilo);
+        var pool = new RetrainWorkers(Grains, executor, JobId, job, request.ParallelPerSilo);
         var dispatcher = new UnitDispatcher<LooUnit, RetrainWorker, RetrainReport>(pool, new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = PollInterval }, JobId, logger)
         {
             Size = u => u.Items.Length,
@@ -120,10 +120,7 @@ public sealed partial class LooJobGrain(
     /// <summary>A retrain worker grain and the silo it is pinned to (null: wherever placement puts it).</summary>
     private sealed record RetrainWorker(string Key, SiloAddress? Silo);
 
-    /// <summary>
-    /// ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.
-    /// It holds the grain factory, not the grain: a deactivating coordinator's GrainFactory throws.
-    /// </summary>
+    /// <summary>ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.</summary>
     private sealed class RetrainWorkers(IGrainFactory grains, ComputeExecutor executor, string jobId, LooJob job, int perSilo) : IUnitWorkers<LooUnit, RetrainWorker, RetrainReport>
     {
         public int Created { get; private set; }
@@ -194,7 +191,7 @@ public sealed partial class LooJobGrain(
     private async Task ReleaseWorkers(int workers)
     {
         // Best effort: workers on other silos drop the job's cached tensors.
-        var tasks = Enumerable.Range(0, workers).Select(k => GrainFactory.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{k}"))
+        var tasks = Enumerable.Range(0, workers).Select(k => Grains.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{k}"))
             .Select(async g => { try { await g.Release(JobId).WaitAsync(CallTimeout); } catch (Exception e) when (e is OrleansException or TimeoutException) { } });
         await Task.WhenAll(tasks);
     }

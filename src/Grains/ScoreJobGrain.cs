@@ -164,7 +164,7 @@ public sealed partial class ScoreJobGrain(
             MaxAttempts = 1,
             CoolDown = TimeSpan.Zero, // a slot is not a worker: the shard's grain is the same wherever it is started from
         };
-        var dispatcher = new UnitDispatcher<ShardAssignment, int, ShardReport>(new ShardGrains(GrainFactory, assignments.Length), policy, JobId, logger)
+        var dispatcher = new UnitDispatcher<ShardAssignment, int, ShardReport>(new ShardGrains(Grains, assignments.Length), policy, JobId, logger)
         {
             Size = a => a.End - a.Start,
             Describe = a => $"shard {a.ShardIndex} ({a.Stage})",

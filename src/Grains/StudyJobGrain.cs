@@ -26,7 +26,7 @@ public sealed partial class StudyJobGrain(
     protected override async Task CancelChildren()
     {
         if (currentConfig is not { } id) return;
-        try { await GrainFactory.GetGrain<ILooJobGrain>(id).Cancel().WaitAsync(TimeSpan.FromSeconds(5)); }
+        try { await Grains.GetGrain<ILooJobGrain>(id).Cancel().WaitAsync(TimeSpan.FromSeconds(5)); }
         catch (Exception e) when (e is OrleansException or TimeoutException) { /* it stops when its silo does */ }
     }
 
@@ -40,7 +40,7 @@ public sealed partial class StudyJobGrain(
         {
             var point = request.Points[i];
             var id = ConfigJobId(JobId, i);
-            var grain = GrainFactory.GetGrain<ILooJobGrain>(id);
+            var grain = Grains.GetGrain<ILooJobGrain>(id);
             currentConfig = id;
             await RegisterAsync(id, "loo", parent: JobId);
             int done = i;

@@ -1,12 +1,11 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Influence.Core.Storage;
 
 namespace Influence.Core.Jobs;
 
 /// <summary>
-/// One shard's score block, written once and read front to back: a <see cref="TensorArchive"/> holding the influence (Q × n,
-/// float64, query by query), the self-influence (n; NaN where the method has none) and the
+/// One shard's score block, written once: a <see cref="TensorArchive"/> holding the influence
+/// (Q × n, float64, query by query), the self-influence (n; NaN where the method has none) and the
 /// shard's timings. Rows are read straight from the stream at their offsets: readers of several
 /// shards advanced together give influence.csv's order (test point, then training row) while
 /// holding one row of each shard, never the whole N × Q.
@@ -83,24 +82,15 @@ public sealed class ScoreBlock : IDisposable
     /// <summary>The self-influence of every row (NaN where the method has none).</summary>
     public double[] ReadSelfInfluence()
     {
-        var self = new double[Count];
-        stream.Position = index.Entries[SelfInfluence].Start;
-        ReadDoubles(self);
-        return self;
+        using var a = TensorArchive.Read(stream, name, TorchSharp.torch.CPU, [SelfInfluence]);
+        return a[SelfInfluence].data<double>().ToArray();
     }
 
     /// <summary>The shard's timings.</summary>
     public ScoreJob.BlockTimings ReadTimings()
     {
-        Span<byte> bytes = stackalloc byte[8];
-        long Read(string scalar, Span<byte> into)
-        {
-            stream.Position = index.Entries[scalar].Start;
-            stream.ReadExactly(into);
-            return BinaryPrimitives.ReadInt64LittleEndian(into);
-        }
-        double seconds = BitConverter.Int64BitsToDouble(Read(Seconds, bytes)), floor = BitConverter.Int64BitsToDouble(Read(ForwardBackwardSeconds, bytes));
-        return new ScoreJob.BlockTimings(seconds, floor, checked((int)Read(Passes, bytes)));
+        using var a = TensorArchive.Read(stream, name, TorchSharp.torch.CPU, [Seconds, ForwardBackwardSeconds, Passes]);
+        return new ScoreJob.BlockTimings(a.Double(Seconds), a.Double(ForwardBackwardSeconds), a.Int(Passes));
     }
 
     // safetensors is little-endian, as is every platform .NET runs on here.

@@ -1,7 +1,6 @@
 using Influence.Core.Storage;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Models;
@@ -16,10 +15,10 @@ namespace Influence.Core.Jobs;
 /// <param name="PrepareSeconds">The shard's stages before scoring (partial Hessian, curvature products, factor sums), summed.</param>
 public sealed record ShardRun(int Index, int Start, int End, string Silo, double PrepareSeconds, double ScoreSeconds);
 
-/// <summary>Writes a finished score job's files into the store: influence.csv, self_influence.csv, topk.csv, summary.json.</summary>
+/// <summary>Writes a finished score job's files into the store (<see cref="Files"/>), streamed from the shards' score blocks.</summary>
 public static class ScoreOutputs
 {
-    /// <summary>What a score job writes (self_influence.csv where the method gives it).</summary>
+    /// <summary>What a score job can write: influence.npy only with --dense, self_influence.csv where the method gives it.</summary>
     public static readonly string[] Files = ["influence.csv", "influence.npy", "self_influence.csv", "topk.csv", "train_summary.csv", "train_topk.csv", "summary.json", "checkpoint.json"];
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);

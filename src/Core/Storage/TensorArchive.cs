@@ -56,6 +56,7 @@ public sealed class TensorArchive : IDisposable
 
     public static TensorArchive Read(Stream stream, string source, Device device, IReadOnlyCollection<string>? only = null)
     {
+        stream.Position = 0; // an archive is the whole stream, wherever a reader left it
         var names = ReadIndex(stream, source).Entries.Keys.ToHashSet();
         if (only?.FirstOrDefault(n => !names.Contains(n)) is { } missing)
             throw new InvalidDataException($"{source} has no tensor '{missing}' (it holds {string.Join(", ", names.Take(10))})");
@@ -93,8 +94,18 @@ public sealed class TensorArchive : IDisposable
 
     public Tensor? TakeOptional(string name) => Has(name) ? Take(name) : null;
 
-    public double Double(string name) => this[name].to(ScalarType.Float64).item<double>();
-    public long Long(string name) => this[name].to(ScalarType.Int64).item<long>();
+    public double Double(string name)
+    {
+        using var value = this[name].to(ScalarType.Float64);
+        return value.item<double>();
+    }
+
+    public long Long(string name)
+    {
+        using var value = this[name].to(ScalarType.Int64);
+        return value.item<long>();
+    }
+
     public int Int(string name) => checked((int)Long(name));
     public bool Bool(string name) => Long(name) != 0;
 

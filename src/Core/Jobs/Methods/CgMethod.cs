@@ -1,4 +1,3 @@
-using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Hessians;
 using Influence.Core.Objectives;

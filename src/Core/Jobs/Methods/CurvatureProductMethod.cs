@@ -1,4 +1,3 @@
-using Influence.Core.Storage;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
 using Influence.Core.Models;

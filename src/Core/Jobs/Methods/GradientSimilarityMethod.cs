@@ -1,4 +1,3 @@
-using Influence.Core.Storage;
 using System.Text.Json.Nodes;
 using Influence.Core.Data;
 using Influence.Core.Models;

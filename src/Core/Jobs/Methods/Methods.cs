@@ -1,4 +1,3 @@
-using Influence.Core.Storage;
 namespace Influence.Core.Jobs;
 
 /// <summary>
