@@ -79,7 +79,8 @@ public static class CompareMethodsCommand
 
         foreach (var method in exact ? methods.Prepend(Methods.Exact) : methods)
         {
-            var request = baseRequest with { Method = method };
+            // The comparison reads each method's dense matrix (influence.npy), not its CSV.
+            var request = baseRequest with { Method = method, Dense = DenseOutput.Float64 };
             // A method that sums over the training run's checkpoints trains its own (minibatch) run.
             bool ownRun = Methods.Get(method).NeedsCheckpoints;
             if (ownRun && request.Training.Optimizer is null)
@@ -106,7 +107,7 @@ public static class CompareMethodsCommand
             model = summary.Model.Description;
             if (baseRequest.Checkpoint is null && !ownRun)
                 baseRequest = baseRequest with { Checkpoint = Path.Combine(dir, "checkpoint.json") }; // every later method scores this model
-            scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.csv"), trainCount);
+            scores[method] = ScoreComparison.ReadInfluence(Path.Combine(dir, "influence.npy"), request.TestIndices, trainCount);
             var report = summary.MethodReport();
             rows.Add(new Row(method, Methods.Get(method).Describe(report), Agreement.None, loo is null ? Agreement.None : ScoreComparison.AgainstLoo(scores[method], loo, trainCount),
                 status.ElapsedSeconds, peak, report.Warnings.Count, ownRun ? $"its own {TrainingChoice.Word(request.Training.Optimizer)} run's checkpoints" : string.Join("; ", report.Warnings)));

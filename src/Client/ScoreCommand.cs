@@ -37,6 +37,7 @@ public static class ScoreCommand
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => D.TopK };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => D.BatchSize };
     public static readonly Option<string> Dense = new("--dense") { Description = $"influence.npy, the test × train influence matrix (numpy: np.load(path, mmap_mode=\"r\")): {Words<DenseOutput>()}", DefaultValueFactory = _ => SettingsJson.Word(D.Dense) };
+    public static readonly Option<string> InfluenceCsv = new("--influence-csv") { Description = FormattableString.Invariant($"influence.csv, one line per (test, train) pair: {Words<PairsCsv>()} (auto: while there are at most {ScoreSettings.CsvPairLimit:N0} pairs)"), DefaultValueFactory = _ => SettingsJson.Word(D.InfluenceCsv) };
     public static readonly Option<string> Out = new("--out") { Description = "Output folder (new or empty; one holding an earlier run's results needs --overwrite)", Required = true };
     public static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace the results of an earlier run in --out (its files are removed first)" };
     public static readonly Option<string?> Cluster = new("--cluster")
@@ -81,7 +82,7 @@ public static class ScoreCommand
     public static Option[] All =>
     [
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
-        TestIndices, Shards, TopK, BatchSize, Dense, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
+        TestIndices, Shards, TopK, BatchSize, Dense, InfluenceCsv, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, Out, Overwrite, Cluster, Store, Verbose,
     ];
@@ -150,6 +151,7 @@ public static class ScoreCommand
             TopK = p.GetValue(TopK),
             BatchSize = p.GetValue(BatchSize),
             Dense = SettingsJson.Parse<DenseOutput>(p.GetValue(Dense)!, "--dense"),
+            InfluenceCsv = SettingsJson.Parse<PairsCsv>(p.GetValue(InfluenceCsv)!, "--influence-csv"),
         };
         // Every setting that can be checked without the data is checked here: a bad option exits 2 before any cluster starts.
         settings.Validate();
@@ -230,6 +232,13 @@ public static class ScoreCommand
         Console.WriteLine(FormattableString.Invariant($"Training: objective {t.Objective:G10}, |grad F| {t.GradientNorm:E2}, train accuracy {t.TrainAccuracy:P1}, test accuracy {t.TestAccuracy:P1}"));
         static string Eig(double? v) => v is double d ? d.ToString("E3", CultureInfo.InvariantCulture) : "?";
         Console.WriteLine(FormattableString.Invariant($"Method {summary.Settings.Method}: curvature eigenvalues [{Eig(c.MinEigenvalue)}, {Eig(c.MaxEigenvalue)}], damping {c.Damping:G6}"));
+        if (summary.Settings.InfluenceCsvOmitted(summary.Training.TrainExamples, Flag) is { } omitted)
+            Console.WriteLine($"influence.csv {omitted}: per test point topk.csv, per training example train_summary.csv and train_topk.csv"
+                + (summary.Settings.Dense == DenseOutput.Off ? ", and with --dense float32 every pair in influence.npy" : ", every pair in influence.npy"));
+        var sc = summary.Scoring;
+        if (sc.PairsExamplesPerSecond is double pairs && sc.RatioToGemm is double ratio)
+            Console.WriteLine(FormattableString.Invariant(
+                $"Scoring: {sc.Examples:N0} training examples × {sc.Queries} test points at {pairs:N0} examples/s, {ratio:P0} of a same-shape matrix product's rate ({sc.GemmExamplesPerSecond:N0}/s){(sc.SelfInfluenceSeconds > 0 ? $"; self-influence {sc.SelfInfluenceSeconds:F1} s" : "")}"));
         foreach (var w in summary.DataWarnings) Console.WriteLine($"warning: {w}");
         foreach (var w in summary.MethodReport().Warnings) Console.WriteLine($"warning: {w}");
         if (showTopK <= 0) return;

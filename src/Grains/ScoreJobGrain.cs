@@ -99,6 +99,13 @@ public sealed partial class ScoreJobGrain(
                 for (int k = 0; k < reports.Length; k++) PrepareSeconds[k] += reports[k].Seconds;
         }
 
+        public async Task<IReadOnlyList<(int Start, int End)>> PerSiloRanges()
+        {
+            // Shard grains are placed by index over the active silos (SpreadByIndexPlacement): unit k of S lands on silo k.
+            var hosts = await grain.Grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+            return ScorePipeline.Merge(ranges, Math.Min(hosts.Count, ranges.Count));
+        }
+
         public Task<T> Compute<T>(Func<T> step) => grain.Executor.Run(step);
 
         public async Task<T> Solve<T>(Func<Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>, T> solver)

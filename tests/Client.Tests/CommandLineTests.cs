@@ -132,6 +132,25 @@ public class CommandLineTests
     }
 
     [Fact]
+    public void Without_influence_csv_the_training_side_outputs_come_from_every_pair_and_the_command_says_so()
+    {
+        var outDir = Path.Combine(TempDir(), "out");
+        var (exit, stdout, stderr) = Run("score", "--train", Path.Combine(Data, "iris_train.csv"), "--test", Path.Combine(Data, "iris_test.csv"),
+            "--l2", "0.1", "--test-indices", "0-5", "--shards", "2", "--top-k", "3", "--influence-csv", "off", "--dense", "float64", "--out", outDir);
+        Assert.True(exit == 0, stdout + stderr);
+        Assert.False(File.Exists(Path.Combine(outDir, "influence.csv")));
+        Assert.Contains("influence.csv not written (--influence-csv off): per test point topk.csv, per training example train_summary.csv and train_topk.csv, every pair in influence.npy", stdout);
+        Assert.Contains("\"influence_csv\": \"not written (influence_csv off)\"", File.ReadAllText(Path.Combine(outDir, "summary.json")));
+        // The per-training-example totals are the dense matrix's column sums (read by numpy).
+        var npy = Path.Combine(outDir, "influence.npy");
+        var totals = Influence.Core.Tests.NpyTests.NumpyRead(npy, "' '.join(repr(float(v)) for v in a.sum(axis=0))").Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        var rows = File.ReadAllLines(Path.Combine(outDir, "train_summary.csv")).Skip(1).Select(l => l.Split(',')).ToArray();
+        Assert.Equal(totals.Length, rows.Length);
+        for (int j = 0; j < rows.Length; j++)
+            Assert.Equal(totals[j], double.Parse(rows[j][3], CultureInfo.InvariantCulture), 1e-12 * Math.Max(1, Math.Abs(totals[j])));
+    }
+
+    [Fact]
     public void Compare_methods_scores_a_loo_runs_model_against_its_retrains_and_the_exact_influence()
     {
         var dir = TempDir();

@@ -34,4 +34,16 @@ public class TrainingExampleSummaryTests
         var summary = new TrainingExampleSummary(4, 2);
         Assert.Throws<ArgumentException>(() => summary.Add(0, new double[3]));
     }
+
+    [Fact]
+    public void Influence_csv_is_written_up_to_the_pair_limit_and_the_reason_names_the_setting()
+    {
+        var settings = ScoreSettings.Defaults with { TestIndices = Enumerable.Range(0, 1000).ToArray() };
+        long atLimit = ScoreSettings.CsvPairLimit / 1000;
+        Assert.Null(settings.InfluenceCsvOmitted(atLimit));
+        Assert.Equal("not written: 10,001,000 (test, train) pairs are more than 10,000,000 (--influence-csv on writes it anyway)",
+            settings.InfluenceCsvOmitted(atLimit + 1, name => "--" + name.Replace('_', '-')));
+        Assert.Null((settings with { InfluenceCsv = PairsCsv.On }).InfluenceCsvOmitted(atLimit + 1));
+        Assert.Equal("not written (influence_csv off)", (settings with { InfluenceCsv = PairsCsv.Off }).InfluenceCsvOmitted(1));
+    }
 }

@@ -58,12 +58,12 @@ public static class MethodComparison
                 progress?.Report(method);
                 bool ownRun = Methods.Get(method).NeedsCheckpoints; // trains its own minibatch run
                 var job = new ScoreJob(store, method, ownRun
-                    ? settings with { Method = method, Training = tracinTraining, Checkpoint = null }
-                    : settings with { Method = method, Checkpoint = checkpoint }) { AllowLocalFiles = true }; // a local benchmark
+                    ? settings with { Method = method, Training = tracinTraining, Checkpoint = null, Dense = DenseOutput.Float64 }
+                    : settings with { Method = method, Checkpoint = checkpoint, Dense = DenseOutput.Float64 }) { AllowLocalFiles = true }; // a local benchmark
                 var clock = Stopwatch.StartNew();
                 var result = InProcessStages.Run(job);
                 double seconds = clock.Elapsed.TotalSeconds;
-                var scores = ScoreComparison.ReadInfluence(store.PathOf(JobKeys.Output(job.JobId, "influence.csv")), trainCount);
+                var scores = ScoreComparison.ReadInfluence(store.PathOf(JobKeys.Output(job.JobId, "influence.npy")), settings.TestIndices, trainCount);
                 exact ??= scores;
                 checkpoint ??= store.PathOf(job.CheckpointKey);
                 var agreement = ScoreComparison.Against(scores, exact);

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using System.Globalization;
 using Influence.Core.Data;
 using Influence.Core.Metrics;
@@ -45,18 +46,15 @@ public sealed record LooTruth(IReadOnlyDictionary<int, (int[] Train, double[] De
 /// <summary>Reads score outputs and measures how methods agree with the exact influence and with leave-one-out retraining.</summary>
 public static class ScoreComparison
 {
-    /// <summary>influence.csv as test index → influence of every training row.</summary>
-    public static Dictionary<int, double[]> ReadInfluence(string path, int trainCount)
+    /// <summary>
+    /// A score job's influence.npy (written with --dense float64: test points in --test-indices
+    /// order × training rows) as test index → influence of every training row.
+    /// </summary>
+    public static Dictionary<int, double[]> ReadInfluence(string npyPath, IReadOnlyList<int> testIndices, int trainCount)
     {
-        var result = new Dictionary<int, double[]>();
-        foreach (var line in File.ReadLines(path).Skip(1))
-        {
-            var p = line.Split(',');
-            int test = int.Parse(p[0], CultureInfo.InvariantCulture), train = int.Parse(p[1], CultureInfo.InvariantCulture);
-            if (!result.TryGetValue(test, out var row)) result[test] = row = new double[trainCount];
-            row[train] = double.Parse(p[2], CultureInfo.InvariantCulture);
-        }
-        return result;
+        using var s = File.OpenRead(npyPath);
+        var rows = Npy.ReadMatrix(s, npyPath, testIndices.Count, trainCount);
+        return testIndices.Select((t, k) => (t, k)).ToDictionary(p => p.t, p => rows[p.k]);
     }
 
     /// <summary>Per test point, correlations over all training rows with the reference scores.</summary>

@@ -42,13 +42,18 @@ public sealed class HessianInverse : IDisposable
     public double MinEigenvalue { get; }
     public double MaxEigenvalue { get; }
     public bool PositiveDefinite => MinEigenvalue > 0;
+    /// <summary>
+    /// How well <see cref="MinEigenvalue"/> and <see cref="MaxEigenvalue"/> are known: the larger
+    /// relative residual of their Krylov Ritz pairs (Cholesky kind; 0 where a full eigendecomposition gave them).
+    /// </summary>
+    public double EigenvalueResidual { get; private init; }
     /// <summary>Eigenvalues treated as zero (pseudo-inverse) in the Eigen kind.</summary>
     public int DroppedEigenvalues { get; }
 
     /// <param name="hessian">H (P×P, symmetric), not modified.</param>
     /// <param name="damping">δ ≥ 0 added to the diagonal.</param>
     /// <param name="flat">Orthonormal flat directions (P×m) or null.</param>
-    /// <param name="computeSpectrum">Compute the extreme eigenvalues (an eigvalsh of P×P) when Cholesky succeeds.</param>
+    /// <param name="computeSpectrum">Compute the extreme eigenvalues (by <see cref="ExtremeEigenvalue"/>) when Cholesky succeeds.</param>
     public static HessianInverse Factorize(Tensor hessian, double damping, Tensor? flat, bool computeSpectrum = true)
     {
         using var scope = NewDisposeScope();
@@ -56,14 +61,17 @@ public sealed class HessianInverse : IDisposable
         var (l, info) = linalg.cholesky_ex(m);
         if (info.ToInt64() == 0)
         {
-            double min = double.NaN, max = double.NaN;
+            double min = double.NaN, max = double.NaN, residual = double.NaN;
             if (computeSpectrum)
             {
-                var ev = linalg.eigvalsh(m);
-                min = ev[0].ToDouble();
-                max = ev[-1].ToDouble();
+                // Krylov on M and on M⁻¹ (two triangular solves a product): a few dozen P² products,
+                // not the P³ of a full eigendecomposition, which would only be read for its two ends.
+                long p = m.shape[0];
+                var top = ExtremeEigenvalue.Largest(v => m.matmul(v), p, m.dtype, m.device, u);
+                var ofInverse = ExtremeEigenvalue.Largest(v => cholesky_solve(v, l), p, m.dtype, m.device, u);
+                (min, max, residual) = (1 / ofInverse.Value, top.Value, Math.Max(top.RelativeResidual, ofInverse.RelativeResidual));
             }
-            return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, min, max, 0);
+            return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, min, max, 0) { EigenvalueResidual = residual };
         }
 
         var (values, vectors) = linalg.eigh(m);

@@ -13,7 +13,9 @@ namespace Influence.Core.Jobs;
 public sealed class ScoreBlock : IDisposable
 {
     public const string Influence = "influence", SelfInfluence = "self_influence",
-        Seconds = "seconds", ForwardBackwardSeconds = "forward_backward_seconds", Passes = "passes";
+        Seconds = "seconds", ForwardBackwardSeconds = "forward_backward_seconds", Passes = "passes",
+        SelfInfluenceSeconds = "self_influence_seconds", GemmSeconds = "gemm_seconds";
+    private static readonly string[] TimingScalars = [Seconds, ForwardBackwardSeconds, SelfInfluenceSeconds, GemmSeconds];
 
     private readonly Stream stream;
     private readonly TensorArchive.Index index;
@@ -32,6 +34,8 @@ public sealed class ScoreBlock : IDisposable
             new(SelfInfluence, TorchSharp.torch.tensor(selfInfluence ?? Enumerable.Repeat(double.NaN, count).ToArray(), dtype: TorchSharp.torch.ScalarType.Float64)),
             new(Seconds, TensorArchive.Scalar(timings.Seconds)),
             new(ForwardBackwardSeconds, TensorArchive.Scalar(timings.ForwardBackwardSeconds)),
+            new(SelfInfluenceSeconds, TensorArchive.Scalar(timings.SelfInfluenceSeconds)),
+            new(GemmSeconds, TensorArchive.Scalar(timings.GemmSeconds)),
             new(Passes, TensorArchive.Scalar(timings.Passes))]);
     }
 
@@ -44,7 +48,7 @@ public sealed class ScoreBlock : IDisposable
             index = TensorArchive.ReadIndex(stream, name);
             index.Expect(Influence, "F64", expectedQueries, expectedCount);
             index.Expect(SelfInfluence, "F64", expectedCount);
-            foreach (var scalar in new[] { Seconds, ForwardBackwardSeconds }) index.Expect(scalar, "F64");
+            foreach (var scalar in TimingScalars) index.Expect(scalar, "F64");
             index.Expect(Passes, "I64");
         }
         catch
@@ -89,8 +93,8 @@ public sealed class ScoreBlock : IDisposable
     /// <summary>The shard's timings.</summary>
     public ScoreJob.BlockTimings ReadTimings()
     {
-        using var a = TensorArchive.Read(stream, name, TorchSharp.torch.CPU, [Seconds, ForwardBackwardSeconds, Passes]);
-        return new ScoreJob.BlockTimings(a.Double(Seconds), a.Double(ForwardBackwardSeconds), a.Int(Passes));
+        using var a = TensorArchive.Read(stream, name, TorchSharp.torch.CPU, [.. TimingScalars, Passes]);
+        return new ScoreJob.BlockTimings(a.Double(Seconds), a.Double(ForwardBackwardSeconds), a.Int(Passes), a.Double(SelfInfluenceSeconds), a.Double(GemmSeconds));
     }
 
     // safetensors is little-endian, as is every platform .NET runs on here.

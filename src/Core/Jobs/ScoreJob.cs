@@ -151,15 +151,18 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var sw = Stopwatch.StartNew();
         var scores = Method.ScoreRows(this, checkpoint, train, rows, plan, shard, start, end, progress);
         double seconds = sw.Elapsed.TotalSeconds;
-        double floor;
+        double floor, gemm = ShardScorer.GemmSeconds(checkpoint.Spec, plan, rows.Count, Settings.BatchSize);
         using (var theta = checkpoint.Theta(device)) floor = rows.Count / ShardScorer.ForwardBackwardRate(checkpoint.Spec, theta, rows, Settings.BatchSize);
-        Store.Write(key, s => ScoreBlock.Write(s, scores.QueryCount, scores.Count, scores.Influence, scores.SelfInfluence, new BlockTimings(seconds, floor, scores.Passes)));
+        Store.Write(key, s => ScoreBlock.Write(s, scores.QueryCount, scores.Count, scores.Influence, scores.SelfInfluence,
+            new BlockTimings(seconds, floor, scores.Passes, scores.SelfInfluenceSeconds, gemm)));
         return scores.TopK;
     }
 
     /// <param name="Seconds">The scoring's wall time on its silo.</param>
     /// <param name="ForwardBackwardSeconds">A plain batched forward+backward over the same rows at the rate timed on one of its batches, after it on the same silo.</param>
-    public sealed record BlockTimings(double Seconds, double ForwardBackwardSeconds, int Passes);
+    /// <param name="SelfInfluenceSeconds">The part of <paramref name="Seconds"/> spent on self-influence.</param>
+    /// <param name="GemmSeconds">The same-shape matrix product (rows × P times P × queries, per term) at the rate timed on one batch (<see cref="ShardScorer.GemmSeconds"/>).</param>
+    public sealed record BlockTimings(double Seconds, double ForwardBackwardSeconds, int Passes, double SelfInfluenceSeconds = 0, double GemmSeconds = double.NaN);
 
     /// <summary>Opens a shard's score block for reading in its stored order (influence query by query, self-influence, timings).</summary>
     public ScoreBlock OpenBlock(int shard, int expectedCount, long expectedQueries) =>

@@ -18,7 +18,7 @@ public sealed record ShardRun(int Index, int Start, int End, string Silo, double
 /// <summary>Writes a finished score job's files into the store (<see cref="Files"/>), streamed from the shards' score blocks.</summary>
 public static class ScoreOutputs
 {
-    /// <summary>What a score job can write: influence.npy only with --dense, self_influence.csv where the method gives it.</summary>
+    /// <summary>What a score job can write: influence.csv while the pairs are few (<see cref="ScoreSettings.InfluenceCsvOmitted"/>), influence.npy only with --dense, self_influence.csv where the method gives it.</summary>
     public static readonly string[] Files = ["influence.csv", "influence.npy", "self_influence.csv", "topk.csv", "train_summary.csv", "train_topk.csv", "summary.json", "checkpoint.json"];
 
     private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -47,17 +47,21 @@ public static class ScoreOutputs
                     use(k, row);
                 }
             }
-            // influence.csv: every (test, train) pair, ordered by test point, then training row.
-            job.Store.Write(JobKeys.Output(job.JobId, "influence.csv"), stream =>
-            {
-                using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
-                w.WriteLine("test_index,train_index,influence");
-                ForEachQuery((k, row) =>
+            // influence.csv: every (test, train) pair, ordered by test point, then training row, while
+            // they are few; the training-side summary is built in the same pass (or a pass of its own).
+            if (s.InfluenceCsvOmitted(trainCount) is null)
+                job.Store.Write(JobKeys.Output(job.JobId, "influence.csv"), stream =>
                 {
-                    for (int j = 0; j < row.Length; j++) w.Write($"{s.TestIndices[k]},{j},{F(row[j])}\n");
-                    perTrain.Add(k, row);
+                    using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 20, leaveOpen: true);
+                    w.WriteLine("test_index,train_index,influence");
+                    ForEachQuery((k, row) =>
+                    {
+                        for (int j = 0; j < row.Length; j++) w.Write($"{s.TestIndices[k]},{j},{F(row[j])}\n");
+                        perTrain.Add(k, row);
+                    });
                 });
-            });
+            else
+                ForEachQuery((k, row) => perTrain.Add(k, row));
             // influence.npy: the same matrix, test points (in --test-indices order) × training rows.
             if (s.Dense != DenseOutput.Off)
             {
@@ -117,6 +121,7 @@ public static class ScoreOutputs
             data.Warnings,
             method.ToJson(),
             s.GivesSelfInfluence ? "self_influence.csv" : $"not computed: {s.Estimator.NoSelfInfluenceReason}",
+            s.InfluenceCsvOmitted(data.Train.Count) ?? "influence.csv",
             Throughput(shards, timingsOfShards, q),
             timings,
             shards);
@@ -160,8 +165,10 @@ public static class ScoreOutputs
     {
         long n = shards.Sum(sh => (long)(sh.End - sh.Start));
         double seconds = blocks.Sum(b => b.Seconds), floor = blocks.Sum(b => b.ForwardBackwardSeconds);
+        double self = blocks.Sum(b => b.SelfInfluenceSeconds), pairs = seconds - self, gemm = blocks.Sum(b => b.GemmSeconds);
         static double? Finite(double v) => double.IsFinite(v) ? v : null;
-        return new ScoreSummary.ScoringPart(queries, n, seconds, Finite(n / seconds), Finite(n / floor), Finite(floor / seconds), blocks.Max(b => b.Passes));
+        return new ScoreSummary.ScoringPart(queries, n, seconds, Finite(n / seconds), Finite(n / floor), Finite(floor / seconds), blocks.Max(b => b.Passes),
+            self, Finite(n / pairs), Finite(n / gemm), Finite(gemm / pairs));
     }
 
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>

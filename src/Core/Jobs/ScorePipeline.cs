@@ -18,6 +18,13 @@ public interface IScoreStages
     /// </summary>
     Task RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> units);
 
+    /// <summary>
+    /// The training rows in one contiguous range per silo that can run shard work now (one in a
+    /// single process): for stages whose partial results are large (a P×P Hessian), so that each
+    /// silo sums its rows before anything touches the store.
+    /// </summary>
+    Task<IReadOnlyList<(int Start, int End)>> PerSiloRanges();
+
     /// <summary>Runs a coordinator step on a compute thread.</summary>
     Task<T> Compute<T>(Func<T> step);
 
@@ -41,6 +48,10 @@ public static class ScorePipeline
 
     /// <summary>A shard's share of a round of curvature products (the iterative methods' distributed Hessian-vector products).</summary>
     public const string CurvatureProductStage = "curvature_product";
+
+    /// <summary>The shards' ranges merged into <paramref name="groups"/> contiguous ranges of nearly equal shard counts.</summary>
+    public static IReadOnlyList<(int Start, int End)> Merge(IReadOnlyList<(int Start, int End)> ranges, int groups) =>
+        ScoreSettings.ShardRanges(ranges.Count, Math.Max(1, groups)).Select(g => (ranges[g.Start].Start, ranges[g.End - 1].End)).ToList();
 
     /// <summary>A distributed product function from a runner of product rounds: writes V, runs the round, sums the parts.</summary>
     public static Func<Tensor, Tensor> Products(ScoreJob job, int shards, Action<int> runRound)
@@ -66,6 +77,8 @@ public sealed class InProcessStages(ScoreJob job, Checkpoint checkpoint, Dataset
         for (int k = 0; k < units.Count; k++) job.RunStage(stage, checkpoint, train, new ShardUnit(k, units[k].Start, units[k].End, round), progress: null);
         return Task.CompletedTask;
     }
+
+    public Task<IReadOnlyList<(int Start, int End)>> PerSiloRanges() => Task.FromResult(ScorePipeline.Merge(Ranges, 1));
 
     public Task<T> Compute<T>(Func<T> step) => Task.FromResult(step());
 

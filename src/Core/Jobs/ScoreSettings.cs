@@ -6,6 +6,9 @@ namespace Influence.Core.Jobs;
 /// <summary>Whether a score job writes the dense influence matrix (influence.npy), and in which precision.</summary>
 public enum DenseOutput { Off, Float32, Float64 }
 
+/// <summary>Whether a score job writes influence.csv, one line per (test, train) pair: auto writes it while the pairs are few (<see cref="ScoreSettings.CsvPairLimit"/>).</summary>
+public enum PairsCsv { Auto, On, Off }
+
 /// <summary>
 /// A score job's settings: what the command line builds, what Orleans carries to the coordinator,
 /// what jobs/ID/settings.json holds for every shard, and summary.json's "settings" (one JSON form,
@@ -53,6 +56,29 @@ public sealed record ScoreSettings
     public int BatchSize { get; init; } = 512;
     /// <summary>The dense test × train influence matrix as influence.npy, in this precision (off: not written; it holds Q × N values).</summary>
     public DenseOutput Dense { get; init; } = DenseOutput.Off;
+    /// <summary>influence.csv: on, off, or auto (written while N × Q ≤ <see cref="CsvPairLimit"/>).</summary>
+    public PairsCsv InfluenceCsv { get; init; } = PairsCsv.Auto;
+
+    /// <summary>
+    /// Above this many (test, train) pairs auto writes no influence.csv: 10⁷ lines are already
+    /// ~300 MB of text, and all of Fashion-MNIST's pairs would be 18 GB per 1,000 test points.
+    /// </summary>
+    public const long CsvPairLimit = 10_000_000;
+
+    /// <summary>Why influence.csv is not written for <paramref name="trainCount"/> training rows, or null when it is.</summary>
+    /// <param name="show">How a setting is named (its flag on the command line); its snake_case name by default.</param>
+    public string? InfluenceCsvOmitted(long trainCount, Func<string, string>? show = null)
+    {
+        long pairs = trainCount * TestIndices.Length;
+        string flag = (show ?? (n => n))(System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(nameof(InfluenceCsv)));
+        return InfluenceCsv switch
+        {
+            PairsCsv.On => null,
+            PairsCsv.Off => $"not written ({flag} off)",
+            _ => pairs <= CsvPairLimit ? null : FormattableString.Invariant(
+                $"not written: {pairs:N0} (test, train) pairs are more than {CsvPairLimit:N0} ({flag} on writes it anyway)"),
+        };
+    }
 
     /// <summary>The estimator <see cref="Method"/> names (ArgumentException for an unknown name).</summary>
     [System.Text.Json.Serialization.JsonIgnore]

@@ -12,6 +12,7 @@ namespace Influence.Core.Jobs;
 /// <param name="MethodOptions">The method options the method read (the others are left out).</param>
 /// <param name="Method">The method's report (<see cref="Jobs.MethodReport"/>: damping, eigenvalues, details, warnings).</param>
 /// <param name="SelfInfluence">"self_influence.csv", or why there is none.</param>
+/// <param name="InfluenceCsv">"influence.csv", or why it was not written (too many pairs, or off).</param>
 public sealed record ScoreSummary(
     string JobId,
     string Conventions,
@@ -23,6 +24,7 @@ public sealed record ScoreSummary(
     IReadOnlyList<string> DataWarnings,
     JsonObject Method,
     string SelfInfluence,
+    string InfluenceCsv,
     ScoreSummary.ScoringPart Scoring,
     IReadOnlyDictionary<string, double> TimingsSeconds,
     IReadOnlyList<ShardRun> Shards)
@@ -38,9 +40,13 @@ public sealed record ScoreSummary(
     /// <param name="EigenvaluesOf">Which matrix the eigenvalues are of.</param>
     public sealed record CurvaturePart(double? MinEigenvalue, double? MaxEigenvalue, double Damping, string DampingGiven, bool? PositiveDefinite, string EigenvaluesOf);
 
-    /// <summary>Training examples scored per second against all queries, beside a plain forward+backward over the same rows.</summary>
+    /// <summary>
+    /// Training examples scored per second against all queries, beside a plain forward+backward over
+    /// the same rows and the same-shape matrix product (the flops of the pairs); the pairs' rate
+    /// leaves out the time spent on self-influence, which is reported apart.
+    /// </summary>
     public sealed record ScoringPart(int Queries, long Examples, double Seconds, double? ExamplesPerSecond, double? ForwardBackwardExamplesPerSecond,
-        double? RatioToForwardBackward, int QueryPasses);
+        double? RatioToForwardBackward, int QueryPasses, double SelfInfluenceSeconds, double? PairsExamplesPerSecond, double? GemmExamplesPerSecond, double? RatioToGemm);
 
     public MethodReport MethodReport() => Jobs.MethodReport.FromJson(Method);
 

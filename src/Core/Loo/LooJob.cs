@@ -43,18 +43,10 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.npy.</summary>
     public double[][] PredictedDeltas(int trainCount)
     {
-        int queries = Settings.Score.TestIndices.Length;
         using var s = Store.OpenRead(InfluenceKey);
-        var header = Npy.ReadHeader(s, $"artifact '{InfluenceKey}'");
-        if (!header.Shape.SequenceEqual([queries, (long)trainCount]))
-            throw new InvalidDataException($"artifact '{InfluenceKey}' has shape ({string.Join(", ", header.Shape)}), expected ({queries}, {trainCount})");
-        var result = new double[queries][];
-        for (int k = 0; k < queries; k++)
-        {
-            result[k] = new double[trainCount];
-            Npy.ReadRow(s, header, k, result[k]);
-            for (int i = 0; i < trainCount; i++) result[k][i] = -result[k][i] / trainCount;
-        }
+        var result = Npy.ReadMatrix(s, $"artifact '{InfluenceKey}'", Settings.Score.TestIndices.Length, trainCount);
+        foreach (var row in result)
+            for (int i = 0; i < trainCount; i++) row[i] = -row[i] / trainCount;
         return result;
     }
 

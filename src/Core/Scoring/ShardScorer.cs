@@ -9,7 +9,8 @@ namespace Influence.Core.Scoring;
 /// <param name="Influence">Q×n row-major: I(z_{first+j}, test_q) = −∇L_testᵀ H⁻¹ ∇L(z) (or the method's stand-in).</param>
 /// <param name="SelfInfluence">n values ∇L(z)ᵀ H⁻¹ ∇L(z), or null when the method has none.</param>
 /// <param name="Passes">Passes over the rows, one per group of queries that fits the memory budget.</param>
-public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, int Passes = 1);
+/// <param name="SelfInfluenceSeconds">Time spent on self-influence (beside the dot products).</param>
+public sealed record ShardScores(int FirstIndex, int Count, int QueryCount, double[] Influence, double[]? SelfInfluence, TopKLists TopK, int Passes = 1, double SelfInfluenceSeconds = 0);
 
 /// <summary>Scores a contiguous range of training examples against a method's <see cref="ScorePlan"/>.</summary>
 public static class ShardScorer
@@ -28,6 +29,7 @@ public static class ShardScorer
         var influence = new double[(long)q * n];
         var self = plan.Self is null ? null : new double[n];
         int passes = 0;
+        var selfClock = new System.Diagnostics.Stopwatch();
         for (int q0 = 0; q0 < q; q0 += group, passes++)
         {
             int qn = Math.Min(group, q - q0);
@@ -49,7 +51,12 @@ public static class ShardScorer
                         var d = PerExampleGradients.DotWithQueries(spec, pieces, queries[t]).to(ScalarType.Float64);
                         if (plan.Cosine) d = d.div(PerExampleGradients.SquaredNorms(pieces).to(ScalarType.Float64).sqrt().clamp_min(1e-300).unsqueeze(1));
                         dots.add_(d.mul(term.Weight));
-                        if (first && plan.Self is not null) selfSum.add_(plan.Self.Of(spec, term, pieces).to(ScalarType.Float64));
+                        if (first && plan.Self is not null)
+                        {
+                            selfClock.Start();
+                            selfSum.add_(plan.Self.Of(spec, term, pieces).to(ScalarType.Float64));
+                            selfClock.Stop();
+                        }
                     }
                     // Influence is −qᵀg: negated once here.
                     var block = dots.t().contiguous().neg().cpu().data<double>().ToArray(); // qn × len
@@ -65,7 +72,7 @@ public static class ShardScorer
             }
         }
         var top = TopKLists.FromBlock(influence, q, n, firstIndex, topK);
-        return new ShardScores(firstIndex, n, q, influence, self, top, passes);
+        return new ShardScores(firstIndex, n, q, influence, self, top, passes, selfClock.Elapsed.TotalSeconds);
     }
 
     /// <summary>
@@ -99,6 +106,32 @@ public static class ShardScorer
         var sw = System.Diagnostics.Stopwatch.StartNew();
         Pass();
         return batch.Count / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// The machine's ceiling for scoring <paramref name="rows"/> rows: the seconds a plain matrix
+    /// product of their shape takes, (rows × P) times (P × Q) per term in the model's precision (P: the
+    /// width of the plan's queries, a projection's k where the method scores projected features), at
+    /// the rate of one timed product of <paramref name="batchSize"/> rows (after a warm-up) against
+    /// the plan's own query matrices. Scoring does these flops (2·rows·P·Q per term) and little else.
+    /// </summary>
+    public static double GemmSeconds(ModelSpec spec, ScorePlan plan, long rows, int batchSize)
+    {
+        using var scope = NewDisposeScope();
+        long b = Math.Min(batchSize, Math.Max(1, rows));
+        var device = plan.Terms[0].Queries.device;
+        double seconds = 0;
+        foreach (var term in plan.Terms)
+        {
+            // The queries' own width: P, or a projection's k (TRAK's features).
+            var right = term.Queries.to(spec.ScalarType).t();
+            var left = randn(b, right.shape[0], dtype: spec.ScalarType, device: device, generator: new Generator(0));
+            left.matmul(right).Dispose(); // warm-up
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            left.matmul(right).cpu().Dispose();
+            seconds += clock.Elapsed.TotalSeconds;
+        }
+        return seconds * rows / b;
     }
 
     /// <summary>Per-example gradients of the given rows (Q×P), e.g. of the test points.</summary>

@@ -93,6 +93,24 @@ public static partial class Npy
         for (int i = 0; i < buffer.Length; i++) into[i] = buffer[i];
     }
 
+    /// <summary>
+    /// Every row of a 2-d array that must have the shape (<paramref name="rows"/>, <paramref name="columns"/>),
+    /// as float64; anything else is refused naming <paramref name="source"/>.
+    /// </summary>
+    public static double[][] ReadMatrix(Stream stream, string source, long rows, long columns)
+    {
+        var header = ReadHeader(stream, source);
+        if (!header.Shape.SequenceEqual([rows, columns]))
+            throw new InvalidDataException($"{source} has shape ({string.Join(", ", header.Shape)}), expected ({rows}, {columns})");
+        var result = new double[rows][];
+        for (long k = 0; k < rows; k++)
+        {
+            result[k] = new double[columns];
+            ReadRow(stream, header, k, result[k]);
+        }
+        return result;
+    }
+
     [GeneratedRegex(@"^\{'descr': '(?<descr><f4|<f8)', 'fortran_order': False, 'shape': \((?<shape>[0-9, ]*)\), \} *\n$")]
     private static partial Regex HeaderPattern();
 }

@@ -76,6 +76,8 @@ public static class FullBatchTrainer
             {
                 options.Cancel.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
+                // The Hessian is most of a Newton step's time (minutes at 60,000 rows): say so before, not after.
+                progress?.Report($"Newton polish {newtonIterations + 1}: the {spec.ParameterCount}×{spec.ParameterCount} Hessian over {objective.RowCount:N0} rows, from |grad|={gnorm:E3}");
                 var h = objective.Hessian(theta);
                 using var inverse = DampedUntilPositiveDefinite(h, flat);
                 if (inverse is null) break;
@@ -97,7 +99,7 @@ public static class FullBatchTrainer
                 if (candidate is null) break;
                 theta.copy_(candidate);
                 grad.copy_(candidateGrad!); // the accepted point's gradient: the next step needs no extra pass
-                progress?.Report($"Newton {newtonIterations}: F={newValue:R} |grad|={newNorm:E3}");
+                progress?.Report($"Newton polish {newtonIterations}: F={newValue:R} |grad|={newNorm:E3}");
                 if (newNorm >= gnorm && newValue >= value) { value = newValue; gnorm = newNorm; break; }
                 value = newValue;
                 gnorm = newNorm;

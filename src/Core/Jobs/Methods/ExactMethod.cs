@@ -23,7 +23,11 @@ public sealed class ExactMethod : InfluenceMethod
     /// <summary>The reference the others are compared with (compare-methods' --exact).</summary>
     public override bool InDefaultComparison => false;
 
-    private static string PartialHessianKey(ScoreJob job, int shard) => job.WorkKey($"hessian-{shard:D4}.safetensors");
+    /// <summary>A unit's partial Hessian, named by its rows: a resumed job whose silos changed cannot add a range twice.</summary>
+    private static string PartialHessianKey(ScoreJob job, int start, int end) => job.WorkKey($"hessian-{start:D9}-{end:D9}.safetensors");
+
+    /// <summary>Rows per step of a partial Hessian: bounds its temporaries (a few chunk × In matrices) whatever the unit's size.</summary>
+    private const int HessianChunkRows = 8192;
     private static string InverseKey(ScoreJob job) => job.WorkKey("inverse.safetensors");
 
     public override void CheckSize(ModelSpec spec)
@@ -35,22 +39,31 @@ public sealed class ExactMethod : InfluenceMethod
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
     {
-        var ranges = stages.Ranges;
-        await stages.RunShards(PartialHessianStage, 0, ranges);
+        // One unit per silo: each sums ∇²L_i over its rows in memory and writes one P×P partial sum.
+        var units = await stages.PerSiloRanges();
+        if (!job.HasScoreTerms) await stages.RunShards(PartialHessianStage, 0, units);
         progress?.Report($"factorising the {checkpoint.Spec.ParameterCount}×{checkpoint.Spec.ParameterCount} Hessian");
-        return await stages.Compute(() => Factorize(job, checkpoint, data, ranges.Count));
+        return await stages.Compute(() => Factorize(job, checkpoint, data, units));
     }
 
     public override long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress)
     {
         if (stage != PartialHessianStage) return base.RunStage(stage, job, checkpoint, train, unit, progress);
-        // Σ ∇²L_i over the unit's rows.
-        var key = PartialHessianKey(job, unit.Index);
+        // Σ ∇²L_i over the unit's rows, a chunk at a time.
+        var key = PartialHessianKey(job, unit.Start, unit.End);
         if (job.Store.Exists(key)) return 0;
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
-        using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), checkpoint.Spec, device);
-        job.WriteTensor(key, ExactHessian.DataSum(checkpoint.Spec, checkpoint.Theta(device), rows, cancel: job.Stopping).to(ScalarType.Float64));
+        var theta = checkpoint.Theta(device);
+        Tensor? sum = null;
+        for (int start = unit.Start; start < unit.End; start += HessianChunkRows)
+        {
+            using var rows = DataTensors.From(train.Slice(start, Math.Min(unit.End, start + HessianChunkRows)), checkpoint.Spec, device);
+            var part = ExactHessian.DataSum(checkpoint.Spec, theta, rows, cancel: job.Stopping);
+            if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
+            progress?.Report(rows.Count);
+        }
+        job.WriteTensor(key, sum!.to(ScalarType.Float64));
         return 0;
     }
 
@@ -58,13 +71,13 @@ public sealed class ExactMethod : InfluenceMethod
     /// Coordinator step: adds the shards' partial sums, divides by N, adds the regulariser,
     /// factorises H + δI once and preconditions the queries: H⁻¹∇L(test_q) for each test index.
     /// </summary>
-    private static MethodReport Factorize(ScoreJob job, Checkpoint checkpoint, TrainTestData data, int shards)
+    private static MethodReport Factorize(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IReadOnlyList<(int Start, int End)> units)
     {
         if (job.HasScoreTerms) return job.LoadMethodReport();
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
-        var sum = job.SumStored(Enumerable.Range(0, shards).Select(k => PartialHessianKey(job, k)));
+        var sum = job.SumStored(units.Select(u => PartialHessianKey(job, u.Start, u.End)));
         var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
         var h = ExactHessian.Assemble(sum, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
@@ -93,6 +106,9 @@ public sealed class ExactMethod : InfluenceMethod
         var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
         report.Details["factorization"] = inverse.Kind.ToString().ToLowerInvariant();
         report.Details["dropped_eigenvalues"] = inverse.DroppedEigenvalues;
+        report.Details["eigenvalues_by"] = inverse.Kind == InverseKind.Cholesky
+            ? FormattableString.Invariant($"Krylov iterations on H + δI and its inverse, Ritz relative residual {inverse.EigenvalueResidual:E1}")
+            : "the full eigendecomposition (H + δI is not positive definite)";
         report.Details["damping_rule"] = dampingRule;
         report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
         if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
