@@ -123,13 +123,15 @@ public static class ShardScorer
         double seconds = 0;
         foreach (var term in plan.Terms)
         {
-            // The queries' own width: P, or a projection's k (TRAK's features).
-            var right = term.Queries.to(spec.ScalarType).t();
+            // The queries' own width: P, or a projection's k (TRAK's features). At most 1,024 of
+            // them, scaled up: the reference must not cost as much as scoring 10,000 queries.
+            long queries = term.Queries.shape[0], timed = Math.Min(queries, 1024);
+            var right = term.Queries.narrow(0, 0, timed).to(spec.ScalarType).t();
             var left = randn(b, right.shape[0], dtype: spec.ScalarType, device: device, generator: new Generator(0));
             left.matmul(right).Dispose(); // warm-up
             var clock = System.Diagnostics.Stopwatch.StartNew();
             left.matmul(right).cpu().Dispose();
-            seconds += clock.Elapsed.TotalSeconds;
+            seconds += clock.Elapsed.TotalSeconds * queries / timed;
         }
         return seconds * rows / b;
     }
