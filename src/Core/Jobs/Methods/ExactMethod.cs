@@ -68,7 +68,7 @@ public sealed class ExactMethod : InfluenceMethod
     }
 
     /// <summary>
-    /// Coordinator step: adds the shards' partial sums, divides by N, adds the regulariser,
+    /// Coordinator step: adds the silos' partial sums, divides by N, adds the regulariser,
     /// factorises H + δI once and preconditions the queries: H⁻¹∇L(test_q) for each test index.
     /// </summary>
     private static MethodReport Factorize(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IReadOnlyList<(int Start, int End)> units)
