@@ -4,6 +4,7 @@ using Influence.Core.Data;
 using Influence.Core.Safety;
 
 Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
+Influence.Core.Compute.HugePages.Enable();               // before any TorchSharp call: see its comment
 var root = new RootCommand("Influence: which training examples are responsible for a model's predictions, checked against leave-one-out retraining.");
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(LooCommand.Create());

@@ -15,6 +15,7 @@ using Microsoft.Extensions.Logging;
 // and flags (--Cluster:Redis=localhost:6379); see docs/cluster.md.
 // Exit codes: 2 bad settings, 3 a configured service (Redis, the store, the metrics port, TLS files) unusable.
 Influence.Core.Compute.NativeLifetimeGuard.EnsureActive(); // before any TorchSharp call: see its comment
+Influence.Core.Compute.HugePages.Enable();               // before any TorchSharp call: see its comment
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Logging.ClearProviders();
 builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
