@@ -33,7 +33,7 @@ public static class ScoreCommand
     public static readonly Option<string> Method = new("--method") { Description = string.Join(", ", Methods.Names) + " (docs/methods.md)", DefaultValueFactory = _ => D.Method };
     public static readonly Option<string> Damping = new("--damping") { Description = "δ added to the curvature's diagonal, or auto (from its extreme eigenvalues); reported in summary.json", DefaultValueFactory = _ => D.Damping.ToString(CultureInfo.InvariantCulture) };
     public static readonly Option<string> TestIndices = new("--test-indices") { Description = "Test rows to explain, e.g. 0-9,15", DefaultValueFactory = _ => "0-9" };
-    public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos)", DefaultValueFactory = _ => D.Shards };
+    public static readonly Option<int> Shards = new("--shards") { Description = "Shards of the training set (spread over silos); more where a shard's scores would not fit --memory-budget-mb", DefaultValueFactory = _ => D.Shards };
     public static readonly Option<int> TopK = new("--top-k") { Description = "Proponents and opponents kept per test point", DefaultValueFactory = _ => D.TopK };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "Examples per batch of per-example gradients", DefaultValueFactory = _ => D.BatchSize };
     public static readonly Option<string> Dense = new("--dense") { Description = $"influence.npy, the test × train influence matrix (numpy: np.load(path, mmap_mode=\"r\")): {Words<DenseOutput>()}", DefaultValueFactory = _ => SettingsJson.Word(D.Dense) };
@@ -48,7 +48,7 @@ public static class ScoreCommand
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
     public static readonly Option<string?> CheckpointOpt = new("--checkpoint") { Description = "Score this trained model (checkpoint.json of an earlier score or loo run) instead of training one" };
-    public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors; more queries are scored in passes", DefaultValueFactory = _ => D.MemoryBudgetMb };
+    public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors (more queries are scored in passes) and its block of scores (more shards)", DefaultValueFactory = _ => D.MemoryBudgetMb };
 
     // Estimator parameters (summary.json reports the ones the method used).
     public static readonly Option<string> CurvatureOpt = new("--curvature") { Description = $"{MethodsWhere(m => m is CurvatureProductMethod)}: {Words<Curvature>()} (Gauss-Newton)", DefaultValueFactory = _ => SettingsJson.Word(M.Curvature) };

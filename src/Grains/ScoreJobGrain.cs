@@ -53,7 +53,7 @@ public sealed partial class ScoreJobGrain(
         timings["train"] = Lap(phase);
         LogTrained(JobId, checkpoint.Spec.Describe(), checkpoint.GradientNorm, checkpoint.TrainSeconds);
 
-        var ranges = ScoreSettings.ShardRanges(data.Train.Count, settings.Shards);
+        var ranges = settings.ShardRangesFor(data.Train.Count);
         var stages = new GrainStages(this, job, ranges);
         var report = await job.Method.PrepareAsync(job, checkpoint, data, stages, new MessageProgress(m => Set(JobPhase.Factorizing, 0, 0, m)));
         timings["prepare"] = Lap(phase);

@@ -46,4 +46,18 @@ public class TrainingExampleSummaryTests
         Assert.Null((settings with { InfluenceCsv = PairsCsv.On }).InfluenceCsvOmitted(atLimit + 1));
         Assert.Equal("not written (influence_csv off)", (settings with { InfluenceCsv = PairsCsv.Off }).InfluenceCsvOmitted(1));
     }
+
+    [Fact]
+    public void Shards_are_added_until_each_shards_score_block_fits_the_memory_budget()
+    {
+        var allPairs = ScoreSettings.Defaults with { TestIndices = Enumerable.Range(0, 10_000).ToArray() };
+        // 10,000 × 60,000 pairs at 16 bytes are 9.6 GB: five blocks of at most 2 GiB.
+        Assert.Equal(5, allPairs.ScoringShards(60_000));
+        Assert.All(allPairs.ShardRangesFor(60_000), r => Assert.True(10_000L * (r.End - r.Start) * ScoreSettings.ShardBytesPerPair <= 2048L << 20));
+        Assert.Equal(16, (allPairs with { Shards = 16 }).ScoringShards(60_000));                      // more asked for: kept
+        Assert.Equal(4, (allPairs with { TestIndices = [0, 1, 2] }).ScoringShards(60_000));           // small blocks: --shards
+        Assert.Equal(144, (allPairs with { MemoryBudgetMb = 64 }).ScoringShards(60_000));            // 9.6e9 B / 64 MiB = 143.1
+        var huge = allPairs with { TestIndices = new int[2_000_000], MemoryBudgetMb = 16 };           // 2e6 × 16 B a row: 30.5 MiB
+        Assert.Equal(10, huge.ScoringShards(10));                                                       // never more shards than rows
+    }
 }

@@ -70,7 +70,7 @@ public static class ScorePipeline
 /// <summary>Runs every stage in sequence on the calling thread: tests, benchmarks and one-process comparisons.</summary>
 public sealed class InProcessStages(ScoreJob job, Checkpoint checkpoint, Dataset train) : IScoreStages
 {
-    public IReadOnlyList<(int Start, int End)> Ranges { get; } = ScoreSettings.ShardRanges(train.Count, job.Settings.Shards);
+    public IReadOnlyList<(int Start, int End)> Ranges { get; } = job.Settings.ShardRangesFor(train.Count);
 
     public Task RunShards(string stage, int round, IReadOnlyList<(int Start, int End)> units)
     {

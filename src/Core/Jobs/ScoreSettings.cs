@@ -45,11 +45,16 @@ public sealed record ScoreSettings
     [System.Text.Json.Serialization.JsonPropertyName("method_options")]
     public MethodOptions Options { get; init; } = new();
     public TrainingChoice Training { get; init; } = new();
-    /// <summary>Memory a shard may use for query vectors and their intermediates; larger query sets are scored in passes.</summary>
+    /// <summary>
+    /// Memory a shard may use for query vectors and their intermediates (larger query sets are
+    /// scored in passes) and for its block of scores (more shards than <see cref="Shards"/> where
+    /// the blocks would not fit: <see cref="ScoringShards"/>).
+    /// </summary>
     public long MemoryBudgetMb { get; init; } = 2048;
     /// <summary>A checkpoint.json (path or store:KEY) to score instead of training; its model must match the settings.</summary>
     public string? Checkpoint { get; init; }
     public required int[] TestIndices { get; init; }
+    /// <summary>Shards of the training set; at least this many (<see cref="ScoringShards"/>).</summary>
     public int Shards { get; init; } = 4;
     public int TopK { get; init; } = 10;
     /// <summary>Examples per batch of per-example gradients.</summary>
@@ -156,6 +161,27 @@ public sealed record ScoreSettings
         if (needed > available)
             throw new ArgumentException(FormattableString.Invariant($"{spec.Describe()} has {p:N0} parameters: training holds at least {needed / (1L << 30):F1} GiB of parameter vectors, more than the {available / (double)(1L << 30):F1} GiB this process may use"));
     }
+
+    /// <summary>
+    /// Bytes a scoring shard holds per (test point, training row) pair: its float64 block, and the
+    /// tensor it is written to the store from.
+    /// </summary>
+    public const int ShardBytesPerPair = 16;
+
+    /// <summary>
+    /// The job's shard count: <see cref="Shards"/>, or more where a shard's score block (Q × its
+    /// rows, <see cref="ShardBytesPerPair"/> each) would not fit <see cref="MemoryBudgetMb"/>, so that
+    /// no process holds more of the N × Q scores than the budget, whatever Q (at most one shard per row).
+    /// </summary>
+    public int ScoringShards(int trainCount)
+    {
+        double pairs = (double)TestIndices.Length * trainCount;
+        long needed = (long)Math.Ceiling(pairs * ShardBytesPerPair / (MemoryBudgetMb * (double)(1 << 20)));
+        return (int)Math.Max(1, Math.Min(trainCount, Math.Max(Shards, needed)));
+    }
+
+    /// <summary>The job's shard ranges over N training rows (<see cref="ScoringShards"/> of them).</summary>
+    public IReadOnlyList<(int Start, int End)> ShardRangesFor(int trainCount) => ShardRanges(trainCount, ScoringShards(trainCount));
 
     /// <summary>Contiguous, nearly equal ranges [start, end) of N rows over min(Shards, N) shards.</summary>
     public static IReadOnlyList<(int Start, int End)> ShardRanges(int count, int shards)
