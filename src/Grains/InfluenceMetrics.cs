@@ -31,6 +31,8 @@ public static class InfluenceMetrics
 
     public static readonly Counter<long> ExamplesScored = Meter.CreateCounter<long>("influence.examples.scored", "{example}", "Training examples scored against every query of a job");
     public static readonly Counter<long> GradientsComputed = Meter.CreateCounter<long>("influence.gradients.computed", "{gradient}", "Per-example loss gradients computed");
+    public static readonly Counter<long> StoreBytesRead = Meter.CreateCounter<long>("influence.store.read", "By", "Bytes read from the artifact store by this silo");
+    public static readonly Counter<long> StoreBytesWritten = Meter.CreateCounter<long>("influence.store.written", "By", "Bytes written to the artifact store by this silo");
     public static readonly Counter<long> CurvatureProducts = Meter.CreateCounter<long>("influence.hvp.computed", "{product}", "Curvature-vector products computed by shards (one per vector per shard or LiSSA step)");
     public static readonly Histogram<double> ShardDuration = Meter.CreateHistogram<double>("influence.shard.duration", "s", "Wall time of one shard stage (stage: score, curvature_product, or the method's own, e.g. partial_hessian, factor_sums; docs/methods.md)");
 

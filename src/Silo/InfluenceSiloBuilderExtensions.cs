@@ -29,7 +29,7 @@ public static class InfluenceSiloBuilderExtensions
         silo.Services.AddSingleton<ComputeExecutor>();
         silo.Services.AddHostedService<ComputeDrain>();
         silo.Services.AddSingleton<ArtifactCache>();
-        silo.Services.AddSingleton(store);
+        silo.Services.AddSingleton<IArtifactStore>(store as MeteredArtifactStore ?? new MeteredArtifactStore(store));
         silo.Services.AddSingleton<IOptions<InputFileOptions>>(Options.Create(new InputFileOptions { AllowLocalFiles = allowLocalFiles }));
         return silo;
     }

@@ -34,6 +34,9 @@ public sealed class MetricsTests
         await WaitForAsync(prometheus, "sum(influence_examples_scored_total)", v => v == 1257);
         await WaitForAsync(prometheus, "sum(influence_jobs_finished_total{kind=\"loo\",outcome=\"completed\"})", v => v == 1);
         Assert.Equal(0, await ValueAsync(prometheus, "sum(influence_retrains_failed_total)"));
+        // The job's artifacts went through the blob store: its traffic is counted on both sides.
+        Assert.True(await ValueAsync(prometheus, "sum(influence_store_written_bytes_total)") > 0);
+        Assert.True(await ValueAsync(prometheus, "sum(influence_store_read_bytes_total)") > 0);
         Assert.Equal(0, await ValueAsync(prometheus, "sum(influence_retrains_in_flight)"));
         Assert.True(await ValueAsync(prometheus, "sum(influence_retrain_unit_duration_seconds_count)") > 0);
         Assert.True(await ValueAsync(prometheus, "histogram_quantile(0.5, sum by (le) (influence_retrain_unit_duration_seconds_bucket))") is > 0 and < 60);

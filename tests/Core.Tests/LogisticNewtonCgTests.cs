@@ -33,6 +33,19 @@ public class LogisticNewtonCgTests
         Assert.True(RelativeError(actual, expected) <= 1e-12, $"{kind}: {RelativeError(actual, expected):E2}");
     }
 
+    [Fact]
+    public void Float32_products_from_the_probabilities_agree_with_float64_to_float32_precision()
+    {
+        using var p = Moderate(binary: false);
+        var v = randn(p.Spec.ParameterCount, 2, dtype: ScalarType.Float64, generator: new Generator(5));
+        var exact = LogisticCurvature.DataSum(p.Spec, p.Theta, p.Data, v);
+        var probabilities = OutputCurvature.Probabilities(p.Spec, Network.Logits(p.Spec, p.Theta, p.Data.X));
+        var single = LogisticCurvature.DataSum(p.Spec, probabilities, p.Data.X.to(ScalarType.Float32), v);
+        Assert.Equal(ScalarType.Float64, single.dtype);
+        double error = RelativeError(single, exact);
+        Assert.InRange(error, 1e-10, 1e-5); // float32's rounding, and only that: above float64's, far below a wrong product
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

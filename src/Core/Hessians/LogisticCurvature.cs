@@ -17,21 +17,34 @@ public static class LogisticCurvature
     /// <summary>Σ_i w_i ∇²L(z_i, θ) V for V (P×K) in the flat layout (W row-major, then b): no normaliser, no regulariser.</summary>
     public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor v, Tensor? weights = null)
     {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var p = OutputCurvature.Probabilities(spec, Network.Logits(spec, theta, data.X));
+        return DataSum(spec, p, data.X, v, weights).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The same product from the model's probabilities p (N × C) at θ, in the precision of
+    /// <paramref name="x"/> (a float32 copy halves the memory traffic of Newton-CG's products);
+    /// the result is in V's precision.
+    /// </summary>
+    public static Tensor DataSum(ModelSpec spec, Tensor probabilities, Tensor x, Tensor v, Tensor? weights = null)
+    {
         if (!spec.IsLogisticRegression) throw new ArgumentException("the closed-form curvature product is for logistic regression only");
         if (v.dim() != 2 || v.shape[0] != spec.ParameterCount) throw new ArgumentException($"V must be P×K with P = {spec.ParameterCount}");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var x = data.X;
         long n = x.shape[0], d = spec.InputDim, c = spec.OutputDim, k = v.shape[1];
-        var p = OutputCurvature.Probabilities(spec, Network.Logits(spec, theta, x)); // N × C
-        var vw = v.narrow(0, 0, c * d).view(c, d, k).permute(1, 0, 2).reshape(d, c * k);
-        var vb = v.narrow(0, c * d, c);                                              // C × K
+        var p = probabilities.to(x.dtype);
+        var vx = v.to(x.dtype);
+        var vw = vx.narrow(0, 0, c * d).view(c, d, k).permute(1, 0, 2).reshape(d, c * k);
+        var vb = vx.narrow(0, c * d, c);                                             // C × K
         var u = x.matmul(vw).view(n, c, k).add(vb.unsqueeze(0));                     // N × C × K: logit changes
         var au = OutputCurvature.Apply(spec, p.unsqueeze(2).expand(n, c, k).transpose(1, 2), u.transpose(1, 2)).transpose(1, 2); // A_i u_i
-        if (weights is not null) au = au.mul(weights.to(spec.ScalarType).view(n, 1, 1));
+        if (weights is not null) au = au.mul(weights.to(x.dtype).view(n, 1, 1));
         var hw = au.reshape(n, c * k).t().matmul(x).view(c, k, d).permute(0, 2, 1).reshape(c * d, k);
         var hb = au.sum(0L, false);
-        return cat([hw, hb], 0).MoveToOuterDisposeScope();
+        return cat([hw, hb], 0).to(v.dtype).MoveToOuterDisposeScope();
     }
 }
 

@@ -133,6 +133,7 @@ public static class FullBatchTrainer
         var rho = new List<double>();
         var (value, grad) = objective.ValueAndGradient(theta);
         int iteration = 0;
+        var eta = new GradientNormEta();
         try
         {
             for (; iteration < options.LbfgsMaxIterations; iteration++)
@@ -190,7 +191,7 @@ public static class FullBatchTrainer
                 grad = newGrad.MoveToOuterDisposeScope();
                 double change = value - newValue;
                 value = newValue;
-                if (progress is not null && iteration % 50 == 0) progress.Report($"L-BFGS {iteration}: F={value:R} |grad|={gnorm:E3}");
+                if (progress is not null && iteration % 50 == 0) progress.Report($"L-BFGS {iteration}: F={value:R} |grad|={gnorm:E3}{eta.Report(gnorm, tolerance)}");
                 if (change <= 1e-16 * Math.Max(1.0, Math.Abs(value)) && iteration > 10) { iteration++; break; }
             }
         }
@@ -207,5 +208,26 @@ public static class FullBatchTrainer
         foreach (var t in s) t.Dispose();
         foreach (var t in y) t.Dispose();
         s.Clear(); y.Clear(); rho.Clear();
+    }
+}
+
+/// <summary>
+/// An estimate of the time left until ‖∇F‖ reaches a tolerance, for the progress line: L-BFGS
+/// shrinks log ‖∇F‖ at a roughly steady rate per second, so the rate since the start is extrapolated.
+/// </summary>
+internal sealed class GradientNormEta
+{
+    private readonly Stopwatch clock = Stopwatch.StartNew();
+    private double? firstLog;
+
+    /// <summary>" (to 1E-003 in ≈ 12 s at the rate so far)", or "" before there is a rate.</summary>
+    public string Report(double gradientNorm, double tolerance)
+    {
+        double now = Math.Log10(gradientNorm), seconds = clock.Elapsed.TotalSeconds;
+        if (firstLog is null) { firstLog = now; clock.Restart(); return ""; }
+        double rate = (firstLog.Value - now) / seconds; // decades per second
+        if (!(rate > 0) || !double.IsFinite(now)) return "";
+        double left = (now - Math.Log10(tolerance)) / rate;
+        return FormattableString.Invariant($" (to {tolerance:E0} in ≈ {Math.Max(0, left):F0} s at the rate so far)");
     }
 }
