@@ -5,6 +5,8 @@
 # matrix product measured in the same job (summary.json scoring.ratio_to_gemm).
 #   scripts/bench-scale.sh            the README's 2,000 × 10 job and 60,000 × 100 (about 6 minutes)
 #   scripts/bench-scale.sh all-pairs  also all 60,000 × 10,000 pairs (top-k and per-example outputs; about 7 minutes)
+#   scripts/bench-scale.sh cluster    instead: the 60,000 × 100 job on 3 silo processes (Redis, Azurite), checked
+#                                     against the embedded run's files, with its store traffic
 #   scripts/bench-scale.sh studies    instead: mislabel detection on all 60,000 rows (data/fmnist60k_noisy_labels.csv)
 #                                     and warm leave-one-out of REMOVALS random rows (default 600; REMOVALS=6000: about N min)
 # Needs: apt-get install dataset-fashion-mnist time; dotnet build Influence.sln -c Release.
@@ -72,6 +74,42 @@ t = s["timings_seconds"]
 print("timings (s):", {k: round(v, 1) for k, v in t.items()})
 rate = removals / t["retrain"]
 print(f"warm retrains/s: {rate:.2f}; all 60,000 at that rate on this machine: {60000 / rate / 60:.0f} min")
+EOF
+  exit 0
+fi
+
+if [[ ${1:-} == cluster ]]; then
+  # The 60,000 × 100 job on 3 silo processes with Redis and Azurite on loopback (scripts/local-cluster.sh),
+  # against the embedded run's output (run 'scripts/bench-scale.sh' first): the same numbers, and the
+  # store traffic from the silos' influence_store_*_bytes_total counters.
+  [[ -f out/bench-scale-lr-60k-x100/influence.csv ]] || { echo "run scripts/bench-scale.sh first (the embedded reference)" >&2; exit 2; }
+  silos=${SILOS:-3}
+  key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+  export INFLUENCE_BLOB_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=http://127.0.0.1:${BLOB_PORT:-10000}/devstoreaccount1;"
+  ./scripts/local-cluster.sh up "$silos" > /dev/null
+  trap './scripts/local-cluster.sh down > /dev/null; rm -rf "$store"' EXIT
+  traffic() { for k in $(seq 0 $((silos - 1))); do curl -s "http://127.0.0.1:$((9400 + k))/metrics"; done |
+    awk '/^influence_store_read_bytes_total/ {r += $NF} /^influence_store_written_bytes_total/ {w += $NF} END {printf "%.0f %.0f\n", r, w}'; }
+  read -r read0 written0 < <(traffic)
+  out=out/bench-scale-lr-60k-x100-cluster
+  rm -rf "$out"
+  /usr/bin/time -v $client score "${fmnist[@]}" "${lr[@]}" --test-indices 0-99 --shards $((2 * silos)) \
+    --cluster redis://127.0.0.1:${REDIS_PORT:-6380} --store azblob:influence --out "$out" > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
+  read -r read1 written1 < <(traffic)
+  python3 - "$out" out/bench-scale-lr-60k-x100 "$((read1 - read0))" "$((written1 - written0))" <<'EOF'
+import csv, json, re, sys
+out, ref, read, written = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+log = open(out + ".log").read()
+wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log).group(1).split(":")
+wall = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))
+t = json.load(open(out + "/summary.json"))["timings_seconds"]
+def column(path, name): return [float(r[name]) for r in csv.DictReader(open(path))]
+for f, col in [("influence.csv", "influence"), ("self_influence.csv", "self_influence")]:
+    a, b = column(f"{out}/{f}", col), column(f"{ref}/{f}", col)
+    assert len(a) == len(b), f"{f}: {len(a)} rows against {len(b)}"
+    print(f"{f}: largest difference from the embedded run {max(abs(x - y) for x, y in zip(a, b)) / max(abs(y) for y in b):.1e} of its largest value")
+print(f"wall {wall:.1f} s (train {t['train']:.1f}, prepare {t['prepare']:.1f}, score {t['score']:.1f}); "
+      f"store traffic: {written / 1e6:,.0f} MB written, {read / 1e6:,.0f} MB read")
 EOF
   exit 0
 fi

@@ -61,8 +61,14 @@ MSG
     start_silo "$k"
     ;;
   down)
-    for f in "$state"/silo-*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; done
-    sleep 2
+    pids=()
+    for f in "$state"/silo-*.pid; do [ -f "$f" ] && { pids+=("$(cat "$f")"); kill -TERM "${pids[-1]}" 2>/dev/null || true; }; rm -f "$f"; done
+    # Redis must outlive the silos' graceful stop (they leave the membership table through it);
+    # a silo still stopping after 60 s is killed.
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL "$pid" 2>/dev/null || true
+    done
     for s in redis azurite; do [ -f "$state/$s.pid" ] && kill "$(cat "$state/$s.pid")" 2>/dev/null || true; rm -f "$state/$s.pid"; done
     echo "stopped"
     ;;
