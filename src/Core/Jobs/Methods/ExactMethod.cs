@@ -29,6 +29,8 @@ public sealed class ExactMethod : InfluenceMethod
     /// <summary>Rows per step of a partial Hessian: bounds its temporaries (a few chunk × In matrices) whatever the unit's size.</summary>
     private const int HessianChunkRows = 8192;
     private static string InverseKey(ScoreJob job) => job.WorkKey("inverse.safetensors");
+    /// <summary>Queries preconditioned per triangular solve: bounds the solve's temporaries whatever the number of test points.</summary>
+    private const int QueriesPerSolve = 1024;
 
     public override void CheckSize(ModelSpec spec)
     {
@@ -99,8 +101,14 @@ public sealed class ExactMethod : InfluenceMethod
         inverse.Save(job.Store, InverseKey(job));
 
         var theta = checkpoint.Theta(device);
-        var grads = job.TestGradients(checkpoint, data, theta).to(ScalarType.Float64);
-        var queries = inverse.Solve(grads).t().contiguous();
+        var queries = job.QueryGradients(checkpoint, data, theta).to(ScalarType.Float64); // Q × P, preconditioned in place
+        // A block of queries at a time: the solve's copies of a 10,000 × 7,850 block are 0.6 GB each.
+        for (long q0 = 0; q0 < queries.shape[0]; q0 += QueriesPerSolve)
+        {
+            using var block = NewDisposeScope();
+            var rows = queries.narrow(0, q0, Math.Min(QueriesPerSolve, queries.shape[0] - q0));
+            rows.copy_(inverse.Solve(rows.t()).t());
+        }
         // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
         double min = inverse.MinEigenvalue - damping, max = inverse.MaxEigenvalue - damping;
         var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
