@@ -3,12 +3,14 @@
 # dataset-fashion-mnist (fetches nothing), each timed end to end with its peak memory
 # (/usr/bin/time -v), its phases from summary.json, and its scoring rate beside the same-shape
 # matrix product measured in the same job (summary.json scoring.ratio_to_gemm).
-#   scripts/bench-scale.sh            the README's 2,000 × 10 job and 60,000 × 100 (about 6 minutes)
+#   scripts/bench-scale.sh            the README's 2,000 × 10 job and 60,000 × 100 (about 3 minutes)
 #   scripts/bench-scale.sh all-pairs  also all 60,000 × 10,000 pairs (top-k and per-example outputs; about 7 minutes)
 #   scripts/bench-scale.sh cluster    instead: the 60,000 × 100 job on 3 silo processes (Redis, Azurite), checked
 #                                     against the embedded run's files, with its store traffic
+#   scripts/bench-scale.sh mlp        instead: the MLP 784-256-10 with TRAK (k = 1024) on all 60,000 × 10,000 pairs (about 8 minutes)
 #   scripts/bench-scale.sh studies    instead: mislabel detection on all 60,000 rows (data/fmnist60k_noisy_labels.csv)
-#                                     and warm leave-one-out of REMOVALS random rows (default 600; REMOVALS=6000: about N min)
+#                                     and warm leave-one-out of REMOVALS random rows (default 600, about 9 minutes with the
+#                                     mislabel run; REMOVALS=6000 adds about 8 minutes of retrains)
 # Needs: apt-get install dataset-fashion-mnist time; dotnet build Influence.sln -c Release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,16 @@ EOF
 
 lr=(--model logreg --l2 1e-3 --dtype float64 --method exact --pixel-scale 255)
 fmnist=(--train $fm/train-images-idx3-ubyte.gz --test $fm/t10k-images-idx3-ubyte.gz)
+if [[ ${1:-} == mlp ]]; then
+  # The MLP 784-256-10 (tanh, float32, 203,530 parameters; Adam, 5 epochs) with TRAK (k = 1024)
+  # on all 60,000 × 10,000 pairs: time, peak memory and summary.json's scoring rates.
+  mlp=(--pixel-scale 255 --model mlp --hidden 256 --activation tanh --l2 1e-2 --weight-decay-on all --dtype float32
+       --optimizer adam --lr 1e-3 --epochs 5 --train-batch 256)
+  timed mlp-trak-60k-x10k score "${fmnist[@]}" "${mlp[@]}" --method trak --projection-dim 1024 --test-indices 0-9999 --shards 16
+  python3 -c "import json; s=json.load(open('out/bench-scale-mlp-trak-60k-x10k/summary.json')); print('timings (s):', {k: round(v, 1) for k, v in s['timings_seconds'].items()}); sc=s['scoring']; print(f\"scoring {sc['pairs_examples_per_second']:,.0f} examples/s against 10,000 queries, same-shape GEMM {sc['gemm_examples_per_second']:,.0f}/s\")"
+  exit 0
+fi
+
 if [[ ${1:-} == studies ]]; then
   removals=${REMOVALS:-600}
   echo "== mislabel: all 60,000 rows, 6,000 labels changed"
