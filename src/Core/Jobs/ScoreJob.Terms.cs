@@ -27,6 +27,34 @@ public sealed partial class ScoreJob
         return ShardScorer.Gradients(checkpoint.Spec, theta, test);
     }
 
+    /// <summary>
+    /// <paramref name="reduce"/> of the Q×P query gradients, computed <see cref="QueryBlockRows"/>
+    /// test points at a time and stacked: for a map that shrinks each row (TRAK's projection), the
+    /// full Q×P matrix is never held (10,000 queries of a 203,530-parameter MLP are 8.1 GB).
+    /// </summary>
+    public Tensor QueryGradients(Checkpoint checkpoint, TrainTestData data, Tensor theta, Func<Tensor, Tensor> reduce)
+    {
+        var indices = Settings.TestIndices;
+        var blocks = new List<Tensor>();
+        try
+        {
+            for (int i0 = 0; i0 < indices.Length; i0 += QueryBlockRows)
+            {
+                using var scope = NewDisposeScope();
+                using var test = DataTensors.From(data.Test.Select(indices[i0..Math.Min(indices.Length, i0 + QueryBlockRows)]), checkpoint.Spec, Device);
+                blocks.Add(reduce(ShardScorer.Gradients(checkpoint.Spec, theta, test)).MoveToOuterDisposeScope());
+            }
+            return cat(blocks, 0);
+        }
+        finally
+        {
+            foreach (var b in blocks) b.Dispose();
+        }
+    }
+
+    /// <summary>Test points per block of <see cref="QueryGradients(Checkpoint, TrainTestData, Tensor, Func{Tensor, Tensor})"/>.</summary>
+    public const int QueryBlockRows = 512;
+
     /// <summary>P×Q gradients of the chosen test points' losses at θ (right-hand sides of the solvers).</summary>
     public Tensor TestGradients(Checkpoint checkpoint, TrainTestData data, Tensor theta)
     {

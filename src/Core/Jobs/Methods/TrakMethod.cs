@@ -94,7 +94,8 @@ public sealed class TrakMethod : InfluenceMethod
         curvature.Save(job.Store, ProjectedCurvatureKey(job));
 
         var theta = checkpoint.Theta(Devices.Default);
-        var queries = curvature.Precondition(Projector(job, spec).Project(job.QueryGradients(checkpoint, data, theta)));
+        var projector = Projector(job, spec);
+        var queries = curvature.Precondition(job.QueryGradients(checkpoint, data, theta, projector.Project));
         var o = settings.Options;
         var report = new MethodReport(damping) { LargestEigenvalue = curvature.LargestEigenvalue, SmallestEigenvalue = curvature.SmallestEigenvalue };
         report.Details["projection"] = o.Projection.ToString().ToLowerInvariant();
