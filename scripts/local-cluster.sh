@@ -73,5 +73,5 @@ MSG
     echo "stopped"
     ;;
   *)
-    sed -n '2,11p' "$0"; exit 2 ;;
+    sed -n '2,10p' "$0"; exit 2 ;;
 esac

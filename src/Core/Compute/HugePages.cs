@@ -7,7 +7,7 @@ namespace Influence.Core.Compute;
 /// <para>
 /// Jobs here allocate and free P×P matrices of hundreds of MB (a 7,850² float64 Hessian is 493 MB)
 /// several times. With 4 KB pages every fresh allocation is ~120,000 page faults, and on this
-/// kind of VM the kernel time they cost was as large as the arithmetic: the README's 2,000-row
+/// kind of VM the kernel time they cost was as large as the arithmetic: the 2,000-row
 /// exact job spent 18 s in the kernel and 17 s preparing the Hessian, against 8 s and 10 s with
 /// huge pages (docs/benchmarks.md). libtorch reads <c>THP_MEM_ALLOC_ENABLE</c> once, at its first
 /// allocation, from the native environment, which .NET's Environment.SetEnvironmentVariable does not
