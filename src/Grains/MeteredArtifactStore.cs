@@ -10,7 +10,7 @@ namespace Influence.Grains;
 /// </summary>
 public sealed class MeteredArtifactStore(IArtifactStore inner) : IArtifactStore
 {
-    public IArtifactStore Inner { get; } = inner;
+    private IArtifactStore Inner { get; } = inner;
 
     public bool Exists(string key) => Inner.Exists(key);
 

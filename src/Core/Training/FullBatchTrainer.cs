@@ -14,9 +14,9 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// Where L-BFGS hands over to Newton: 1e-3 for logistic regression, whose Newton-CG steps cost a
-    /// few dozen gradients each (on Fashion-MNIST, 60,000 rows: L-BFGS to 1e-7 took 637 iterations
-    /// and 91 s; to 1e-3, 185 iterations, with the three Newton steps after it the whole training
-    /// took 79 s against 103 s); 1e-7 where a Newton step builds an exact Hessian.
+    /// few dozen gradients each, so a long L-BFGS tail costs more than three Newton steps (the
+    /// training times in docs/benchmarks.md, `scripts/bench-scale.sh`); 1e-7 where a Newton step
+    /// builds an exact Hessian.
     /// </summary>
     public double HandoverFor(ModelSpec spec) => LbfgsTolerance ?? (spec.IsLogisticRegression ? 1e-3 : 1e-7);
     public int LbfgsMaxIterations { get; init; } = 5_000;
