@@ -7,20 +7,23 @@
 #   scripts/bench-scale.sh all-pairs  also all 60,000 × 10,000 pairs (top-k and per-example outputs; about 7 minutes)
 #   scripts/bench-scale.sh cluster    instead: the 60,000 × 100 job on 3 silo processes (Redis, Azurite), checked
 #                                     against the embedded run's files, with its store traffic
-#   scripts/bench-scale.sh mlp        instead: the MLP 784-256-10 with TRAK (k = 1024) on all 60,000 × 10,000 pairs (about 8 minutes)
+#   scripts/bench-scale.sh mlp        instead: the MLP 784-256-10 on all 60,000 × 10,000 pairs with TRAK (k = 1024, about
+#                                     8 minutes) and EK-FAC at query rank 32 (about 15 minutes); MLP_METHODS="ekfac" runs one
 #   scripts/bench-scale.sh studies    instead: mislabel detection on all 60,000 rows (data/fmnist60k_noisy_labels.csv)
 #                                     and warm leave-one-out of REMOVALS random rows (default 600, about 9 minutes with the
 #                                     mislabel run; REMOVALS=6000 adds about 8 minutes of retrains)
 # Needs: apt-get install dataset-fashion-mnist time; dotnet build Influence.sln -c Release; for
-# 'cluster', scripts/install-test-tools.sh (Redis, Azurite) and curl.
+# 'cluster', scripts/install-test-tools.sh (Redis, Azurite) and curl. INFLUENCE_BIN=DIR runs a copy of
+# the client's build output instead (so a long run does not hold the build directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case ${1:-} in ''|all-pairs|cluster|mlp|studies) ;; *) sed -n '2,15p' "$0" >&2; echo "unknown mode '$1'" >&2; exit 2 ;; esac
+case ${1:-} in ''|all-pairs|cluster|mlp|studies) ;; *) sed -n '2,17p' "$0" >&2; echo "unknown mode '$1'" >&2; exit 2 ;; esac
 fm=/usr/share/datasets/fashion-mnist
 [[ -f $fm/train-images-idx3-ubyte.gz ]] || { echo "missing $fm: apt-get install dataset-fashion-mnist" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "missing /usr/bin/time: apt-get install time" >&2; exit 2; }
-client="dotnet src/Client/bin/Release/net10.0/influence.dll"
-[[ -f src/Client/bin/Release/net10.0/influence.dll ]] || { echo "build first: dotnet build Influence.sln -c Release" >&2; exit 2; }
+bin=${INFLUENCE_BIN:-src/Client/bin/Release/net10.0}
+client="dotnet $bin/influence.dll"
+[[ -f $bin/influence.dll ]] || { echo "build first: dotnet build Influence.sln -c Release (no $bin/influence.dll)" >&2; exit 2; }
 store=$(mktemp -d)
 trap 'rm -rf "$store"' EXIT
 mkdir -p out
@@ -69,8 +72,16 @@ if [[ ${1:-} == mlp ]]; then
   # on all 60,000 × 10,000 pairs: time, peak memory and summary.json's scoring rates.
   mlp=(--pixel-scale 255 --model mlp --hidden 256 --activation tanh --l2 1e-2 --weight-decay-on all --dtype float32
        --optimizer adam --lr 1e-3 --epochs 5 --train-batch 256)
-  timed mlp-trak-60k-x10k score "${fmnist[@]}" "${mlp[@]}" --method trak --projection-dim 1024 --test-indices 0-9999 --shards 16
-  python3 -c "import json; s=json.load(open('out/bench-scale-mlp-trak-60k-x10k/summary.json')); print('timings (s):', {k: round(v, 1) for k, v in s['timings_seconds'].items()}); sc=s['scoring']; print(f\"scoring {sc['pairs_examples_per_second']:,.0f} examples/s against 10,000 queries, same-shape GEMM {sc['gemm_examples_per_second']:,.0f}/s\")"
+  for method in ${MLP_METHODS:-trak ekfac}; do
+    case $method in
+      trak) args=(--method trak --projection-dim 1024) ;;
+      ekfac) args=(--method ekfac --query-rank 32) ;;
+      *) echo "MLP_METHODS: '$method' is not trak or ekfac" >&2; exit 2 ;;
+    esac
+    echo "== MLP, $method: 60,000 × 10,000"
+    timed mlp-$method-60k-x10k score "${fmnist[@]}" "${mlp[@]}" "${args[@]}" --test-indices 0-9999 --shards 16
+    python3 -c "import json; s=json.load(open('out/bench-scale-mlp-$method-60k-x10k/summary.json')); print('timings (s):', {k: round(v, 1) for k, v in s['timings_seconds'].items()}); sc=s['scoring']; print(f\"scoring {sc['pairs_examples_per_second']:,.0f} examples/s against 10,000 queries, same-shape GEMM {sc['gemm_examples_per_second']:,.0f}/s\")"
+  done
   exit 0
 fi
 

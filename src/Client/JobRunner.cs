@@ -51,14 +51,20 @@ public static class JobRunner
 
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
-            // Plain lines for logs and CI: one per phase change, and every 10 s.
+            // Plain lines for logs and CI: one per phase change, and every 10 s, with an ETA from the
+            // job's own rate (retraining) or from the phase's progress so far.
             var lastPhase = (JobPhase)(-1);
             var lastPrint = DateTime.MinValue;
+            var (phaseStart, phaseStartDone) = (0.0, 0L);
             while (!status.IsFinished)
             {
+                if (status.Phase != lastPhase) (phaseStart, phaseStartDone) = (status.ElapsedSeconds, status.Done);
                 if (status.Phase != lastPhase || DateTime.UtcNow - lastPrint > TimeSpan.FromSeconds(10))
                 {
-                    var eta = status.Phase == JobPhase.Retraining && status.Rate > 0 ? $", ETA {status.EtaSeconds:F0} s" : "";
+                    double? etaSeconds = status.Rate > 0 ? status.EtaSeconds
+                        : status.Done > phaseStartDone && status.Done < status.Total
+                            ? (status.Total - status.Done) * (status.ElapsedSeconds - phaseStart) / (status.Done - phaseStartDone) : null;
+                    var eta = etaSeconds is { } e ? $", ETA {e:F0} s" : "";
                     Console.WriteLine($"[{status.ElapsedSeconds,6:F1}s] {status.Phase}: {status.Message}{(status.Total > 0 ? $" ({status.Done}/{status.Total}{eta})" : "")}");
                     lastPhase = status.Phase;
                     lastPrint = DateTime.UtcNow;

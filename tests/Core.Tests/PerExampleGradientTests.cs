@@ -1,4 +1,5 @@
 using Influence.Core.Scoring;
+using Influence.Core.Storage;
 using static TorchSharp.torch;
 
 namespace Influence.Core.Tests;
@@ -61,5 +62,43 @@ public class PerExampleGradientTests
         Assert.True(dots.sub(expected).abs().max().ToDouble() <= 1e-11 * expected.abs().max().ToDouble(), $"{dots.sub(expected).abs().max().ToDouble():E2}");
         // A single-output model's blocks are rank 1 already: nothing to truncate.
         Assert.True(dots.sub(exact).abs().max().ToDouble() > 1e-3 * exact.abs().max().ToDouble() == anyLowRank, $"low-rank layers: {anyLowRank}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Problem.Kinds), MemberType = typeof(Problem))]
+    public void Query_layouts_built_in_blocks_and_stored_score_like_the_layout_built_at_once(string kind)
+    {
+        using var p = Problem.Make(kind);
+        var q = randn(7, p.Spec.ParameterCount, dtype: ScalarType.Float64, generator: new Generator(3));
+        foreach (int rank in new[] { 0, 1 })
+        {
+            using var whole = new PerExampleGradients.Queries(p.Spec, q, rank);
+            using var first = new PerExampleGradients.Queries(p.Spec, q.narrow(0, 0, 3), rank);
+            using var second = new PerExampleGradients.Queries(p.Spec, q.narrow(0, 3, 4), rank);
+            using var joined = PerExampleGradients.Queries.Concat([first, second]);
+            var stream = new MemoryStream();
+            TensorArchive.Write(stream, joined.Entries("term0"));
+            stream.Position = 0;
+            using var archive = TensorArchive.Read(stream, "test", CPU);
+            using var read = PerExampleGradients.Queries.Take(archive, "term0", p.Spec, "test");
+            using var expected = PerExampleGradients.DotWithQueries(p.Spec, p.Theta, p.Data, whole);
+            using var dots = PerExampleGradients.DotWithQueries(p.Spec, p.Theta, p.Data, read);
+            Assert.Equal(7, read.Count);
+            Assert.True(dots.sub(expected).abs().max().ToDouble() <= 1e-12 * expected.abs().max().ToDouble(), $"rank {rank}");
+            // A slice scores as its columns of the whole.
+            using var slice = read.Slice(2, 3);
+            using var sliced = PerExampleGradients.DotWithQueries(p.Spec, p.Theta, p.Data, slice);
+            Assert.True(sliced.sub(expected.narrow(1, 2, 3)).abs().max().ToDouble() <= 1e-12 * expected.abs().max().ToDouble());
+        }
+
+        // Stored queries that do not fit the model are refused, naming the layer: here layer 0 has no bias.
+        using var other = new PerExampleGradients.Queries(p.Spec, q, 0);
+        var bad = new MemoryStream();
+        TensorArchive.Write(bad, other.Entries("term0").Where(e => e.Key != "term0.layer0.bias"));
+        bad.Position = 0;
+        using var badArchive = TensorArchive.Read(bad, "terms.safetensors", CPU);
+        var error = Assert.Throws<InvalidDataException>(() => PerExampleGradients.Queries.Take(badArchive, "term0", p.Spec, "terms.safetensors"));
+        Assert.Contains("terms.safetensors", error.Message);
+        Assert.Contains("layer 0", error.Message);
     }
 }

@@ -65,11 +65,11 @@ public class ScoreMethodTests
         return configure is null ? s : configure(s);
     }
 
-    private static Outcome Run(ScoreSettings settings, string? storeDir = null, string jobId = "job")
+    private static Outcome Run(ScoreSettings settings, string? storeDir = null, string jobId = "job", int queryBlockRows = 512)
     {
         var dir = storeDir ?? Directory.CreateTempSubdirectory("influence-methods-").FullName;
         var store = new LocalArtifactStore(dir);
-        var job = new ScoreJob(store, jobId, settings) { AllowLocalFiles = true };
+        var job = new ScoreJob(store, jobId, settings) { AllowLocalFiles = true, QueryBlockRows = queryBlockRows };
         var result = InProcessStages.Run(job);
         var rows = File.ReadLines(Path.Combine(dir, $"jobs/{jobId}/influence.csv")).Skip(1).Select(l => l.Split(',')).ToList();
         int n = rows.Count / settings.TestIndices.Length;
@@ -204,7 +204,8 @@ public class ScoreMethodTests
             var opts = new MethodOptions { FisherLabels = FisherLabels.Empirical };
             var one = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 1, Options = opts, Checkpoint = trained }, model));
             trained ??= TrainedBy(one);
-            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts, Checkpoint = trained }, model));
+            // The queries preconditioned 3 test points at a time: two blocks of the 4.
+            var four = Run(Settings(method, s => s with { Damping = 1e-3, Shards = 4, Options = opts, Checkpoint = trained }, model), queryBlockRows: 3);
             Assert.True(MaxRelativeError(four.Influence, one.Influence) < 1e-10, $"{method}: 4 shards vs 1");
             Assert.True(MaxRelativeError(four.Self!, one.Self!) < 1e-10);
 
@@ -224,8 +225,9 @@ public class ScoreMethodTests
             var selfExpected = g.mul(factors.Solve(g.t(), 1e-3, ekfac).t()).sum(1L, false).to(ScalarType.Float64).data<double>().ToArray();
             Assert.True(MaxRelativeError(four.Self!, selfExpected) < 1e-9, $"{method} self vs gᵀ(F̂ + (λ+δ)I)⁻¹g");
 
-            // --query-rank 1 scores with rank-1 per-layer queries (Linear layers; the CNN's convolution stays exact).
-            var rankOne = Run(Settings(method, s => s with { Damping = 1e-3, Options = opts with { QueryRank = 1 }, Checkpoint = trained }, model));
+            // --query-rank 1 scores with rank-1 per-layer queries (Linear layers; the CNN's convolution
+            // stays exact), made block by block (two blocks) and stored in that layout.
+            var rankOne = Run(Settings(method, s => s with { Damping = 1e-3, Options = opts with { QueryRank = 1 }, Checkpoint = trained }, model), queryBlockRows: 3);
             using var lowRank = new PerExampleGradients.Queries(spec, pre.t().contiguous(), rank: 1);
             var lowExpected = PerExampleGradients.DotWithQueries(spec, theta, train, lowRank).neg().t().to(ScalarType.Float64).data<double>().ToArray();
             var lowDirect = new double[TestRows.Length, train.Count];
@@ -359,7 +361,7 @@ public class ScoreMethodTests
         var queries = randn(9, spec.ParameterCount, dtype: ScalarType.Float64);
         var plan = new ScorePlan([new ScoreTerm(theta, queries, 1.0)], new SelfInfluence.SquaredNorm(), cosine: false);
         var whole = ShardScorer.Score(spec, plan, train, 0, 5, 32, long.MaxValue);
-        int perPass = ShardScorer.QueriesPerPass(spec, 1, 32, 6_000);
+        int perPass = ShardScorer.QueriesPerPass(spec, plan, 32, 6_000);
         var passes = ShardScorer.Score(spec, plan, train, 0, 5, 32, 6_000);
         Assert.Equal(1, whole.Passes);
         Assert.InRange(perPass, 1, 4);

@@ -1,3 +1,4 @@
+using Influence.Core.Storage;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
 using TorchSharp;
@@ -152,6 +153,75 @@ public static class PerExampleGradients
                 : (m.matmul(top).transpose(1, 2), top.transpose(1, 2));    // M ≈ (M V_r) V_rᵀ
             return (left.contiguous().MoveToOuterDisposeScope(), right.contiguous().MoveToOuterDisposeScope());
         }
+
+        private Queries(long count) => Count = count;
+
+        /// <summary>Queries [q0, q0 + qn): views of these (no copy); disposing them leaves these intact.</summary>
+        public Queries Slice(long q0, long qn)
+        {
+            var slice = new Queries(qn);
+            foreach (var (from, to) in Lists().Zip(slice.Lists()))
+                to.AddRange(from.Select(t => t?.narrow(0, q0, qn)));
+            return slice;
+        }
+
+        /// <summary>Blocks of queries (in order) as one set: each layer's tensors concatenated.</summary>
+        public static Queries Concat(IReadOnlyList<Queries> blocks)
+        {
+            var all = new Queries(blocks.Sum(b => b.Count));
+            var lists = all.Lists();
+            for (int i = 0; i < lists.Length; i++)
+                for (int l = 0; l < blocks[0].Lists()[i].Count; l++)
+                    lists[i].Add(blocks[0].Lists()[i][l] is null ? null : cat(blocks.Select(b => b.Lists()[i][l]!).ToList(), 0));
+            return all;
+        }
+
+        /// <summary>Takes every tensor out of the current dispose scope (the caller disposes the queries).</summary>
+        public Queries DetachFromDisposeScope()
+        {
+            foreach (var t in Lists().SelectMany(x => x)) t?.DetachFromDisposeScope();
+            return this;
+        }
+
+        private static readonly string[] ListNames = ["weight", "bias", "left", "right"];
+
+        private List<Tensor?>[] Lists() => [Weights, Biases, Left, Right];
+
+        /// <summary>The per-layer tensors as archive entries "PREFIX.layerL.weight" (…bias, …left, …right; only those present).</summary>
+        public IEnumerable<KeyValuePair<string, Tensor>> Entries(string prefix) =>
+            Lists().SelectMany((list, i) => list.Select((t, l) => (t, l)).Where(x => x.t is not null)
+                .Select(x => new KeyValuePair<string, Tensor>($"{prefix}.layer{x.l}.{ListNames[i]}", x.t!)));
+
+        /// <summary>Queries written by <see cref="Entries"/>, checked against the model's layer shapes.</summary>
+        public static Queries Take(TensorArchive archive, string prefix, ModelSpec spec, string source)
+        {
+            Tensor? Get(int l, string name) => archive.Has($"{prefix}.layer{l}.{name}") ? archive.Take($"{prefix}.layer{l}.{name}") : null;
+            var layers = spec.Layers;
+            var read = layers.Select((_, l) => (W: Get(l, "weight"), B: Get(l, "bias"), L: Get(l, "left"), R: Get(l, "right"))).ToList();
+            long count = (read[0].W ?? read[0].L)?.shape[0] ?? -1;
+            for (int l = 0; l < layers.Count; l++)
+            {
+                var (layer, (w, b, left, right)) = (layers[l], read[l]);
+                bool exact = w is not null && b is not null && left is null && right is null
+                    && w.dim() == 3 && w.shape[0] == count && w.shape[1] == layer.Out && w.shape[2] == layer.In
+                    && b.dim() == 2 && b.shape[0] == count && b.shape[1] == layer.Out;
+                bool lowRank = w is null && b is null && left is not null && right is not null
+                    && left.dim() == 3 && right.dim() == 3 && left.shape[0] == count && right.shape[0] == count
+                    && left.shape[1] == right.shape[1] && left.shape[2] == layer.Out && right.shape[2] == layer.In + 1;
+                if (!exact && !lowRank)
+                    throw new InvalidDataException($"{source}: the queries of layer {l} are neither a {layer.Out}×{layer.In} block with its bias nor its low-rank factors, for as many queries as layer 0's");
+            }
+            var q = new Queries(count);
+            foreach (var (w, b, left, right) in read) { q.Weights.Add(w); q.Biases.Add(b); q.Left.Add(left); q.Right.Add(right); }
+            return q;
+        }
+
+        /// <summary>
+        /// Values each query adds to a batch's intermediates in <see cref="DotWithQueries(ModelSpec, Pieces, Queries)"/>,
+        /// per example: 3r for a low-rank layer (the two products and theirs), min(In, Out) for an exact one.
+        /// </summary>
+        public long IntermediatesPerQuery(ModelSpec spec) =>
+            spec.Layers.Select((layer, l) => Left[l] is { } left ? 3 * left.shape[1] : Math.Min(layer.In, layer.Out)).Sum();
 
         public long Count { get; }
         /// <summary>Per layer: Q × Out × In weight blocks and Q × Out biases (null where the layer is low-rank).</summary>

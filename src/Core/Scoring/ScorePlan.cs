@@ -6,15 +6,33 @@ using static TorchSharp.torch;
 namespace Influence.Core.Scoring;
 
 /// <summary>
-/// One term of a score: weight · ∇L(z; θ)ᵀ q for each query q (rows of <see cref="Queries"/>, Q×P).
-/// Influence methods have one term at θ̂ with the preconditioned queries; TracIn has one per checkpoint.
+/// One term of a score: weight · ∇L(z; θ)ᵀ q for each query q. Influence methods have one term at
+/// θ̂ with the preconditioned queries; TracIn has one per checkpoint. The queries are either a Q×P
+/// matrix (<see cref="Queries"/>; a plan truncates them to --query-rank when it scores) or already
+/// in the scoring layout (<see cref="Layout"/>: per-layer blocks, low-rank where truncated), which a
+/// method builds block by block when Q×P would not fit in memory.
 /// </summary>
-public sealed record ScoreTerm(Tensor Theta, Tensor Queries, double Weight) : IDisposable
+public sealed class ScoreTerm : IDisposable
 {
+    public ScoreTerm(Tensor theta, Tensor queries, double weight) => (Theta, Queries, Weight) = (theta, queries, weight);
+
+    public ScoreTerm(Tensor theta, PerExampleGradients.Queries layout, double weight) => (Theta, Layout, Weight) = (theta, layout, weight);
+
+    public Tensor Theta { get; }
+    /// <summary>Q×P query vectors, or null where the term holds its <see cref="Layout"/>.</summary>
+    public Tensor? Queries { get; }
+    public PerExampleGradients.Queries? Layout { get; }
+    public double Weight { get; }
+    public long QueryCount => Queries?.shape[0] ?? Layout!.Count;
+
+    /// <summary>The dense Q×P queries (TRAK's Q×k); for methods whose terms always have them.</summary>
+    public Tensor DenseQueries => Queries ?? throw new InvalidOperationException("the term's queries are in the per-layer scoring layout, not a Q×P matrix");
+
     public void Dispose()
     {
         Theta.Dispose();
-        Queries.Dispose();
+        Queries?.Dispose();
+        Layout?.Dispose();
     }
 }
 
@@ -99,7 +117,7 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
     public SelfInfluence? Self { get; } = self;
     /// <summary>Divide each training example's dot products by its gradient norm (grad-cos; the queries are unit vectors already).</summary>
     public bool Cosine { get; } = cosine;
-    public long QueryCount => Terms[0].Queries.shape[0];
+    public long QueryCount => Terms[0].QueryCount;
 
     private readonly Lock gate = new();
     private PerExampleGradients.Queries[]? whole;
@@ -107,11 +125,14 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
     /// <summary>
     /// Each term's queries [q0, q0 + qn) in the scoring layout. When that is every query (one pass),
     /// they are built once and kept for the plan's next shard (low-rank factors are the costly part);
-    /// <paramref name="owned"/> says whether the caller disposes them.
+    /// <paramref name="owned"/> says whether the caller disposes them. A term that holds its layout
+    /// already gives views of it.
     /// </summary>
     public PerExampleGradients.Queries[] QueriesFor(ModelSpec spec, int q0, int qn, out bool owned)
     {
-        PerExampleGradients.Queries[] Build() => Terms.Select(t => new PerExampleGradients.Queries(spec, t.Queries.narrow(0, q0, qn).to(spec.ScalarType), QueryRank)).ToArray();
+        PerExampleGradients.Queries[] Build() => Terms.Select(t => t.Layout is { } layout
+            ? layout.Slice(q0, qn)
+            : new PerExampleGradients.Queries(spec, t.Queries!.narrow(0, q0, qn).to(spec.ScalarType), QueryRank)).ToArray();
         owned = q0 != 0 || qn != QueryCount;
         if (owned) return Build();
         lock (gate) return whole ??= Build();
@@ -134,18 +155,22 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
         Self?.Dispose();
     }
 
-    /// <summary>Writes the terms (θ, queries, weight each).</summary>
+    /// <summary>Writes the terms: θ, weight, and the queries (term{k}.queries, or the layout's term{k}.layerL.* tensors) each.</summary>
     public static void WriteTerms(Stream stream, IReadOnlyList<ScoreTerm> terms)
     {
         using var weights = tensor(terms.Select(t => t.Weight).ToArray(), dtype: ScalarType.Float64);
-        TensorArchive.Write(stream, terms.SelectMany((t, k) => new KeyValuePair<string, Tensor>[] { new($"term{k}.theta", t.Theta), new($"term{k}.queries", t.Queries) })
+        TensorArchive.Write(stream, terms.SelectMany((t, k) =>
+                t.Layout?.Entries($"term{k}").Prepend(new($"term{k}.theta", t.Theta))
+                ?? [new($"term{k}.theta", t.Theta), new($"term{k}.queries", t.Queries!)])
             .Prepend(new("weights", weights)));
     }
 
-    public static List<ScoreTerm> ReadTerms(Stream stream, string source, Device device)
+    public static List<ScoreTerm> ReadTerms(Stream stream, string source, Device device, ModelSpec spec)
     {
         using var archive = TensorArchive.Read(stream, source, device);
         var weights = archive["weights"].data<double>().ToArray();
-        return weights.Select((w, k) => new ScoreTerm(archive.Take($"term{k}.theta"), archive.Take($"term{k}.queries"), w)).ToList();
+        return weights.Select((w, k) => archive.Has($"term{k}.queries")
+            ? new ScoreTerm(archive.Take($"term{k}.theta"), archive.Take($"term{k}.queries"), w)
+            : new ScoreTerm(archive.Take($"term{k}.theta"), PerExampleGradients.Queries.Take(archive, $"term{k}", spec, source), w)).ToList();
     }
 }

@@ -25,7 +25,7 @@ public static class ShardScorer
     {
         int n = (int)rows.Count;
         int q = (int)plan.QueryCount;
-        int group = QueriesPerPass(spec, plan.Terms.Count, Math.Min(batchSize, n), memoryBudgetBytes);
+        int group = QueriesPerPass(spec, plan, Math.Min(batchSize, n), memoryBudgetBytes);
         var influence = new double[(long)q * n];
         var self = plan.Self is null ? null : new double[n];
         int passes = 0;
@@ -76,14 +76,17 @@ public static class ShardScorer
     }
 
     /// <summary>
-    /// Queries per pass: each costs its per-layer copy (P values per term) and its share of the
-    /// B×Q×min(In, Out) intermediates of the dot products.
+    /// Queries per pass: each costs its per-layer copy (P values per term; none for a term that holds
+    /// its layout, whose passes take views) and its share of the batch's intermediates in the dot
+    /// products (B × min(In, Out) per layer, or B × 3r per low-rank layer).
     /// </summary>
-    public static int QueriesPerPass(ModelSpec spec, int terms, int batchSize, long memoryBudgetBytes)
+    public static int QueriesPerPass(ModelSpec spec, ScorePlan plan, int batchSize, long memoryBudgetBytes)
     {
         long element = spec.Precision == Precision.Float64 ? 8 : 4;
         long widest = spec.Layers.Max(l => (long)Math.Min(l.In, l.Out));
-        long perQuery = element * (spec.ParameterCount * terms + (long)batchSize * widest) + 8L * batchSize * 2;
+        long copies = plan.Terms.Sum(t => t.Layout is null ? spec.ParameterCount : 0L);
+        long intermediates = plan.Terms.Max(t => t.Layout?.IntermediatesPerQuery(spec) ?? widest);
+        long perQuery = element * (copies + (long)batchSize * intermediates) + 8L * batchSize * 2;
         return (int)Math.Clamp(memoryBudgetBytes / Math.Max(1, perQuery), 1, int.MaxValue);
     }
 
@@ -119,14 +122,18 @@ public static class ShardScorer
     {
         using var scope = NewDisposeScope();
         long b = Math.Min(batchSize, Math.Max(1, rows));
-        var device = plan.Terms[0].Queries.device;
+        var device = plan.Terms[0].Theta.device;
         double seconds = 0;
         foreach (var term in plan.Terms)
         {
             // The queries' own width: P, or a projection's k (TRAK's features). At most 1,024 of
-            // them, scaled up: the reference must not cost as much as scoring 10,000 queries.
-            long queries = term.Queries.shape[0], timed = Math.Min(queries, 1024);
-            var right = term.Queries.narrow(0, 0, timed).to(spec.ScalarType).t();
+            // them (and 256 MB), scaled up: the reference must not cost as much as scoring 10,000
+            // queries. A term in the scoring layout is timed against dense P-wide queries: the
+            // product low-rank queries save on.
+            long width = term.Queries?.shape[1] ?? spec.ParameterCount, element = spec.Precision == Precision.Float64 ? 8 : 4;
+            long queries = term.QueryCount, timed = Math.Clamp((256L << 20) / (width * element), 1, Math.Min(queries, 1024));
+            var right = (term.Queries?.narrow(0, 0, timed).to(spec.ScalarType)
+                ?? randn(timed, width, dtype: spec.ScalarType, device: device, generator: new Generator(1))).t();
             var left = randn(b, right.shape[0], dtype: spec.ScalarType, device: device, generator: new Generator(0));
             left.matmul(right).Dispose(); // warm-up
             var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -119,7 +119,7 @@ public sealed class TrakMethod : InfluenceMethod
         ProjectedCurvature curvature;
         curvature = ProjectedCurvature.Load(job.Store, ProjectedCurvatureKey(job), Devices.Default);
         using var _ = curvature;
-        var queries = plan.Terms[0].Queries.to(ScalarType.Float64); // Q × k
+        var queries = plan.Terms[0].DenseQueries.to(ScalarType.Float64); // Q × k
         int n = end - start, q = (int)queries.shape[0];
         var influence = queries.matmul(features.t()).neg().contiguous().cpu().data<double>().ToArray(); // Q × n
         var self = curvature.QuadraticForms(features).cpu().data<double>().ToArray();
