@@ -371,6 +371,78 @@ public class ScoreMethodTests
         Assert.Equal(whole.SelfInfluence, passes.SelfInfluence);
     }
 
+    /// <summary>Iris as a binary problem (class 2 against the rest): the sigmoid head.</summary>
+    private static readonly Lazy<(string Train, string Test)> BinaryIris = new(() =>
+    {
+        var dir = Directory.CreateTempSubdirectory("influence-binary-").FullName;
+        string Binary(string name)
+        {
+            var path = Path.Combine(dir, name);
+            var lines = File.ReadAllLines(TestData.DataFile(name));
+            File.WriteAllLines(path, lines.Take(1).Concat(lines.Skip(1).Select(l => (l[0] == '2' ? "1" : "0") + l[1..])));
+            return path;
+        }
+        return (Binary("iris_train.csv"), Binary("iris_test.csv"));
+    });
+
+    [Theory]
+    [InlineData(DecayOn.All, 0.0, false)]
+    [InlineData(DecayOn.Weights, 1e-3, false)] // a flat direction (the biases' sum): the pseudo-inverse on its complement, and a damping
+    [InlineData(DecayOn.Weights, 0.0, true)]   // the sigmoid head
+    public void Newton_step_equals_an_explicit_leave_one_out_Newton_step_with_the_test_loss_evaluated_there(DecayOn decay, double damping, bool binary)
+    {
+        ScoreSettings Configure(ScoreSettings s) => binary ? s with { Train = new DatasetSpec(BinaryIris.Value.Train), Test = new DatasetSpec(BinaryIris.Value.Test) } : s;
+        var newton = Run(Settings(Methods.NewtonStep, s => Configure(s with { WeightDecayOn = decay, Damping = damping, Shards = 2 }), "logreg"));
+        var linear = Run(Settings(Methods.NewtonStepLinear, s => Configure(s with { WeightDecayOn = decay, Damping = damping, Checkpoint = TrainedBy(newton) }), "logreg"));
+        var exact = Run(Settings(Methods.Exact, s => Configure(s with { WeightDecayOn = decay, Damping = damping, Checkpoint = TrainedBy(newton) }), "logreg"));
+        using var scope = NewDisposeScope();
+        var checkpoint = LoadCheckpoint(newton.Dir);
+        var (spec, theta) = (checkpoint.Spec, checkpoint.Theta(CPU));
+        Assert.Equal(binary, spec.IsBinary);
+        var data = binary ? TrainTestData.Load(new DatasetSpec(BinaryIris.Value.Train), new DatasetSpec(BinaryIris.Value.Test)) : TestData.Iris();
+        var (train, test) = (DataTensors.From(data.Train, spec, CPU), DataTensors.From(data.Test.Select(TestRows), spec, CPU));
+        long n = train.Count;
+        var testGradients = ShardScorer.Gradients(spec, theta, test);
+        var lossAtOptimum = Objective.PerExampleLoss(spec, theta, test);
+        double scale = 0, selfScale = 0;
+        var (errors, linearErrors, selfErrors) = (new List<double>(), new List<double>(), new List<double>());
+        foreach (int j in new[] { 0, 7, 33, (int)n - 1 })
+        {
+            // The oracle, by autograd: F₋ⱼ is the objective with example j's weight 0 and the normaliser N
+            // kept; one Newton step from θ̂ with its Hessian + δI (the flat direction, where there is
+            // one, held fixed). Its gradient is taken less ∇F(θ̂), which training leaves at ~1e-13, not 0:
+            // the method's step is defined at the exact optimum (∇F₋ⱼ(θ̂) = −g_j/N).
+            var weights = ones(n, dtype: ScalarType.Float64);
+            weights[j] = 0;
+            var objective = new Objective(spec, train, n, CPU, weights);
+            var gradient = objective.ValueAndGradient(theta).Gradient.sub(new Objective(spec, train, n, CPU).ValueAndGradient(theta).Gradient);
+            var hessian = ExactHessian.OfFunction(objective.Value, theta).add(eye(spec.ParameterCount, dtype: ScalarType.Float64).mul(damping));
+            if (Network.FlatDirections(spec, CPU) is { } u) hessian = hessian.add(u.matmul(u.t())); // invertible; the step stays off u
+            var step = linalg.solve(hessian, gradient.neg().unsqueeze(1)).squeeze(1);
+            if (Network.FlatDirections(spec, CPU) is { } flat) step = Network.WithoutFlat(step.unsqueeze(1), flat).squeeze(1);
+            var change = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
+            var linearChange = testGradients.matmul(step);
+            var g = ShardScorer.Gradients(spec, theta, train.Rows(j, 1)).squeeze(0);
+            double self = g.dot(linalg.solve(hessian, g.unsqueeze(1)).squeeze(1)).ToDouble();
+            for (int t = 0; t < TestRows.Length; t++)
+            {
+                scale = Math.Max(scale, Math.Abs(change[t].ToDouble()));
+                errors.Add(Math.Abs(-newton.Influence[t, j] / n - change[t].ToDouble()));
+                linearErrors.Add(Math.Abs(-linear.Influence[t, j] / n - linearChange[t].ToDouble()));
+            }
+            selfScale = Math.Max(selfScale, Math.Abs(self));
+            selfErrors.Add(Math.Abs(newton.Self![j] - self));
+        }
+        Assert.True(errors.Max() <= 1e-10 * scale, $"newton-step vs the explicit step: {errors.Max() / scale:E2}");
+        Assert.True(linearErrors.Max() <= 1e-10 * scale, $"linearised vs the explicit step: {linearErrors.Max() / scale:E2}");
+        Assert.True(selfErrors.Max() <= 1e-10 * selfScale, $"leverage-corrected self-influence: {selfErrors.Max() / selfScale:E2}");
+        Assert.True(MaxRelativeError(linear.Self!, newton.Self!) < 1e-12, "the self-influence does not depend on the test loss"); // other shards: other GEMM blocks
+        // A second-order answer: not the first-order influence, nor the linearised one.
+        Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
+        Assert.True(MaxRelativeError(newton.Influence, linear.Influence) > 1e-6, "the test loss's curvature changed nothing");
+        Assert.True(MaxRelativeError(newton.Influence, exact.Influence) < 0.5, "newton-step is far from the first-order answer");
+    }
+
     /// <summary>The trained model of an earlier run: later jobs score it instead of training again (and all score the same θ).</summary>
     private static string TrainedBy(Outcome outcome) => Path.Combine(outcome.Dir, "jobs/job/checkpoint.json");
 

@@ -133,6 +133,38 @@ public sealed class HessianInverse : IDisposable
         return Project(x).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// (H + δI)⁺ as a P×P matrix, Π M⁻¹ Π with Π = I − UUᵀ the projector onto the complement of
+    /// the flat directions (what <see cref="Solve"/> applies). For methods that need its blocks
+    /// (newton-step's per-example C×C forms), not for solving: one more P×P matrix.
+    /// </summary>
+    public Tensor Explicit()
+    {
+        using var scope = NewDisposeScope();
+        var x = Kind == InverseKind.Cholesky
+            ? cholesky_inverse(Factor)
+            : Factor.matmul(Factor.t().div(Eigenvalues!.unsqueeze(1)));
+        if (Flat is { } u)
+        {
+            // Π X Π = X − U(UᵀX) − (XU)Uᵀ + U(UᵀXU)Uᵀ, X symmetric; in place (P×P temporaries are 0.5 GB at P = 7,850).
+            var ux = u.t().matmul(x);
+            var uxu = ux.matmul(u);
+            x.addmm_(u, ux, beta: 1, alpha: -1);
+            x.addmm_(ux.t(), u.t(), beta: 1, alpha: -1);
+            x.addmm_(u.matmul(uxu), u.t(), beta: 1, alpha: 1);
+        }
+        return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Takes the tensors out of the current dispose scope (the caller disposes the inverse).</summary>
+    public HessianInverse DetachFromDisposeScope()
+    {
+        Factor.DetachFromDisposeScope();
+        Eigenvalues?.DetachFromDisposeScope();
+        Flat?.DetachFromDisposeScope();
+        return this;
+    }
+
     /// <summary>gᵀ(H + δI)⁺g for every row g of <paramref name="rows"/> (B×P): self-influence.</summary>
     public Tensor QuadraticForms(Tensor rows)
     {

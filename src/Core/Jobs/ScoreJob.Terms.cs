@@ -130,7 +130,10 @@ public sealed partial class ScoreJob
     {
         List<ScoreTerm> terms;
         using (var s = Store.OpenRead(TermsKey)) terms = ScorePlan.ReadTerms(s, $"artifact '{TermsKey}'", Device, checkpoint.Spec);
-        return new ScorePlan(terms, Method.SelfInfluence(this, checkpoint, LoadMethodReport()), Method.Cosine, Settings.Options.QueryRank);
+        return new ScorePlan(terms, Method.SelfInfluence(this, checkpoint, LoadMethodReport()), Method.Cosine, Settings.Options.QueryRank)
+        {
+            State = Method.LoadScoringState(this, checkpoint),
+        };
     }
 
     /// <summary>One unit of a shard stage: a round of curvature products (shared by the iterative methods), or one of the method's own stages.</summary>

@@ -153,7 +153,7 @@ public sealed record ScoreSettings
     public void CheckSize(ModelSpec spec, bool memoryOfThisProcess = true)
     {
         long p = spec.ParameterCount;
-        Estimator.CheckSize(spec);
+        Estimator.CheckJob(this, spec);
         if (!memoryOfThisProcess) return;
         long bytesPerValue = DType == Precision.Float64 ? 8 : 4;
         double needed = (double)p * bytesPerValue * ParameterCopiesInTraining;

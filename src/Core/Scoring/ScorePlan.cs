@@ -118,6 +118,8 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
     /// <summary>Divide each training example's dot products by its gradient norm (grad-cos; the queries are unit vectors already).</summary>
     public bool Cosine { get; } = cosine;
     public long QueryCount => Terms[0].QueryCount;
+    /// <summary>What the method's own row scoring reads besides the terms (<see cref="Jobs.InfluenceMethod.LoadScoringState"/>), or null.</summary>
+    public IDisposable? State { get; init; }
 
     private readonly Lock gate = new();
     private PerExampleGradients.Queries[]? whole;
@@ -153,6 +155,7 @@ public sealed class ScorePlan(IReadOnlyList<ScoreTerm> terms, SelfInfluence? sel
         foreach (var t in Terms) t.Dispose();
         ReleaseQueries();
         Self?.Dispose();
+        State?.Dispose();
     }
 
     /// <summary>Writes the terms: θ, weight, and the queries (term{k}.queries, or the layout's term{k}.layerL.* tensors) each.</summary>

@@ -77,6 +77,30 @@ public sealed class ExactMethod : InfluenceMethod
     {
         if (job.HasScoreTerms) return job.LoadMethodReport();
         using var scope = NewDisposeScope();
+        var (inverse, report) = FactorizeHessian(job, checkpoint, data, units);
+        using var _ = inverse;
+        inverse.Save(job.Store, InverseKey(job));
+
+        var theta = checkpoint.Theta(Compute.Devices.Default);
+        var queries = job.QueryGradients(checkpoint, data, theta).to(ScalarType.Float64); // Q × P, preconditioned in place
+        // A block of queries at a time: the solve's copies of a 10,000 × 7,850 block are 0.6 GB each.
+        for (long q0 = 0; q0 < queries.shape[0]; q0 += QueriesPerSolve)
+        {
+            using var block = NewDisposeScope();
+            var rows = queries.narrow(0, q0, Math.Min(QueriesPerSolve, queries.shape[0] - q0));
+            rows.copy_(inverse.Solve(rows.t()).t());
+        }
+        return job.FinishPreconditioning(theta, queries, report);
+    }
+
+    /// <summary>
+    /// The silos' partial Hessians added, the regulariser added, H + δI factorised (with --damping
+    /// auto, δ from its spectrum), and the report of it: the exact Hessian's step that newton-step
+    /// shares.
+    /// </summary>
+    internal static (HessianInverse Inverse, MethodReport Report) FactorizeHessian(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IReadOnlyList<(int Start, int End)> units)
+    {
+        using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
         var sum = job.SumStored(units.Select(u => PartialHessianKey(job, u.Start, u.End)));
@@ -97,18 +121,6 @@ public sealed class ExactMethod : InfluenceMethod
                 inverse = HessianInverse.Factorize(h, damping, flat);
             }
         }
-        using var _ = inverse;
-        inverse.Save(job.Store, InverseKey(job));
-
-        var theta = checkpoint.Theta(device);
-        var queries = job.QueryGradients(checkpoint, data, theta).to(ScalarType.Float64); // Q × P, preconditioned in place
-        // A block of queries at a time: the solve's copies of a 10,000 × 7,850 block are 0.6 GB each.
-        for (long q0 = 0; q0 < queries.shape[0]; q0 += QueriesPerSolve)
-        {
-            using var block = NewDisposeScope();
-            var rows = queries.narrow(0, q0, Math.Min(QueriesPerSolve, queries.shape[0] - q0));
-            rows.copy_(inverse.Solve(rows.t()).t());
-        }
         // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
         double min = inverse.MinEigenvalue - damping, max = inverse.MaxEigenvalue - damping;
         var report = new MethodReport(damping) { LargestEigenvalue = max, SmallestEigenvalue = min };
@@ -120,7 +132,8 @@ public sealed class ExactMethod : InfluenceMethod
         report.Details["damping_rule"] = dampingRule;
         report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
         if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
-        return job.FinishPreconditioning(theta, queries, report);
+        inverse.DetachFromDisposeScope();
+        return (inverse, report);
     }
 
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report)

@@ -54,6 +54,12 @@ public abstract class InfluenceMethod
     /// <summary>Refuses a model this method cannot hold (ArgumentException with the numbers).</summary>
     public virtual void CheckSize(ModelSpec spec) { }
 
+    /// <summary>Refuses a job this method cannot run (the model, or the settings with it); by default <see cref="CheckSize"/>.</summary>
+    public virtual void CheckJob(ScoreSettings settings, ModelSpec spec) => CheckSize(spec);
+
+    /// <summary>What the method's own <see cref="ScoreRows"/> reads besides the terms, loaded once per plan and disposed with it; null for most.</summary>
+    public virtual IDisposable? LoadScoringState(ScoreJob job, Checkpoint checkpoint) => null;
+
     /// <summary>
     /// The shard stages and coordinator steps that end in the job's score terms and method report.
     /// Every step is idempotent over the store: a step whose artifact exists is skipped.

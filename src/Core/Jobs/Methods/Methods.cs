@@ -9,7 +9,7 @@ namespace Influence.Core.Jobs;
 public static class Methods
 {
     public const string Exact = "exact", Cg = "cg", Lissa = "lissa", Arnoldi = "arnoldi", Kfac = "kfac", Ekfac = "ekfac",
-        TracIn = "tracin", GradDot = "grad-dot", GradCos = "grad-cos", Trak = "trak";
+        TracIn = "tracin", GradDot = "grad-dot", GradCos = "grad-cos", Trak = "trak", NewtonStep = "newton-step", NewtonStepLinear = "newton-step-linear";
 
     /// <summary>Every method, in the order the docs and --help list them.</summary>
     public static readonly IReadOnlyList<InfluenceMethod> All =
@@ -24,6 +24,8 @@ public static class Methods
         new GradientSimilarityMethod(GradientSimilarityMethod.Kind.TracIn),
         new GradientSimilarityMethod(GradientSimilarityMethod.Kind.Dot),
         new GradientSimilarityMethod(GradientSimilarityMethod.Kind.Cosine),
+        new NewtonStepMethod(linearised: false),
+        new NewtonStepMethod(linearised: true),
     ];
 
     public static readonly IReadOnlyList<string> Names = All.Select(m => m.Name).ToArray();

@@ -1,0 +1,235 @@
+using System.Text.Json.Nodes;
+using Influence.Core.Compute;
+using Influence.Core.Data;
+using Influence.Core.Hessians;
+using Influence.Core.Models;
+using Influence.Core.Objectives;
+using Influence.Core.Scoring;
+using Influence.Core.Storage;
+using static TorchSharp.torch;
+
+namespace Influence.Core.Jobs;
+
+/// <summary>
+/// Leave-one-out by one Newton step of each leave-one-out objective from θ̂, with that objective's
+/// own curvature: θ̃₋ⱼ = θ̂ + (1/N) H₋ⱼ⁻¹ g_j, H₋ⱼ = H + δI − (1/N)∇²L(z_j), g_j = ∇L(z_j) (F₋ⱼ keeps
+/// the 1/N normaliser, so ∇F₋ⱼ(θ̂) = −g_j/N). The predicted change is the test loss evaluated at
+/// θ̃₋ⱼ; the linearised variant (<c>newton-step-linear</c>) takes ∇L_testᵀ(θ̃₋ⱼ − θ̂) instead, so the
+/// two second-order effects (the example's own curvature, the test loss's curvature) can be told apart.
+///
+/// Logistic regression, in closed form: with x̄ = [x; 1], B_j = I_C ⊗ x̄_j (P×C), A_j the output
+/// curvature (C×C) and r_j = ∂L/∂z, g_j = B_j r_j and ∇²L(z_j) = B_j A_j B_jᵀ, so by Woodbury
+/// H₋ⱼ⁻¹ g_j = H⁺ B_j w_j with w_j = (I − A_j S_j / N)⁻¹ r_j and S_j = B_jᵀ H⁺ B_j (C×C). The test
+/// logits move by Δz_t = (1/N) (I_C ⊗ x̄_t)ᵀ H⁺ B_j w_j: dot products of w_j ⊗ x̄_j (a gradient
+/// with w in place of r) with the Q·C preconditioned logit directions H⁺(e_c ⊗ x̄_t). Nothing of
+/// size N × P is formed. Its self-influence is the leverage-corrected g_jᵀ H₋ⱼ⁻¹ g_j = r_jᵀ S_j w_j.
+///
+/// The influence column is −N × the predicted change (so that predicted_delta = −influence/N, as
+/// for every method, is the change itself).
+/// </summary>
+public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
+{
+    public override string Name => linearised ? Methods.NewtonStepLinear : Methods.NewtonStep;
+    public override string Summary => linearised
+        ? "newton-step with the test loss linearised at θ̂: the removed example's own curvature alone (logistic regression)"
+        : "one Newton step of each leave-one-out objective from θ̂ with its own curvature (Woodbury on the exact Hessian), the test loss evaluated there: second-order leave-one-out (logistic regression)";
+    public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
+    public override bool IsSeeded => false;
+    public override bool ScoresWithGradients => false;
+    /// <summary>Logistic regression only (for now): a default comparison on a network would be refused.</summary>
+    public override bool InDefaultComparison => false;
+
+    private static readonly ExactMethod Exact = new();
+    private static string StateKey(ScoreJob job) => job.WorkKey("newton-step.safetensors");
+
+    public override void CheckSize(ModelSpec spec)
+    {
+        if (!spec.IsLogisticRegression)
+            throw new ArgumentException($"--method {Name} is implemented for logistic regression (softmax or sigmoid); {spec.Describe()} is a network: use exact, cg or ekfac for it");
+        Exact.CheckSize(spec);
+    }
+
+    public override void CheckJob(ScoreSettings settings, ModelSpec spec)
+    {
+        CheckSize(spec);
+        // The preconditioned logit directions are Q·C vectors of P float64.
+        double bytes = (double)settings.TestIndices.Length * spec.OutputDim * spec.ParameterCount * 8;
+        if (bytes > settings.MemoryBudgetMb * (double)(1 << 20))
+            throw new ArgumentException(FormattableString.Invariant(
+                $"--method {Name} holds {settings.TestIndices.Length:N0} test points × {spec.OutputDim} logits preconditioned directions of {spec.ParameterCount:N0} parameters ({bytes / (1 << 20):N0} MB), more than --memory-budget-mb {settings.MemoryBudgetMb}: choose fewer test points or a larger budget"));
+    }
+
+    public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
+    {
+        var units = await stages.PerSiloRanges();
+        if (!job.HasScoreTerms) await stages.RunShards(ExactMethod.PartialHessianStage, 0, units);
+        long p = checkpoint.Spec.ParameterCount;
+        progress?.Report($"factorising the {p}×{p} Hessian and forming its inverse");
+        return await stages.Compute(() => Finish(job, checkpoint, data, units));
+    }
+
+    public override long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress) =>
+        stage == ExactMethod.PartialHessianStage
+            ? Exact.RunStage(stage, job, checkpoint, train, unit, progress)
+            : base.RunStage(stage, job, checkpoint, train, unit, progress);
+
+    /// <summary>
+    /// Coordinator step: H + δI factorised as for the exact method, its pseudo-inverse H⁺ formed,
+    /// and what every shard reads: H⁺ in per-class blocks, the preconditioned logit directions, and
+    /// the test points' probabilities, residuals and labels at θ̂. The term is the usual
+    /// preconditioned query H⁺∇L_test (the first-order influence's), for the pipeline's reference rates.
+    /// </summary>
+    private MethodReport Finish(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IReadOnlyList<(int Start, int End)> units)
+    {
+        if (job.HasScoreTerms) return job.LoadMethodReport();
+        using var scope = NewDisposeScope();
+        var spec = checkpoint.Spec;
+        var (inverse, report) = ExactMethod.FactorizeHessian(job, checkpoint, data, units);
+        Tensor hPlus;
+        using (inverse) hPlus = inverse.Explicit();
+        var device = Devices.Default;
+        var theta = checkpoint.Theta(device);
+        using var test = DataTensors.From(data.Test.Select(job.Settings.TestIndices), spec, device);
+        var logits = Network.Logits(spec, theta, test.X).to(ScalarType.Float64);
+        var residuals = PerExampleGradients.Backward(spec, theta, test).OutputGradients[0].to(ScalarType.Float64); // Q × C, ∂L/∂z
+        var logitQueries = hPlus.matmul(LogitDirections(spec, test.X.to(ScalarType.Float64)).t()).t().contiguous(); // Q·C × P
+        long q = test.Count, c = spec.OutputDim;
+        var queries = logitQueries.view(q, c, -1).mul(residuals.unsqueeze(2)).sum(1L, false); // H⁺∇L_test = Σ_c r_c H⁺(e_c ⊗ x̄)
+        TensorArchive.Write(job.Store, StateKey(job),
+        [
+            new("class_blocks", ClassBlocks(spec, hPlus)), new("logit_queries", logitQueries),
+            new("test_probabilities", OutputCurvature.Probabilities(spec, logits)), new("test_residuals", residuals),
+            new("test_labels", test.Y.to(ScalarType.Float64)),
+        ]);
+        report.Details["second_order"] = "Woodbury on H + δI − ∇²L(z)/N per training example (the removed example's curvature)";
+        report.Details["test_loss"] = linearised ? "linearised at θ̂" : "evaluated at the Newton step";
+        return job.FinishPreconditioning(theta, queries, report);
+    }
+
+    /// <summary>The Q·C directions e_c ⊗ x̄_t in θ's layout (W row-major, then the biases): Q·C × P.</summary>
+    internal static Tensor LogitDirections(ModelSpec spec, Tensor x)
+    {
+        long q = x.shape[0], c = spec.OutputDim, d = spec.InputDim;
+        var r = zeros(q, c, spec.ParameterCount, dtype: x.dtype, device: x.device);
+        for (long k = 0; k < c; k++)
+        {
+            r.select(1, k).narrow(1, k * d, d).copy_(x);
+            r.select(1, k).select(1, c * d + k).fill_(1.0);
+        }
+        return r.view(q * c, spec.ParameterCount);
+    }
+
+    /// <summary>
+    /// H⁺ rearranged so that one product gives every S_j: entry (k, (c, e, l)) is H⁺ between
+    /// coordinate k of class c's [w_c; b_c] and coordinate l of class e's, (d+1) × C·C·(d+1).
+    /// </summary>
+    private static Tensor ClassBlocks(ModelSpec spec, Tensor hPlus)
+    {
+        long c = spec.OutputDim, d = spec.InputDim;
+        var order = new long[c * (d + 1)];
+        for (long k = 0; k < c; k++)
+        {
+            for (long i = 0; i < d; i++) order[k * (d + 1) + i] = k * d + i;
+            order[k * (d + 1) + d] = c * d + k;
+        }
+        using var index = tensor(order, device: hPlus.device);
+        using var rows = hPlus.index_select(0, index);
+        using var blocked = rows.index_select(1, index).view(c, d + 1, c, d + 1);
+        return blocked.permute(1, 0, 2, 3).reshape(d + 1, c * c * (d + 1)).contiguous();
+    }
+
+    /// <summary>What the shards read (<see cref="Finish"/>), once per plan.</summary>
+    private sealed class State(ModelSpec spec, TensorArchive archive) : IDisposable
+    {
+        public readonly Tensor ClassBlocks = archive.Take("class_blocks");
+        public readonly PerExampleGradients.Queries LogitQueries = new(spec, archive["logit_queries"]);
+        public readonly Tensor TestProbabilities = archive.Take("test_probabilities");
+        public readonly Tensor TestResiduals = archive.Take("test_residuals");
+        public readonly Tensor TestLabels = archive.Take("test_labels").to(ScalarType.Int64);
+
+        public void Dispose()
+        {
+            ClassBlocks.Dispose();
+            LogitQueries.Dispose();
+            TestProbabilities.Dispose();
+            TestResiduals.Dispose();
+            TestLabels.Dispose();
+            archive.Dispose();
+        }
+    }
+
+    public override IDisposable? LoadScoringState(ScoreJob job, Checkpoint checkpoint) =>
+        new State(checkpoint.Spec, TensorArchive.Read(job.Store, StateKey(job), Devices.Default));
+
+    /// <summary>The self-influence comes from <see cref="ScoreRows"/> with the rest (the leverage-corrected form).</summary>
+    public override SelfInfluence? SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) => null;
+
+    public override ShardScores ScoreRows(ScoreJob job, Checkpoint checkpoint, Dataset train, DataTensors rows, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress)
+    {
+        var state = plan.State as State ?? throw new InvalidOperationException($"{Name}: the plan has no newton-step state");
+        var spec = checkpoint.Spec;
+        int n = end - start, q = (int)plan.QueryCount;
+        double trainCount = train.Count;
+        var influence = new double[(long)q * n];
+        var self = new double[n];
+        var theta = checkpoint.Theta(rows.X.device);
+        int batchSize = Math.Max(1, job.Settings.BatchSize / 2); // the B × C² × (d+1) product for S is the largest temporary
+        for (int b0 = 0; b0 < n; b0 += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            int len = Math.Min(batchSize, n - b0);
+            using var batch = rows.Rows(b0, len);
+            var step = Step(spec, theta, batch, state.ClassBlocks, trainCount);
+            var pieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.W]);
+            var dz = PerExampleGradients.DotWithQueries(spec with { Precision = Precision.Float64 }, pieces, state.LogitQueries)
+                .div(trainCount).view(len, q, spec.OutputDim); // B × Q × C: Δz of each test point when this row is removed
+            var change = linearised
+                ? dz.mul(state.TestResiduals.unsqueeze(0)).sum(2L, false)
+                : LossChange(spec, state.TestProbabilities, state.TestLabels, dz);
+            var block = change.mul(-trainCount).t().contiguous().cpu().data<double>().ToArray(); // q × len
+            for (int k = 0; k < q; k++) Array.Copy(block, (long)k * len, influence, (long)k * n + b0, len);
+            Array.Copy(step.SelfInfluence.cpu().data<double>().ToArray(), 0, self, b0, len);
+            progress?.Report(len);
+        }
+        return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, job.Settings.TopK));
+    }
+
+    /// <summary>One batch's Newton-step pieces: w_j (B × C) and the leverage-corrected self-influence r_jᵀ S_j w_j.</summary>
+    internal sealed record NewtonPieces(Tensor W, Tensor SelfInfluence, Tensor S, Tensor Residuals);
+
+    /// <summary>
+    /// S_j = B_jᵀ H⁺ B_j from the class blocks, A_j and r_j at θ̂, and w_j = (I − A_j S_j / N)⁻¹ r_j
+    /// for the batch's rows (float64).
+    /// </summary>
+    internal static NewtonPieces Step(ModelSpec spec, Tensor theta, DataTensors batch, Tensor classBlocks, double trainCount)
+    {
+        long len = batch.Count, c = spec.OutputDim, d = spec.InputDim;
+        var x = batch.X.to(ScalarType.Float64);
+        var xBar = cat([x, ones(len, 1, dtype: ScalarType.Float64, device: x.device)], 1);
+        var s = xBar.matmul(classBlocks).view(len, c, c, d + 1).mul(xBar.view(len, 1, 1, d + 1)).sum(3L, false); // B × C × C
+        var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
+        var a = OutputCurvature.Matrix(spec, logits);
+        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[0].to(ScalarType.Float64); // B × C
+        var system = eye(c, dtype: ScalarType.Float64, device: x.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
+        var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
+        var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
+        return new NewtonPieces(w, selfInfluence, s, r);
+    }
+
+    /// <summary>
+    /// L(z + Δ, y) − L(z, y) for every (row, test point) without cancellation: softmax cross-entropy
+    /// log(Σ_c p_c e^{Δ_c}) − Δ_y = log1p(Σ_c p_c expm1(Δ_c)) − Δ_y; the sigmoid's likewise with
+    /// p = σ(z): log1p(p·expm1(Δ)) − yΔ.
+    /// </summary>
+    internal static Tensor LossChange(ModelSpec spec, Tensor probabilities, Tensor labels, Tensor dz)
+    {
+        // dz: B × Q × C; probabilities: Q × C; labels: Q.
+        var spread = dz.expm1().mul(probabilities.unsqueeze(0)).sum(2L, false).log1p();
+        var atLabel = spec.IsBinary
+            ? dz.squeeze(2).mul(labels.to(ScalarType.Float64).unsqueeze(0))
+            : dz.gather(2, labels.view(1, -1, 1).expand(dz.shape[0], -1, 1)).squeeze(2);
+        return spread.sub(atLabel);
+    }
+
+    public override string Describe(MethodReport report) => $"{base.Describe(report)}, {(linearised ? "test loss linearised" : "test loss evaluated at the step")}";
+}
