@@ -441,6 +441,17 @@ public class ScoreMethodTests
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
         Assert.True(MaxRelativeError(newton.Influence, linear.Influence) > 1e-6, "the test loss's curvature changed nothing");
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) < 0.5, "newton-step is far from the first-order answer");
+
+        // summary.json gives, per test point, the correction's size relative to the first-order prediction.
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(newton.Dir, "jobs/job/summary.json")))!;
+        var perTest = summary["method"]!["details"]!["second_order_correction"]!["per_test"]!.AsArray();
+        for (int t = 0; t < TestRows.Length; t++)
+        {
+            double difference = 0, first = 0;
+            for (int j = 0; j < n; j++) { difference += Math.Pow(newton.Influence[t, j] - exact.Influence[t, j], 2); first += Math.Pow(exact.Influence[t, j], 2); }
+            Assert.Equal(TestRows[t], perTest[t]!["test_index"]!.GetValue<int>());
+            Assert.Equal(Math.Sqrt(difference / first), perTest[t]!["relative_size"]!.GetValue<double>(), 1e-8);
+        }
     }
 
     /// <summary>The trained model of an earlier run: later jobs score it instead of training again (and all score the same θ).</summary>

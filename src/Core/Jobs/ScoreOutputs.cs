@@ -28,6 +28,7 @@ public static class ScoreOutputs
     {
         var s = job.Settings;
         int q = s.TestIndices.Length;
+        method = job.Method.CompleteReport(job, shards, method);
         var readers = new List<ScoreBlock>();
         var perTrain = new TrainingExampleSummary(data.Train.Count, s.TopK);
         double[] self;

@@ -85,6 +85,9 @@ public abstract class InfluenceMethod
     public virtual ShardScores ScoreRows(ScoreJob job, Checkpoint checkpoint, Dataset train, DataTensors rows, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress) =>
         ShardScorer.Score(checkpoint.Spec, plan, rows, start, job.Settings.TopK, job.Settings.BatchSize, job.Settings.MemoryBudgetMb << 20, progress);
 
+    /// <summary>The method's report as summary.json gives it, once every shard has scored (what the shards measured can join it).</summary>
+    public virtual MethodReport CompleteReport(ScoreJob job, IReadOnlyList<ShardRun> shards, MethodReport report) => report;
+
     /// <summary>Adds the method's own settings to summary.json's settings.method_options (their settings names).</summary>
     public virtual void ReportOptions(ScoreSettings settings, JsonObject options) { }
 

@@ -173,6 +173,10 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var influence = new double[(long)q * n];
         var self = new double[n];
         var theta = checkpoint.Theta(rows.X.device);
+        var spec64 = spec with { Precision = Precision.Float64 };
+        var firstOrderQueries = plan.QueriesFor(spec64, 0, q, out bool owned)[0];
+        using var differenceSquares = zeros(q, dtype: ScalarType.Float64, device: rows.X.device);
+        using var firstOrderSquares = zeros(q, dtype: ScalarType.Float64, device: rows.X.device);
         int batchSize = Math.Max(1, job.Settings.BatchSize / 2); // the B × C² × (d+1) product for S is the largest temporary
         for (int b0 = 0; b0 < n; b0 += batchSize)
         {
@@ -181,17 +185,57 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
             using var batch = rows.Rows(b0, len);
             var step = Step(spec, theta, batch, state.ClassBlocks, trainCount);
             var pieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.W]);
-            var dz = PerExampleGradients.DotWithQueries(spec with { Precision = Precision.Float64 }, pieces, state.LogitQueries)
+            var dz = PerExampleGradients.DotWithQueries(spec64, pieces, state.LogitQueries)
                 .div(trainCount).view(len, q, spec.OutputDim); // B × Q × C: Δz of each test point when this row is removed
             var change = linearised
                 ? dz.mul(state.TestResiduals.unsqueeze(0)).sum(2L, false)
                 : LossChange(spec, state.TestProbabilities, state.TestLabels, dz);
+            // The first-order prediction of the same rows (the influence function's, −I/N), for the size of the correction.
+            var firstPieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.Residuals]);
+            var first = PerExampleGradients.DotWithQueries(spec64, firstPieces, firstOrderQueries).div(trainCount); // B × Q
+            differenceSquares.add_(change.sub(first).square().sum(0L, false));
+            firstOrderSquares.add_(first.square().sum(0L, false));
             var block = change.mul(-trainCount).t().contiguous().cpu().data<double>().ToArray(); // q × len
             for (int k = 0; k < q; k++) Array.Copy(block, (long)k * len, influence, (long)k * n + b0, len);
             Array.Copy(step.SelfInfluence.cpu().data<double>().ToArray(), 0, self, b0, len);
             progress?.Report(len);
         }
+        if (owned) firstOrderQueries.Dispose();
+        TensorArchive.Write(job.Store, CorrectionKey(job, shard), [new(DifferenceSquares, differenceSquares), new(FirstOrderSquares, firstOrderSquares)]);
         return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, job.Settings.TopK));
+    }
+
+    private const string DifferenceSquares = "difference_squares", FirstOrderSquares = "first_order_squares";
+    /// <summary>A shard's per-test-point sums over its rows of (prediction − first-order prediction)² and (first-order prediction)².</summary>
+    private static string CorrectionKey(ScoreJob job, int shard) => job.WorkKey($"newton-step-correction-{shard:D4}.safetensors");
+
+    /// <summary>
+    /// summary.json's method.details.second_order_correction: per test point, ‖Δ − Δ₁‖ / ‖Δ₁‖ over
+    /// the training rows, Δ this method's predicted changes and Δ₁ the influence function's (−I/N).
+    /// Where it is small the first-order answer suffices.
+    /// </summary>
+    public override MethodReport CompleteReport(ScoreJob job, IReadOnlyList<ShardRun> shards, MethodReport report)
+    {
+        int q = job.Settings.TestIndices.Length;
+        var (difference, firstOrder) = (new double[q], new double[q]);
+        foreach (var shard in shards)
+        {
+            using var a = TensorArchive.Read(job.Store, CorrectionKey(job, shard.Index), Devices.Default);
+            var d = a.Take(DifferenceSquares).cpu().data<double>().ToArray();
+            var f = a.Take(FirstOrderSquares).cpu().data<double>().ToArray();
+            if (d.Length != q || f.Length != q) throw new InvalidDataException($"{CorrectionKey(job, shard.Index)}: {d.Length} test points, not {q}");
+            for (int k = 0; k < q; k++) { difference[k] += d[k]; firstOrder[k] += f[k]; }
+        }
+        var relative = difference.Zip(firstOrder, (d, f) => Math.Sqrt(d / f)).ToArray();
+        var sorted = relative.OrderBy(v => v).ToArray();
+        report.Details["second_order_correction"] = new JsonObject
+        {
+            ["definition"] = "per test point, the norm over training rows of (this prediction - the first-order one, -influence/N of the exact method) over the norm of the first-order one",
+            ["median"] = sorted[sorted.Length / 2],
+            ["max"] = sorted[^1],
+            ["per_test"] = new JsonArray(relative.Select((v, k) => (JsonNode)new JsonObject { ["test_index"] = job.Settings.TestIndices[k], ["relative_size"] = v }).ToArray()),
+        };
+        return report;
     }
 
     /// <summary>One batch's Newton-step pieces: w_j (B × C) and the leverage-corrected self-influence r_jᵀ S_j w_j.</summary>
