@@ -51,10 +51,7 @@ public static class InfluenceSiloBuilderExtensions
             var redis = ConfigurationOptions.Parse(cluster.Redis!);
             silo.UseRedisClustering(o => o.ConfigurationOptions = redis.Clone());
             silo.AddRedisGrainStorage(JobStorage, o => o.ConfigurationOptions = redis.Clone());
-            // Job records hold Core's settings records: store them with the Orleans serializer (which
-            // writes settings as their one JSON form), not the default Newtonsoft reflection.
-            silo.Services.AddOptions<Orleans.Persistence.RedisStorageOptions>(JobStorage)
-                .Configure<Serializer>((o, serializer) => o.GrainStorageSerializer = new Orleans.Storage.OrleansGrainStorageSerializer(serializer));
+            WithOrleansSerializer<Orleans.Persistence.RedisStorageOptions>(silo);
             silo.UseRedisReminderService(o => o.ConfigurationOptions = redis.Clone());
             var ip = cluster.AdvertisedIP is { Length: > 0 } a ? IPAddress.Parse(a) : FirstAddress();
             // Listen on the advertised address only, unless told otherwise (a pod's IP is on its own interface).
@@ -81,9 +78,21 @@ public static class InfluenceSiloBuilderExtensions
     public static ISiloBuilder AddInMemoryJobState(this ISiloBuilder silo)
     {
         silo.AddMemoryGrainStorage(JobStorage);
+        WithOrleansSerializer<MemoryGrainStorageOptions>(silo);
         silo.UseInMemoryReminderService();
         return silo;
     }
+
+    /// <summary>
+    /// Job records hold Core's settings records: stored with the Orleans serializer (which writes
+    /// settings as their one JSON form), not the providers' default Newtonsoft reflection. In memory
+    /// too: the memory provider's storage grains serialize a record when a job's grain is activated
+    /// again on another silo, and Newtonsoft's failure there was an exception no silo could send
+    /// back (CodecNotFoundException in a test that kills a silo mid-study).
+    /// </summary>
+    private static void WithOrleansSerializer<TOptions>(ISiloBuilder silo) where TOptions : class, Orleans.Storage.IStorageProviderSerializerOptions =>
+        silo.Services.AddOptions<TOptions>(JobStorage)
+            .Configure<Serializer>((o, serializer) => o.GrainStorageSerializer = new Orleans.Storage.OrleansGrainStorageSerializer(serializer));
 
     private static IPAddress FirstAddress()
     {
