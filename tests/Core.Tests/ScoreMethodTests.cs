@@ -4,6 +4,7 @@ using Influence.Core.Data;
 using Influence.Core.Diagnostics;
 using Influence.Core.Hessians;
 using Influence.Core.Jobs;
+using Influence.Core.Loo;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
 using Influence.Core.Scoring;
@@ -441,6 +442,30 @@ public class ScoreMethodTests
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
         Assert.True(MaxRelativeError(newton.Influence, linear.Influence) > 1e-6, "the test loss's curvature changed nothing");
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) < 0.5, "newton-step is far from the first-order answer");
+
+        // The group version (LDS subsets): removing half the rows at once, CG on H₋S preconditioned by
+        // (H + δI)⁺, against the explicit H₋S solve; and for one row, the same as the Woodbury route.
+        using var group = new GroupNewtonStep(spec, theta, train, damping);
+        foreach (var removed in new[] { Enumerable.Range(0, (int)n / 2).ToArray(), new[] { 7 } })
+        {
+            var weights = ones(n, dtype: ScalarType.Float64);
+            foreach (var j in removed) weights[j] = 0;
+            var objective = new Objective(spec, train, n, CPU, weights);
+            var gradient = objective.ValueAndGradient(theta).Gradient.sub(new Objective(spec, train, n, CPU).ValueAndGradient(theta).Gradient);
+            var hessian = ExactHessian.OfFunction(objective.Value, theta).add(eye(spec.ParameterCount, dtype: ScalarType.Float64).mul(damping));
+            if (Network.FlatDirections(spec, CPU) is { } u) hessian = hessian.add(u.matmul(u.t()));
+            var step = linalg.solve(hessian, gradient.neg().unsqueeze(1)).squeeze(1);
+            var (groupStep, report) = group.Step(removed);
+            Assert.True(report.Converged);
+            Assert.True(groupStep.sub(step).abs().max().ToDouble() <= 1e-9 * step.abs().max().ToDouble(), $"group step vs explicit: {groupStep.sub(step).abs().max().ToDouble() / step.abs().max().ToDouble():E2}");
+            var (change, _) = group.Predict(removed, test, linearised: false);
+            var expected = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
+            for (int t = 0; t < TestRows.Length; t++)
+            {
+                Assert.Equal(expected[t].ToDouble(), change[t], 1e-9 * expected.abs().max().ToDouble());
+                if (removed.Length == 1) Assert.Equal(-newton.Influence[t, removed[0]] / n, change[t], 1e-9 * expected.abs().max().ToDouble());
+            }
+        }
 
         // summary.json gives, per test point, the correction's size relative to the first-order prediction.
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(newton.Dir, "jobs/job/summary.json")))!;

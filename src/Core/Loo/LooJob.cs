@@ -5,6 +5,7 @@ using System.Text.Json;
 using Influence.Core.Data;
 using Influence.Core.Jobs;
 using Influence.Core.Models;
+using Influence.Core.Objectives;
 using Influence.Core.Storage;
 using Influence.Core.Training;
 using TorchSharp;
@@ -48,6 +49,39 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
         foreach (var row in result)
             for (int i = 0; i < trainCount; i++) row[i] = -row[i] / trainCount;
         return result;
+    }
+
+    /// <summary>
+    /// With newton-step (logistic regression) and LDS subsets: each subset's own second-order
+    /// prediction [subset][test point position] (<see cref="GroupNewtonStep"/>) instead of the sum
+    /// of its rows' predictions; null for every other method. Kept as an artifact (a resumed job reads it).
+    /// </summary>
+    public Dictionary<int, double[]>? GroupPredictions(LooPlan plan, TrainTestData data, Checkpoint checkpoint, double damping)
+    {
+        var method = Settings.Score.Method;
+        if (plan.Subsets is not { } subsets || method is not (Jobs.Methods.NewtonStep or Jobs.Methods.NewtonStepLinear)) return null;
+        var key = JobKeys.Work(JobId, "loo-group-newton-step.safetensors");
+        if (!Store.Exists(key))
+        {
+            using var scope = torch.NewDisposeScope();
+            var device = Compute.Devices.Default;
+            var spec = checkpoint.Spec;
+            using var train = DataTensors.From(data.Train, spec, device);
+            using var test = DataTensors.From(data.Test.Select(plan.TestIndices), spec, device);
+            using var group = new GroupNewtonStep(spec, checkpoint.Theta(device), train, damping);
+            var predictions = new List<KeyValuePair<string, torch.Tensor>>();
+            for (int s = 0; s < subsets.Count; s++)
+            {
+                var kept = subsets.Kept(s, plan.TrainCount).ToHashSet();
+                var removed = Enumerable.Range(0, plan.TrainCount).Where(i => !kept.Contains(i)).ToArray();
+                var (change, report) = group.Predict(removed, test, method == Jobs.Methods.NewtonStepLinear);
+                if (!report.Converged) throw new InvalidOperationException($"the group newton-step of subset {s} did not converge (CG residual {report.RelativeResidual:E2} after {report.Iterations} iterations)");
+                predictions.Add(new($"subset{s}", torch.tensor(change, dtype: torch.ScalarType.Float64)));
+            }
+            TensorArchive.Write(Store, key, predictions);
+        }
+        using var archive = TensorArchive.Read(Store, key, torch.CPU);
+        return Enumerable.Range(0, subsets.Count).ToDictionary(s => s, s => archive[$"subset{s}"].data<double>().ToArray());
     }
 
     /// <summary>The study's units, built once from the removal set and persisted (a resume reads them back).</summary>

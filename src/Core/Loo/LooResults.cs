@@ -52,7 +52,8 @@ public sealed class LooResults
     public required IReadOnlyList<UnitRow> Rows { get; init; }
 
     /// <param name="predicted">Predicted LOO deltas, [test point position][train row].</param>
-    public static LooResults Build(LooPlan plan, double[][] predicted, IReadOnlyList<UnitRow> rows)
+    /// <param name="groupPredicted">A method's own prediction of each LDS subset, [subset][test point position] (newton-step's); null: the sum of the left-out rows' predictions.</param>
+    public static LooResults Build(LooPlan plan, double[][] predicted, IReadOnlyList<UnitRow> rows, IReadOnlyDictionary<int, double[]>? groupPredicted = null)
     {
         var position = plan.TestIndices.Select((t, k) => (t, k)).ToDictionary(p => p.t, p => p.k);
         var pairs = rows.Where(r => r.Kind == UnitKind.Removal)
@@ -64,10 +65,16 @@ public sealed class LooResults
         var ldsPairs = new List<PairRow>();
         if (plan.Subsets is { } subsets)
         {
-            // Predicted change of training on subset S: the sum of the predicted deltas of the rows S leaves out.
+            // Predicted change of training on subset S: the method's own group prediction where it has
+            // one, else the sum of the predicted deltas of the rows S leaves out.
             var leftOut = new Dictionary<int, int[]>();
             foreach (var r in rows.Where(r => r.Kind == UnitKind.Subset))
             {
+                if (groupPredicted is not null)
+                {
+                    ldsPairs.Add(new PairRow(r.Mode, r.TestIndex, r.Item, groupPredicted[r.Item][position[r.TestIndex]], r.Delta));
+                    continue;
+                }
                 if (!leftOut.TryGetValue(r.Item, out var removed))
                 {
                     var kept = subsets.Kept(r.Item, plan.TrainCount).ToHashSet();
