@@ -38,6 +38,12 @@ case "${1:-}" in
   up)
     n=${2:-3}
     [ -f "$bin/influence-silo.dll" ] || { echo "error: build first: dotnet build Influence.sln -c Release" >&2; exit 1; }
+    # A cluster already up (its pid files name live processes) is not started twice: the second
+    # Redis and silos would fail on their ports and leave pid files that 'down' cannot match.
+    for f in "$state"/*.pid; do
+      [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && { echo "error: a cluster is already running ($(basename "$f" .pid), pid $(cat "$f")); run '$0 down' first" >&2; exit 1; }
+    done
+    rm -f "$state"/*.pid
     mkdir -p "$state/redis" "$state/azurite"
     redis-server --port $redis_port --bind 127.0.0.1 --save "" --dir "$state/redis" > "$state/redis.log" 2>&1 &
     echo $! > "$state/redis.pid"
