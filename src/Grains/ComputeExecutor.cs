@@ -49,6 +49,9 @@ public sealed class ComputeExecutor : IDisposable
     }
 
 
+    /// <summary>Work items this silo runs at once (Compute:ConcurrentTasks): they share a job's memory budget.</summary>
+    public int Concurrency => threads.Count;
+
     /// <summary>Cancelled when the silo stops: long work checks it at safe points and gives up.</summary>
     public CancellationToken Stopping => stopping.Token;
 

@@ -75,7 +75,7 @@ public sealed partial class ScoreShardGrain(
     private TopKLists? Work(ShardAssignment a)
     {
         var settings = cache.GetOrAdd(JobKeys.ScoreSettings(a.JobId), () => ScoreJob.LoadSettings(store, a.JobId));
-        var job = new ScoreJob(store, a.JobId, settings) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var job = new ScoreJob(store, a.JobId, settings) { Stopping = executor.Stopping, AllowLocalFiles = inputs.Value.AllowLocalFiles, ConcurrentShards = executor.Concurrency };
         var train = cache.GetOrAdd($"data:{settings.Train.Path}|{settings.Train.LabelsPath}|{settings.Train.FeatureScale}", () => job.LoadTrain());
         var checkpoint = cache.GetOrAdd(job.CheckpointKey, () => { using var s = store.OpenRead(job.CheckpointKey); return Checkpoint.Load(s); });
         if (a.Stage != ScorePipeline.ScoreStage)

@@ -26,6 +26,10 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     public bool AllowLocalFiles { get; init; }
     public string JobId { get; } = jobId;
     public ScoreSettings Settings { get; } = settings;
+    /// <summary>Shards this process scores at once: they share --memory-budget-mb (<see cref="ShardMemoryBudgetBytes"/>).</summary>
+    public int ConcurrentShards { get; init; } = 1;
+    /// <summary>What one shard's query passes may hold: the job's budget shared by the shards scored at once.</summary>
+    public long ShardMemoryBudgetBytes => (Settings.MemoryBudgetMb << 20) / Math.Max(1, ConcurrentShards);
     /// <summary>Cancelled when the silo stops: training gives up at its next iteration.</summary>
     public CancellationToken Stopping { get; init; }
     public string Prefix => JobKeys.Prefix(JobId);

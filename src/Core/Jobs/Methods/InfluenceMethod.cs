@@ -83,7 +83,7 @@ public abstract class InfluenceMethod
 
     /// <summary>Influence of rows [start, end) on every query and their self-influence; by default one backward pass per batch against the plan.</summary>
     public virtual ShardScores ScoreRows(ScoreJob job, Checkpoint checkpoint, Dataset train, DataTensors rows, ScorePlan plan, int shard, int start, int end, IProgress<long>? progress) =>
-        ShardScorer.Score(checkpoint.Spec, plan, rows, start, job.Settings.TopK, job.Settings.BatchSize, job.Settings.MemoryBudgetMb << 20, progress);
+        ShardScorer.Score(checkpoint.Spec, plan, rows, start, job.Settings.TopK, job.Settings.BatchSize, job.ShardMemoryBudgetBytes, progress);
 
     /// <summary>The method's report as summary.json gives it, once every shard has scored (what the shards measured can join it).</summary>
     public virtual MethodReport CompleteReport(ScoreJob job, IReadOnlyList<ShardRun> shards, MethodReport report) => report;
