@@ -479,6 +479,51 @@ public class ScoreMethodTests
         }
     }
 
+    [Fact]
+    public void Newton_step_on_a_network_equals_the_explicit_Gauss_Newton_Woodbury_step()
+    {
+        const double damping = 1e-3;
+        var newton = Run(Settings(Methods.NewtonStep, s => s with { Damping = damping, Shards = 2 }));
+        var linear = Run(Settings(Methods.NewtonStepLinear, s => s with { Damping = damping, Checkpoint = TrainedBy(newton) }));
+        var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping, Checkpoint = TrainedBy(newton) }));
+        Assert.Empty(newton.Report.Warnings);
+        using var scope = NewDisposeScope();
+        var (spec, theta, train, test) = Reload(newton, "mlp");
+        long n = train.Count;
+        // The oracle: the exact Hessian by autograd, less the removed row's Gauss-Newton term JᵀAJ/N with
+        // J its logits' Jacobian (autograd, logit by logit), one Newton step, the test loss evaluated there.
+        var hessian = ExactHessian.OfFunction(new Objective(spec, train, n, CPU).Value, theta).add(eye(spec.ParameterCount, dtype: ScalarType.Float64).mul(damping));
+        var testGradients = ShardScorer.Gradients(spec, theta, test);
+        var lossAtOptimum = Objective.PerExampleLoss(spec, theta, test);
+        double scale = 0, selfScale = 0;
+        var (errors, linearErrors, selfErrors) = (new List<double>(), new List<double>(), new List<double>());
+        foreach (int j in new[] { 0, 11, (int)n - 1 })
+        {
+            using var row = train.Rows(j, 1);
+            var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
+                Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList()); // C × P
+            var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
+            var g = ShardScorer.Gradients(spec, theta, row).squeeze(0);
+            var leaveOut = hessian.sub(jacobian.t().matmul(a).matmul(jacobian).div(n));
+            var step = linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1);
+            var change = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
+            var linearChange = testGradients.matmul(step);
+            double self = g.dot(linalg.solve(leaveOut, g.unsqueeze(1)).squeeze(1)).ToDouble();
+            for (int t = 0; t < TestRows.Length; t++)
+            {
+                scale = Math.Max(scale, Math.Abs(change[t].ToDouble()));
+                errors.Add(Math.Abs(-newton.Influence[t, j] / n - change[t].ToDouble()));
+                linearErrors.Add(Math.Abs(-linear.Influence[t, j] / n - linearChange[t].ToDouble()));
+            }
+            selfScale = Math.Max(selfScale, Math.Abs(self));
+            selfErrors.Add(Math.Abs(newton.Self![j] - self));
+        }
+        Assert.True(errors.Max() <= 1e-9 * scale, $"network newton-step vs the explicit step: {errors.Max() / scale:E2}");
+        Assert.True(linearErrors.Max() <= 1e-9 * scale, $"linearised: {linearErrors.Max() / scale:E2}");
+        Assert.True(selfErrors.Max() <= 1e-9 * selfScale, $"self-influence: {selfErrors.Max() / selfScale:E2}");
+        Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
+    }
+
     /// <summary>The trained model of an earlier run: later jobs score it instead of training again (and all score the same θ).</summary>
     private static string TrainedBy(Outcome outcome) => Path.Combine(outcome.Dir, "jobs/job/checkpoint.json");
 

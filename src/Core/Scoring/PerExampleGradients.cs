@@ -31,13 +31,21 @@ public static class PerExampleGradients
         public Tensor SpatialWeightGradients(int l) => OutputGradients[l].transpose(1, 2).bmm(Inputs[l]);
     }
 
-    public static Pieces Backward(ModelSpec spec, Tensor theta, DataTensors batch)
+    public static Pieces Backward(ModelSpec spec, Tensor theta, DataTensors batch) =>
+        Backward(spec, theta, batch.X, logits => Objective.PerExampleLoss(spec, logits, batch.Y).sum());
+
+    /// <summary>
+    /// The pieces of the per-example gradients of any per-example function of the logits, given as
+    /// its sum over the batch (rows are independent, so ∂sum/∂z_i is example i's own): the loss, or
+    /// one logit (a row of each example's Jacobian).
+    /// </summary>
+    public static Pieces Backward(ModelSpec spec, Tensor theta, Tensor x, Func<Tensor, Tensor> sumOfLogitFunction)
     {
         using var enabled = enable_grad();
-        // θ must be in the graph for the pre-activations to be differentiable; only ∂L/∂z is asked for.
+        // θ must be in the graph for the pre-activations to be differentiable; only ∂f/∂z is asked for.
         var t = theta.detach().requires_grad_(true);
-        var trace = Network.Forward(spec, t, batch.X);
-        var loss = Objective.PerExampleLoss(spec, trace.Logits, batch.Y).sum();
+        var trace = Network.Forward(spec, t, x);
+        var loss = sumOfLogitFunction(trace.Logits);
         var deltas = autograd.grad([loss], trace.PreActivations.ToList());
         var layers = spec.Layers;
         var inputs = new List<Tensor>(layers.Count);
@@ -58,6 +66,20 @@ public static class PerExampleGradients
             }
         }
         return new Pieces(inputs, outputs);
+    }
+
+    /// <summary>Each example's Jacobian of the logits in θ, B × C × P (C backward passes).</summary>
+    public static Tensor Jacobians(ModelSpec spec, Tensor theta, Tensor x)
+    {
+        long b = x.shape[0], c = spec.OutputDim;
+        var j = empty(b, c, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
+        for (long k = 0; k < c; k++)
+        {
+            using var scope = NewDisposeScope();
+            long column = k;
+            Materialize(spec, Backward(spec, theta, x, logits => logits.select(1, column).sum()), j.select(1, k));
+        }
+        return j;
     }
 
     /// <summary>Writes the B×P per-example gradient matrix into <paramref name="into"/> (preallocated, B×P).</summary>

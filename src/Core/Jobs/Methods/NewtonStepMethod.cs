@@ -31,8 +31,8 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
 {
     public override string Name => linearised ? Methods.NewtonStepLinear : Methods.NewtonStep;
     public override string Summary => linearised
-        ? "newton-step with the test loss linearised at θ̂: the removed example's own curvature alone (logistic regression)"
-        : "one Newton step of each leave-one-out objective from θ̂ with its own curvature (Woodbury on the exact Hessian), the test loss evaluated there: second-order leave-one-out (logistic regression)";
+        ? "newton-step with the test loss linearised at θ̂: the removed example's own curvature alone (logistic regression; networks of up to the exact method's size)"
+        : "one Newton step of each leave-one-out objective from θ̂ with its own curvature (Woodbury on the exact Hessian), the test loss evaluated there: second-order leave-one-out (logistic regression; networks of up to the exact method's size)";
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
     public override bool IsSeeded => false;
     public override bool ScoresWithGradients => false;
@@ -42,18 +42,13 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     private static readonly ExactMethod Exact = new();
     private static string StateKey(ScoreJob job) => job.WorkKey("newton-step.safetensors");
 
-    public override void CheckSize(ModelSpec spec)
-    {
-        if (!spec.IsLogisticRegression)
-            throw new ArgumentException($"--method {Name} is implemented for logistic regression (softmax or sigmoid); {spec.Describe()} is a network: use exact, cg or ekfac for it");
-        Exact.CheckSize(spec);
-    }
+    public override void CheckSize(ModelSpec spec) => Exact.CheckSize(spec);
 
     public override void CheckJob(ScoreSettings settings, ModelSpec spec)
     {
         CheckSize(spec);
-        // The preconditioned logit directions are Q·C vectors of P float64.
-        double bytes = (double)settings.TestIndices.Length * spec.OutputDim * spec.ParameterCount * 8;
+        // Logistic regression holds Q·C preconditioned logit directions of P float64 (a network, Q test gradients).
+        double bytes = (double)settings.TestIndices.Length * (spec.IsLogisticRegression ? spec.OutputDim : 1) * spec.ParameterCount * 8;
         if (bytes > settings.MemoryBudgetMb * (double)(1 << 20))
             throw new ArgumentException(FormattableString.Invariant(
                 $"--method {Name} holds {settings.TestIndices.Length:N0} test points × {spec.OutputDim} logits preconditioned directions of {spec.ParameterCount:N0} parameters ({bytes / (1 << 20):N0} MB), more than --memory-budget-mb {settings.MemoryBudgetMb}: choose fewer test points or a larger budget"));
@@ -90,6 +85,21 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var device = Devices.Default;
         var theta = checkpoint.Theta(device);
         using var test = DataTensors.From(data.Test.Select(job.Settings.TestIndices), spec, device);
+        report.Details["second_order"] = spec.IsLogisticRegression
+            ? "Woodbury on H + δI − ∇²L(z)/N per training example (the removed example's curvature)"
+            : "Woodbury on H + δI − JᵀAJ/N per training example (the removed example's Gauss-Newton curvature), H the exact Hessian";
+        report.Details["test_loss"] = linearised ? "linearised at θ̂" : "evaluated at the Newton step";
+        if (!spec.IsLogisticRegression)
+        {
+            // A network's shards need H⁺ itself, the test rows and their gradients.
+            var gradients = ShardScorer.Gradients(spec, theta, test).to(ScalarType.Float64);
+            TensorArchive.Write(job.Store, StateKey(job),
+            [
+                new("inverse", hPlus), new("test_gradients", gradients), new("test_inputs", test.X.to(ScalarType.Float64)),
+                new("test_labels", test.Y.to(ScalarType.Float64)),
+            ]);
+            return job.FinishPreconditioning(theta, hPlus.matmul(gradients.t()).t().contiguous(), report);
+        }
         var logits = Network.Logits(spec, theta, test.X).to(ScalarType.Float64);
         var residuals = PerExampleGradients.Backward(spec, theta, test).OutputGradients[0].to(ScalarType.Float64); // Q × C, ∂L/∂z
         var logitQueries = hPlus.matmul(LogitDirections(spec, test.X.to(ScalarType.Float64)).t()).t().contiguous(); // Q·C × P
@@ -101,8 +111,6 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
             new("test_probabilities", OutputCurvature.Probabilities(spec, logits)), new("test_residuals", residuals),
             new("test_labels", test.Y.to(ScalarType.Float64)),
         ]);
-        report.Details["second_order"] = "Woodbury on H + δI − ∇²L(z)/N per training example (the removed example's curvature)";
-        report.Details["test_loss"] = linearised ? "linearised at θ̂" : "evaluated at the Newton step";
         return job.FinishPreconditioning(theta, queries, report);
     }
 
@@ -141,19 +149,21 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     /// <summary>What the shards read (<see cref="Finish"/>), once per plan.</summary>
     private sealed class State(ModelSpec spec, TensorArchive archive) : IDisposable
     {
-        public readonly Tensor ClassBlocks = archive.Take("class_blocks");
-        public readonly PerExampleGradients.Queries LogitQueries = new(spec, archive["logit_queries"]);
-        public readonly Tensor TestProbabilities = archive.Take("test_probabilities");
-        public readonly Tensor TestResiduals = archive.Take("test_residuals");
-        public readonly Tensor TestLabels = archive.Take("test_labels").to(ScalarType.Int64);
+        // Logistic regression's closed form.
+        public readonly Tensor? ClassBlocks = archive.TakeOptional("class_blocks");
+        public readonly PerExampleGradients.Queries? LogitQueries = archive.Has("logit_queries") ? new(spec, archive["logit_queries"]) : null;
+        public readonly Tensor? TestProbabilities = archive.TakeOptional("test_probabilities");
+        public readonly Tensor? TestResiduals = archive.TakeOptional("test_residuals");
+        // A network's.
+        public readonly Tensor? Inverse = archive.TakeOptional("inverse");
+        public readonly Tensor? TestGradients = archive.TakeOptional("test_gradients");
+        public readonly Tensor? TestInputs = archive.TakeOptional("test_inputs");
+        public readonly Tensor TestLabels = archive.Take("test_labels").to(spec.IsBinary ? ScalarType.Float64 : ScalarType.Int64);
 
         public void Dispose()
         {
-            ClassBlocks.Dispose();
-            LogitQueries.Dispose();
-            TestProbabilities.Dispose();
-            TestResiduals.Dispose();
-            TestLabels.Dispose();
+            foreach (var t in new[] { ClassBlocks, TestProbabilities, TestResiduals, Inverse, TestGradients, TestInputs, TestLabels }) t?.Dispose();
+            LogitQueries?.Dispose();
             archive.Dispose();
         }
     }
@@ -177,23 +187,32 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var firstOrderQueries = plan.QueriesFor(spec64, 0, q, out bool owned)[0];
         using var differenceSquares = zeros(q, dtype: ScalarType.Float64, device: rows.X.device);
         using var firstOrderSquares = zeros(q, dtype: ScalarType.Float64, device: rows.X.device);
+        long notPositiveDefinite = 0;
         int batchSize = Math.Max(1, job.Settings.BatchSize / 2); // the B × C² × (d+1) product for S is the largest temporary
         for (int b0 = 0; b0 < n; b0 += batchSize)
         {
             using var scope = NewDisposeScope();
             int len = Math.Min(batchSize, n - b0);
             using var batch = rows.Rows(b0, len);
-            var step = Step(spec, theta, batch, state.ClassBlocks, trainCount);
-            var pieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.W]);
-            var dz = PerExampleGradients.DotWithQueries(spec64, pieces, state.LogitQueries)
-                .div(trainCount).view(len, q, spec.OutputDim); // B × Q × C: Δz of each test point when this row is removed
-            var change = linearised
-                ? dz.mul(state.TestResiduals.unsqueeze(0)).sum(2L, false)
-                : LossChange(spec, state.TestProbabilities, state.TestLabels, dz);
-            // The first-order prediction of the same rows (the influence function's, −I/N), for the size of the correction.
-            var firstPieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.Residuals]);
-            var first = PerExampleGradients.DotWithQueries(spec64, firstPieces, firstOrderQueries).div(trainCount); // B × Q
+            Tensor change, first;
+            NewtonPieces step;
+            if (spec.IsLogisticRegression)
+            {
+                step = Step(spec, theta, batch, state.ClassBlocks!, trainCount);
+                var pieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.W]);
+                var dz = PerExampleGradients.DotWithQueries(spec64, pieces, state.LogitQueries!)
+                    .div(trainCount).view(len, q, spec.OutputDim); // B × Q × C: Δz of each test point when this row is removed
+                change = linearised
+                    ? dz.mul(state.TestResiduals!.unsqueeze(0)).sum(2L, false)
+                    : LossChange(spec, state.TestProbabilities!, state.TestLabels, dz);
+                // The first-order prediction of the same rows (the influence function's, −I/N), for the size of the correction.
+                var firstPieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.Residuals]);
+                first = PerExampleGradients.DotWithQueries(spec64, firstPieces, firstOrderQueries).div(trainCount); // B × Q
+            }
+            else
+                (step, change, first) = NetworkStep(spec, theta, batch, state, trainCount);
             differenceSquares.add_(change.sub(first).square().sum(0L, false));
+            notPositiveDefinite += step.NotPositiveDefinite;
             firstOrderSquares.add_(first.square().sum(0L, false));
             var block = change.mul(-trainCount).t().contiguous().cpu().data<double>().ToArray(); // q × len
             for (int k = 0; k < q; k++) Array.Copy(block, (long)k * len, influence, (long)k * n + b0, len);
@@ -201,11 +220,12 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
             progress?.Report(len);
         }
         if (owned) firstOrderQueries.Dispose();
-        TensorArchive.Write(job.Store, CorrectionKey(job, shard), [new(DifferenceSquares, differenceSquares), new(FirstOrderSquares, firstOrderSquares)]);
+        TensorArchive.Write(job.Store, CorrectionKey(job, shard), [new(DifferenceSquares, differenceSquares), new(FirstOrderSquares, firstOrderSquares),
+            new(NotPositiveDefinite, TensorArchive.Scalar(notPositiveDefinite))]);
         return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, job.Settings.TopK));
     }
 
-    private const string DifferenceSquares = "difference_squares", FirstOrderSquares = "first_order_squares";
+    private const string DifferenceSquares = "difference_squares", FirstOrderSquares = "first_order_squares", NotPositiveDefinite = "not_positive_definite";
     /// <summary>A shard's per-test-point sums over its rows of (prediction − first-order prediction)² and (first-order prediction)².</summary>
     private static string CorrectionKey(ScoreJob job, int shard) => job.WorkKey($"newton-step-correction-{shard:D4}.safetensors");
 
@@ -218,16 +238,20 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     {
         int q = job.Settings.TestIndices.Length;
         var (difference, firstOrder) = (new double[q], new double[q]);
+        long indefinite = 0;
         foreach (var shard in shards)
         {
             using var a = TensorArchive.Read(job.Store, CorrectionKey(job, shard.Index), Devices.Default);
             var d = a.Take(DifferenceSquares).cpu().data<double>().ToArray();
             var f = a.Take(FirstOrderSquares).cpu().data<double>().ToArray();
             if (d.Length != q || f.Length != q) throw new InvalidDataException($"{CorrectionKey(job, shard.Index)}: {d.Length} test points, not {q}");
+            indefinite += a.Long(NotPositiveDefinite);
             for (int k = 0; k < q; k++) { difference[k] += d[k]; firstOrder[k] += f[k]; }
         }
         var relative = difference.Zip(firstOrder, (d, f) => Math.Sqrt(d / f)).ToArray();
         var sorted = relative.OrderBy(v => v).ToArray();
+        if (indefinite > 0)
+            report.Warnings.Add($"for {indefinite} training rows H + δI − ∇²L(z)/N is not positive definite: their Newton step is not a descent step (raise --damping)");
         report.Details["second_order_correction"] = new JsonObject
         {
             ["definition"] = "per test point, the norm over training rows of (this prediction - the first-order one, -influence/N of the exact method) over the norm of the first-order one",
@@ -239,7 +263,56 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     }
 
     /// <summary>One batch's Newton-step pieces: w_j (B × C) and the leverage-corrected self-influence r_jᵀ S_j w_j.</summary>
-    internal sealed record NewtonPieces(Tensor W, Tensor SelfInfluence, Tensor S, Tensor Residuals);
+    internal sealed record NewtonPieces(Tensor W, Tensor SelfInfluence, Tensor S, Tensor Residuals, long NotPositiveDefinite);
+
+    /// <summary>
+    /// Rows whose H₋ⱼ + δI = H + δI − B_jA_jB_jᵀ/N is not positive definite (given H + δI is): where
+    /// the largest eigenvalue of A^½ S A^½ / N reaches 1.
+    /// </summary>
+    private static long CountNotPositiveDefinite(Tensor a, Tensor s, double trainCount)
+    {
+        using var scope = NewDisposeScope();
+        var (values, vectors) = linalg.eigh(a);
+        var root = vectors.mul(values.clamp_min(0).sqrt().unsqueeze(1)).matmul(vectors.transpose(1, 2));
+        var largest = linalg.eigvalsh(root.matmul(s).matmul(root)).select(1, -1);
+        return largest.div(trainCount).ge(1.0).sum().item<long>();
+    }
+
+    /// <summary>
+    /// A network's rows (the exact Hessian's H⁺, P small): E = J H⁺ from each row's logit Jacobian J
+    /// (C × P), S = E Jᵀ, w = (I − A S/N)⁻¹ r, Δθ = Eᵀw/N; the test loss evaluated at θ̂ + Δθ by a
+    /// forward pass per row (or linearised), and the first-order Eᵀr/N's prediction beside it.
+    /// </summary>
+    private (NewtonPieces Step, Tensor Change, Tensor First) NetworkStep(ModelSpec spec, Tensor theta, DataTensors batch, State state, double trainCount)
+    {
+        long len = batch.Count, c = spec.OutputDim, p = spec.ParameterCount;
+        var jacobians = PerExampleGradients.Jacobians(spec, theta, batch.X).to(ScalarType.Float64); // B × C × P
+        var e = jacobians.view(len * c, p).matmul(state.Inverse!).view(len, c, p);
+        var s = e.bmm(jacobians.transpose(1, 2));
+        var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
+        var a = OutputCurvature.Matrix(spec, logits);
+        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[^1].to(ScalarType.Float64);
+        var system = eye(c, dtype: ScalarType.Float64, device: theta.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
+        var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
+        var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
+        var steps = e.transpose(1, 2).bmm(w.unsqueeze(2)).squeeze(2).div(trainCount);          // B × P
+        var firstSteps = e.transpose(1, 2).bmm(r.unsqueeze(2)).squeeze(2).div(trainCount);    // B × P
+        var first = firstSteps.matmul(state.TestGradients!.t());                               // B × Q
+        Tensor change;
+        if (linearised) change = steps.matmul(state.TestGradients!.t());
+        else
+        {
+            var theta64 = theta.to(ScalarType.Float64);
+            var inputs = state.TestInputs!.to(spec.ScalarType);
+            var before = Objective.PerExampleLoss(spec, Network.Logits(spec, theta, inputs), state.TestLabels.to(spec.IsBinary ? spec.ScalarType : ScalarType.Int64)).to(ScalarType.Float64);
+            change = stack(Enumerable.Range(0, (int)len).Select(b =>
+            {
+                var moved = theta64.add(steps[b]).to(spec.ScalarType);
+                return Objective.PerExampleLoss(spec, Network.Logits(spec, moved, inputs), state.TestLabels.to(spec.IsBinary ? spec.ScalarType : ScalarType.Int64)).to(ScalarType.Float64).sub(before);
+            }).ToList());
+        }
+        return (new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount)), change, first);
+    }
 
     /// <summary>
     /// S_j = B_jᵀ H⁺ B_j from the class blocks, A_j and r_j at θ̂, and w_j = (I − A_j S_j / N)⁻¹ r_j
@@ -257,7 +330,7 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var system = eye(c, dtype: ScalarType.Float64, device: x.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
         var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
         var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
-        return new NewtonPieces(w, selfInfluence, s, r);
+        return new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount));
     }
 
     /// <summary>
