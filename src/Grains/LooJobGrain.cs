@@ -174,9 +174,7 @@ public sealed partial class LooJobGrain(
     {
         var rows = plan.Units.SelectMany(job.ReadUnit).ToList();
         var predicted = job.PredictedDeltas(plan.TrainCount);
-        ScoreSummary summary;
-        var summaryKey = JobKeys.Output(JobId, "summary.json");
-        using (var summaryStream = store.OpenRead(summaryKey)) summary = ScoreSummary.Read(summaryStream, summaryKey);
+        var summary = job.InfluenceSummary();
         var curvature = summary.Curvature;
         var results = LooResults.Build(plan, predicted, rows, job.GroupPredictions(plan, data, checkpoint, curvature.Damping));
         var header = new LooReportHeader(JobId, checkpoint.Spec.Describe(), checkpoint.Spec.ParameterCount, plan.TrainCount,

@@ -81,7 +81,7 @@ public sealed partial class RetrainWorkerGrain(
         {
             var data = job.Score.LoadData();
             using var s = store.OpenRead(job.Score.CheckpointKey);
-            return new LooContext(data, Checkpoint.Load(s), job.Settings.Score.TestIndices, job.Settings.Score.Damping);
+            return new LooContext(data, Checkpoint.Load(s), job.Settings.Score.TestIndices, job.InfluenceDamping());
         });
         int n = unit.Items.Length;
         InfluenceMetrics.RetrainsStarted.Add(n);

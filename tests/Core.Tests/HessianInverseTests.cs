@@ -45,6 +45,28 @@ public class HessianInverseTests
         Assert.Equal(ev[^1], inverse.MaxEigenvalue, 9);
     }
 
+    [Theory]
+    [InlineData("softmax logreg", 0.3)]
+    [InlineData("mlp relu all", 0.0)]
+    public void Factorising_in_place_matches_the_copy_and_unshift_restores_H(string kind, double damping)
+    {
+        using var p = Problem.Make(kind);
+        using var h = ExactHessian.Of(p.Objective, p.Theta);
+        var u = Network.FlatDirections(p.Spec, CPU);
+        using var copied = HessianInverse.Factorize(h, damping, u);
+        using var work = h.clone();
+        using var inPlace = HessianInverse.Factorize(work, damping, u, overwrite: true);
+        if (damping > 0) Assert.True(work.sub(h).abs().max().ToDouble() >= damping / 2, "overwrite should leave M, not H, in the matrix");
+        Assert.Equal(copied.Kind, inPlace.Kind);
+        Assert.Equal(copied.MinEigenvalue, inPlace.MinEigenvalue, 10);
+        Assert.Equal(copied.MaxEigenvalue, inPlace.MaxEigenvalue, 10);
+        var g = Scoring.PerExampleGradients.Materialize(p.Spec, p.Theta, p.Data).t();
+        var a = copied.Solve(g);
+        Assert.True(inPlace.Solve(g).sub(a).abs().max().ToDouble() <= 1e-10 * a.abs().max().ToDouble());
+        inPlace.Unshift(work);
+        Assert.True(work.sub(h).abs().max().ToDouble() <= 1e-12 * h.abs().max().ToDouble(), "Unshift should give H back");
+    }
+
     [Fact]
     public void Damping_shifts_the_solution_as_the_oracle_does()
     {

@@ -34,6 +34,19 @@ public class TensorArchiveTests
         Assert.Equal("test archive has no tensor 'other'", Assert.Throws<InvalidDataException>(() => a["other"]).Message);
     }
 
+    /// <summary>Tensors are written from native memory in 64 MB slices: one of 72 MB crosses a slice boundary, behind a small one.</summary>
+    [Fact]
+    public void A_tensor_larger_than_a_write_slice_round_trips()
+    {
+        using var small = tensor(new float[] { 3, 4, 5 });
+        using var large = arange(9_000_000L, dtype: ScalarType.Float64).reshape(3_000, 3_000).div(3);
+        using var s = Written(new("small", small), new("large", large));
+        using var a = TensorArchive.Read(s, "test archive", CPU);
+        Assert.Equal([3_000L, 3_000], a["large"].shape);
+        Assert.True(a["large"].eq(large).all().item<bool>());
+        Assert.Equal([3f, 4, 5], a["small"].data<float>().ToArray());
+    }
+
     /// <summary>The layout is the safetensors format, checked by hand: an 8-byte little-endian index length, the JSON index, raw data.</summary>
     [Fact]
     public void The_bytes_are_safetensors_as_python_reads_them()

@@ -5,7 +5,9 @@ using System.Globalization;
 using System.Text.Json;
 using Influence.Abstractions;
 using Influence.Core.Storage;
+using Influence.Core.Models;
 using Influence.Core.Tests;
+using Influence.Core.Training;
 
 namespace Influence.Grains.Tests;
 
@@ -42,17 +44,18 @@ public class LooJobClusterTests
     }
 
     /// <summary>loo.csv as (mode, test, train) → (predicted, actual); fails on a duplicate row.</summary>
-    private static Dictionary<(string Mode, int Test, int Train), (double Predicted, double Actual)> ReadLoo(IArtifactStore store, string prefix)
+    /// <param name="onlyMode">A study of one mode, whose loo.csv has no mode column.</param>
+    private static Dictionary<(string Mode, int Test, int Train), (double Predicted, double Actual)> ReadLoo(IArtifactStore store, string prefix, string? onlyMode = null)
     {
         using var s = store.OpenRead($"{prefix}/loo.csv");
         using var r = new StreamReader(s);
-        Assert.Equal("test_index,train_index,predicted_delta,loo_delta,mode", r.ReadLine());
+        Assert.Equal("test_index,train_index,predicted_delta,loo_delta" + (onlyMode is null ? ",mode" : ""), r.ReadLine());
         var rows = new Dictionary<(string, int, int), (double, double)>();
         string? line;
         while ((line = r.ReadLine()) is not null)
         {
             var f = line.Split(',');
-            var key = (f[4], int.Parse(f[0], CultureInfo.InvariantCulture), int.Parse(f[1], CultureInfo.InvariantCulture));
+            var key = (onlyMode ?? f[4], int.Parse(f[0], CultureInfo.InvariantCulture), int.Parse(f[1], CultureInfo.InvariantCulture));
             Assert.True(rows.TryAdd(key, (double.Parse(f[2], CultureInfo.InvariantCulture), double.Parse(f[3], CultureInfo.InvariantCulture))), $"{key} recorded twice");
         }
         return rows;
@@ -109,6 +112,65 @@ public class LooJobClusterTests
         }
         Assert.Contains("![", File.ReadAllText(Path.Combine(storeRoot, "jobs", "loo-killed", "report.md")));
         Assert.True(new FileInfo(Path.Combine(storeRoot, "jobs", "loo-killed", "loo_warm_pooled.png")).Length > 1000);
+    }
+
+    /// <summary>
+    /// With --damping auto the influence uses the δ chosen from the spectrum; the PBRF retrains must
+    /// minimise the objective with that δ (they once got the request's 0, and were plain LOO).
+    /// Oracle: the PBRF objective trained directly, with the summary's δ and with 0.
+    /// </summary>
+    [Fact]
+    public async Task Pbrf_retrains_use_the_damping_the_influence_chose()
+    {
+        var storeRoot = ClusterScoring.TempStore();
+        var store = new LocalArtifactStore(storeRoot);
+        await using var cluster = await ClusterScoring.StartAsync(1, storeRoot);
+        var request = new LooJobRequest
+        {
+            Settings = new LooSettings
+            {
+                Score = new ScoreSettings
+                {
+                    Train = new DatasetSpec(TestData.DataFile("iris_train.csv")),
+                    Test = new DatasetSpec(TestData.DataFile("iris_test.csv")),
+                    // Two epochs of SGD stop short of a minimum, where this network's Hessian is indefinite and auto damps.
+                    Model = ModelKind.Mlp, Hidden = [8], L2 = 1e-3, WeightDecayOn = DecayOn.All,
+                    Training = new TrainingChoice { Optimizer = Optimizer.Sgd, Epochs = 2 },
+                    AutoDamping = true, TestIndices = [0, 1],
+                },
+                Remove = "random:3,5",
+                Modes = [RetrainMode.Pbrf],
+            },
+        };
+        var status = await RunAsync(cluster.Client, "loo-pbrf-auto", request, TimeSpan.FromMinutes(4));
+        var job = new LooJob(store, "loo-pbrf-auto", request.Settings) { AllowLocalFiles = true };
+        double chosen = job.InfluenceDamping();
+        Assert.True(chosen > 0, $"the test needs a Hessian that auto damps (δ = {chosen})");
+
+        var rows = ReadLoo(store, status.OutputPrefix!, onlyMode: "pbrf");
+        var data = job.Score.LoadData();
+        Checkpoint checkpoint;
+        using (var s = store.OpenRead(job.Score.CheckpointKey)) checkpoint = Checkpoint.Load(s);
+        using var withChosen = new LooContext(data, checkpoint, request.Settings.Score.TestIndices, chosen);
+        using var undamped = new LooContext(data, checkpoint, request.Settings.Score.TestIndices, 0);
+        foreach (var j in rows.Keys.Select(k => k.Train).Distinct())
+        {
+            double[] Delta(LooContext c)
+            {
+                using var pbrf = new PbrfObjective(c.Spec, c.Train, j, c.ThetaHat, c.Damping);
+                var result = FullBatchTrainer.Train(pbrf, c.ThetaHat, c.Options(null));
+                using var theta = result.Theta;
+                return c.TestLosses(theta).Zip(c.BaseTestLoss, (a, b) => a - b).ToArray();
+            }
+            double[] expected = Delta(withChosen), wrong = Delta(undamped);
+            for (int q = 0; q < 2; q++)
+            {
+                double actual = rows[("pbrf", request.Settings.Score.TestIndices[q], j)].Actual;
+                double scale = Math.Abs(expected[q]) + 1e-12;
+                Assert.True(Math.Abs(actual - expected[q]) <= 1e-6 * scale + 1e-10, $"row {j}, test {q}: PBRF delta {actual:E6}, the objective with δ = {chosen:E3} gives {expected[q]:E6}");
+                Assert.True(Math.Abs(wrong[q] - expected[q]) > 1e-3 * scale, $"row {j}, test {q}: δ should change the PBRF optimum ({wrong[q]:E6} vs {expected[q]:E6})");
+            }
+        }
     }
 
     [Fact]

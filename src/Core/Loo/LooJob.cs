@@ -41,6 +41,20 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
 
     private static JsonSerializerOptions Json => SettingsJson.Options;
 
+    /// <summary>The score job's summary.json (written before any retrain is planned).</summary>
+    public ScoreSummary InfluenceSummary()
+    {
+        var key = JobKeys.Output(JobId, "summary.json");
+        using var s = Store.OpenRead(key);
+        return ScoreSummary.Read(s, key);
+    }
+
+    /// <summary>
+    /// The damping δ the influence used (with --damping auto, the one chosen from the spectrum, not
+    /// the request's 0): PBRF retrains minimise the objective with that δ, the one the influence approximates.
+    /// </summary>
+    public double InfluenceDamping() => InfluenceSummary().Curvature.Damping;
+
     /// <summary>Predicted LOO deltas −I/N, [test point][train row], read from the score job's influence.npy.</summary>
     public double[][] PredictedDeltas(int trainCount)
     {

@@ -79,7 +79,7 @@ public sealed class ProjectedCurvature : IDisposable
     public static double AutoDamping(Tensor gram, long count) => Hessians.DampingChoice.FromMeanEigenvalue(gram.diagonal().sum().ToDouble() / count / gram.shape[0]);
 
     /// <summary>(F̃ + δI)⁻¹ applied to each row of <paramref name="features"/> (Q×k) → Q×k.</summary>
-    public Tensor Precondition(Tensor features) => cholesky_solve(features.to(ScalarType.Float64).t(), factor).t().contiguous();
+    public Tensor Precondition(Tensor features) => Hessians.HessianInverse.CholeskySolve(features.to(ScalarType.Float64).t(), factor).t().contiguous();
 
     /// <summary>φᵀ(F̃ + δI)⁻¹φ of each row (n×k) → n: ‖L⁻¹φ‖².</summary>
     public Tensor QuadraticForms(Tensor features)

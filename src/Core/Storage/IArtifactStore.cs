@@ -50,8 +50,17 @@ public sealed class LocalArtifactStore : IArtifactStore
         var temp = $"{path}.partial-{Guid.NewGuid():N}";
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            if (DirectFileWriter.TryCreate(temp) is { } direct)
             {
+                using (direct)
+                {
+                    write(direct);
+                    direct.Complete();
+                }
+            }
+            else
+            {
+                using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
                 write(stream);
                 stream.Flush(true);
             }

@@ -110,15 +110,17 @@ public sealed class ExactMethod : InfluenceMethod
         var settings = job.Settings;
         double damping = settings.AutoDamping ? 0 : settings.Damping;
         string dampingRule = "given";
-        var inverse = HessianInverse.Factorize(h, damping, flat);
+        // H is factorised in its own memory: H, a copy and the factor would be three P×P matrices.
+        var inverse = HessianInverse.Factorize(h, damping, flat, overwrite: true);
         if (settings.AutoDamping)
         {
             // The undamped spectrum picks δ; refactorise only when δ is not 0.
             (damping, dampingRule) = DampingChoice.Decide(inverse.MinEigenvalue, inverse.MaxEigenvalue, smallestTrusted: true);
             if (damping != 0)
             {
+                inverse.Unshift(h);
                 inverse.Dispose();
-                inverse = HessianInverse.Factorize(h, damping, flat);
+                inverse = HessianInverse.Factorize(h, damping, flat, overwrite: true);
             }
         }
         // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
