@@ -8,7 +8,8 @@ namespace Influence.Core.Storage;
 /// (a 493 MB partial Hessian) go from an aligned buffer to the disk without passing through the
 /// page cache. On this project's VMs a buffered write of memory the guest has not touched yet ran
 /// at about 0.4 GB/s, a direct one at 2.5 GB/s. <see cref="TryCreate"/> returns null where O_DIRECT
-/// is not available (another OS, tmpfs), and the caller writes the ordinary way.
+/// is not available (another OS or architecture, a file system that refuses it), and the caller
+/// writes the ordinary way.
 /// </summary>
 public sealed class DirectFileWriter : Stream
 {
@@ -44,7 +45,7 @@ public sealed class DirectFileWriter : Stream
         if (fd < 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            const int invalidArgument = 22; // the filesystem does not do O_DIRECT (tmpfs)
+            const int invalidArgument = 22; // the file system does not do O_DIRECT
             if (errno == invalidArgument) return null;
             throw new IOException($"cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
         }
