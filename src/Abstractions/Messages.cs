@@ -120,6 +120,8 @@ public sealed record StudyPoint
     [Id(3)] public double WeightDecay { get; init; }
     [Id(4)] public int Seed { get; init; }
     [Id(5)] public required LooJobRequest Study { get; init; }
+    /// <summary>The damping as the spec gave it (a number or auto); the δ used is in the row's summary.</summary>
+    [Id(6)] public string DampingGiven { get; init; } = "auto";
 }
 
 /// <summary>A grid of LOO studies run as one job, one table row per configuration.</summary>

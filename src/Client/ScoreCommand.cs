@@ -101,12 +101,7 @@ public static class ScoreCommand
         var hidden = p.GetValue(Hidden)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{Echo.Cap(h)}' is not a positive width"))
             .ToArray();
-        var dampingText = p.GetValue(Damping)!.Trim();
-        bool auto = dampingText.Equals("auto", StringComparison.OrdinalIgnoreCase);
-        double damping = 0;
-        // The text must be auto or a number; its range is ScoreSettings.Validate's check.
-        if (!auto && !double.TryParse(dampingText, NumberStyles.Float, CultureInfo.InvariantCulture, out damping))
-            throw new ArgumentException($"--damping must be a number ≥ 0 or auto, not '{Echo.Cap(dampingText)}'");
+        var (damping, auto) = ScoreSettings.ParseDamping(p.GetValue(Damping)!, "--damping");
         double scale = p.GetValue(PixelScale);
         if (!(scale > 0)) throw new ArgumentException($"--pixel-scale must be positive, not {scale}");
         string optimizer = p.GetValue(OptimizerOpt)!.Trim().ToLowerInvariant();
@@ -124,7 +119,7 @@ public static class ScoreCommand
             DType = SettingsJson.Parse<Precision>(p.GetValue(DType)!, "--dtype"),
             Seed = p.GetValue(Seed),
             Method = p.GetValue(Method)!,
-            Damping = auto ? 0 : damping,
+            Damping = damping,
             AutoDamping = auto,
             MemoryBudgetMb = p.GetValue(MemoryBudget),
             Checkpoint = p.GetValue(CheckpointOpt) is string c ? InputFile("--checkpoint", c) : null,

@@ -15,7 +15,7 @@ public static class StudyCommand
 
     public static Command Create()
     {
-        var command = new Command("study", "Run a grid of leave-one-out studies (model shapes × weight decays × seeds) and tabulate them");
+        var command = new Command("study", "Run a grid of leave-one-out studies (model shapes × weight decays × dampings × seeds) and tabulate them");
         command.Arguments.Add(Spec);
         foreach (var o in new Option[] { ScoreCommand.Out, ScoreCommand.Overwrite, LooCommand.Parallel, LooCommand.Resume, ScoreCommand.Cluster, ScoreCommand.Store, ScoreCommand.Verbose }) command.Options.Add(o);
         command.SetAction((parse, ct) => RunAsync(parse, ct));
@@ -26,7 +26,7 @@ public static class StudyCommand
     {
         var points = spec.Grid().Select(p => new StudyPoint
         {
-            Label = p.Label, Depth = p.Depth, Width = p.Width, WeightDecay = p.WeightDecay, Seed = p.Seed,
+            Label = p.Label, Depth = p.Depth, Width = p.Width, WeightDecay = p.WeightDecay, DampingGiven = p.Damping, Seed = p.Seed,
             Study = new LooJobRequest
             {
                 Settings = new LooSettings
@@ -42,7 +42,8 @@ public static class StudyCommand
                         WeightDecayOn = spec.Model == "logreg" ? DecayOn.Weights : SettingsJson.Parse<DecayOn>(spec.WeightDecayOn, "weight_decay_on"),
                         DType = SettingsJson.Parse<Precision>(spec.Dtype, "dtype"),
                         Seed = p.Seed,
-                        Method = spec.Method, Damping = spec.Damping, TestIndices = IndexList.Parse(spec.TestIndices), Shards = spec.Shards,
+                        Method = spec.Method, Damping = ScoreSettings.ParseDamping(p.Damping, "dampings").Damping,
+                        AutoDamping = ScoreSettings.ParseDamping(p.Damping, "dampings").Auto, TestIndices = IndexList.Parse(spec.TestIndices), Shards = spec.Shards,
                     },
                     Remove = spec.Remove,
                     Modes = LooCommand.ParseModes(string.Join(",", spec.Retrain)),

@@ -51,7 +51,7 @@ public sealed partial class StudyJobGrain(
             }, Cancellation);
             if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
             if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
-            var row = await executor.Run(() => StudyRow.From(store, id, point.Label, point.Depth, point.Width, point.WeightDecay, point.Seed));
+            var row = await executor.Run(() => StudyRow.From(store, id, point.Label, point.Depth, point.Width, point.WeightDecay, point.DampingGiven, point.Seed));
             rows.Add(row);
             await executor.Run(() => { StudyTable.WriteCsv(store, JobKeys.Output(JobId, "study.csv"), rows); return 0; });
             LogConfigDone(JobId, point.Label, i + 1, total);

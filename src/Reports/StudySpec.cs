@@ -6,9 +6,9 @@ namespace Influence.Reports;
 
 /// <summary>
 /// A study grid as the user writes it (YAML, or JSON for a .json file), with snake_case keys. The
-/// grid is depths × widths × weight_decays × seeds; every configuration is one LOO study with the
-/// same data, removal set, retrain modes and test points. Relative paths are relative to the
-/// spec file.
+/// grid is depths × widths × weight_decays × dampings × seeds; every configuration is one LOO study
+/// with the same data, removal set, retrain modes and test points. Relative paths are relative to
+/// the spec file.
 /// </summary>
 public sealed class StudySpec
 {
@@ -29,14 +29,21 @@ public sealed class StudySpec
     public double[] WeightDecays { get; set; } = [1e-3];
     public int[] Seeds { get; set; } = [0];
     public string Method { get; set; } = "exact";
-    public double Damping { get; set; }
+    /// <summary>
+    /// The damping axis: numbers ≥ 0 or auto (δ = 0 where H is positive definite and not near
+    /// singular, else from its extreme eigenvalues). The influence and the PBRF retrains use the same δ.
+    /// </summary>
+    public string[] Dampings { get; set; } = ["auto"];
+    /// <summary>The single damping of older specs: refused with a pointer to <see cref="Dampings"/>.</summary>
+    public string? Damping { get; set; }
     public string Remove { get; set; } = "all";
     public string[] Retrain { get; set; } = ["warm", "cold"];
     public string TestIndices { get; set; } = "0-4";
     public int NoiseSeeds { get; set; }
     public int Shards { get; set; } = 2;
 
-    public sealed record Point(string Label, int Depth, int Width, double WeightDecay, int Seed);
+    /// <param name="Damping">As written in the spec: a number or auto.</param>
+    public sealed record Point(string Label, int Depth, int Width, double WeightDecay, string Damping, int Seed);
 
     public static StudySpec Load(string path)
     {
@@ -68,6 +75,14 @@ public sealed class StudySpec
         if (spec.Model == "mlp" && (spec.Depths.Length == 0 || spec.Widths.Length == 0 || spec.Depths.Any(d => d < 1) || spec.Widths.Any(w => w < 1)))
             throw new ArgumentException($"{path}: an MLP study needs depths ≥ 1 and widths ≥ 1");
         if (spec.WeightDecays.Length == 0 || spec.Seeds.Length == 0) throw new ArgumentException($"{path}: weight_decays and seeds must not be empty");
+        if (spec.Damping is not null) throw new ArgumentException($"{path}: 'damping' is now the grid's axis 'dampings', a list of numbers ≥ 0 or auto, e.g. dampings: [0, auto, 1.0e-3]");
+        if (spec.Dampings.Length == 0) throw new ArgumentException($"{path}: dampings must not be empty (auto, the default, if omitted)");
+        foreach (var d in spec.Dampings)
+        {
+            var (value, auto) = Influence.Core.Jobs.ScoreSettings.ParseDamping(d ?? "", $"{path}: dampings");
+            if (!auto && !(value >= 0 && double.IsFinite(value))) throw new ArgumentException($"{path}: dampings must be numbers ≥ 0 or auto, not {d}");
+        }
+        spec.Dampings = spec.Dampings.Select(d => d.Trim().ToLowerInvariant()).ToArray();
         return spec;
     }
 
@@ -78,8 +93,9 @@ public sealed class StudySpec
         var shapes = Model == "logreg" ? [(0, 0)] : Depths.SelectMany(d => Widths.Select(w => (d, w))).ToArray();
         foreach (var (d, w) in shapes)
             foreach (var l2 in WeightDecays)
-                foreach (var seed in Seeds)
-                    points.Add(new Point(Model == "logreg" ? $"logreg l2={l2:G3} seed={seed}" : $"depth={d} width={w} l2={l2:G3} seed={seed}", d, w, l2, seed));
+                foreach (var damping in Dampings)
+                    foreach (var seed in Seeds)
+                        points.Add(new Point((Model == "logreg" ? $"logreg l2={l2:G3}" : $"depth={d} width={w} l2={l2:G3}") + $" damping={damping} seed={seed}", d, w, l2, damping, seed));
         return points;
     }
 }

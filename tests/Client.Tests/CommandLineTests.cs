@@ -299,23 +299,40 @@ public class CommandLineTests
         var (exit, stdout, stderr) = Run("study", spec, "--out", outDir);
         Assert.True(exit == 0, stdout + stderr);
         var rows = File.ReadAllLines(Path.Combine(outDir, "study.csv"));
-        Assert.StartsWith("config,depth,width,weight_decay,seed,parameters,lambda_min", rows[0]);
-        Assert.Equal(3, rows.Length);
+        Assert.StartsWith("config,depth,width,weight_decay,damping_given,seed,parameters,lambda_min,damping,", rows[0]);
+        Assert.Equal(4, rows.Length);
+        var used = new Dictionary<string, double>();
+        var warmByDamping = new Dictionary<string, double>();
         foreach (var row in rows.Skip(1))
         {
             var f = row.Split(',');
-            Assert.Equal("35", f[5]); // 4-4-3 MLP
-            double warm = double.Parse(f[9], CultureInfo.InvariantCulture), cold = double.Parse(f[11], CultureInfo.InvariantCulture);
+            Assert.Equal("35", f[6]); // 4-4-3 MLP
+            double warm = double.Parse(f[10], CultureInfo.InvariantCulture), cold = double.Parse(f[12], CultureInfo.InvariantCulture);
             Assert.InRange(warm, 0.5, 1.0);
             Assert.InRange(cold, -1.0, 1.0);
-            Assert.True(double.Parse(f[6], CultureInfo.InvariantCulture) > 0, "λ_min of a trained, regularised MLP");
+            Assert.True(double.Parse(f[7], CultureInfo.InvariantCulture) > 0, "λ_min of a trained, regularised MLP");
+            used[f[4]] = double.Parse(f[8], CultureInfo.InvariantCulture);
+            warmByDamping[f[4]] = double.Parse(f[11], CultureInfo.InvariantCulture); // warm Pearson: Spearman is 1 at every δ here
         }
-        Assert.Contains("| depth=1 width=4 l2=0.01 seed=0 |", File.ReadAllText(Path.Combine(outDir, "study.md")));
+        // The axis: each configuration's δ is the one it asked for; auto gives 0 on this positive definite Hessian.
+        Assert.Equal(new Dictionary<string, double> { ["0"] = 0, ["auto"] = 0, ["1.0e-3"] = 1e-3 }, used);
+        Assert.Equal(warmByDamping["0"], warmByDamping["auto"], 12);
+        Assert.NotEqual(warmByDamping["0"], warmByDamping["1.0e-3"], 9);
+        Assert.Contains("| depth=1 width=4 l2=0.01 damping=auto seed=0 |", File.ReadAllText(Path.Combine(outDir, "study.md")));
 
         var bad = Path.Combine(TempDir(), "bad.yaml");
         File.WriteAllText(bad, "name: x\ntrain: nowhere.csv\ntest: nowhere.csv\nmodel: cnn\n");
         var (badExit, _, badErr) = Run("study", bad, "--out", TempDir());
         Assert.Equal(2, badExit);
         Assert.Contains("model must be logreg or mlp, not 'cnn'", badErr);
+
+        File.WriteAllText(bad, "name: x\ntrain: nowhere.csv\ntest: nowhere.csv\ndampings: [0, big]\n");
+        (badExit, _, badErr) = Run("study", bad, "--out", TempDir());
+        Assert.Equal(2, badExit);
+        Assert.Contains("dampings must be a number ≥ 0 or auto, not 'big'", badErr);
+        File.WriteAllText(bad, "name: x\ntrain: nowhere.csv\ntest: nowhere.csv\ndamping: 0.001\n");
+        (badExit, _, badErr) = Run("study", bad, "--out", TempDir());
+        Assert.Equal(2, badExit);
+        Assert.Contains("'damping' is now the grid's axis 'dampings'", badErr);
     }
 }

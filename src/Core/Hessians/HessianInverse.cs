@@ -226,9 +226,13 @@ public sealed class HessianInverse : IDisposable
     public void Save(IArtifactStore store, string key)
     {
         using var scope = NewDisposeScope();
+        // LAPACK leaves the factor (and eigh's vectors) column-major: stored as its transpose, which is
+        // row-major, it needs no 493 MB copy, and a loaded factor has the same layout and so solves
+        // to the same bits as the one in memory.
+        bool columnMajor = !Factor.is_contiguous() && Factor.t().is_contiguous();
         var entries = new List<KeyValuePair<string, Tensor>>
         {
-            new("factor", Factor), new("kind", TensorArchive.Scalar((long)Kind)), new("damping", TensorArchive.Scalar(Damping)),
+            columnMajor ? new("factor_transposed", Factor.t()) : new("factor", Factor), new("kind", TensorArchive.Scalar((long)Kind)), new("damping", TensorArchive.Scalar(Damping)),
             new("min_eigenvalue", TensorArchive.Scalar(MinEigenvalue)), new("max_eigenvalue", TensorArchive.Scalar(MaxEigenvalue)),
             new("dropped_eigenvalues", TensorArchive.Scalar(DroppedEigenvalues)),
         };
@@ -242,7 +246,11 @@ public sealed class HessianInverse : IDisposable
         using var a = TensorArchive.Read(store, key, device);
         var kind = (InverseKind)a.Int("kind");
         if (!Enum.IsDefined(kind)) throw new InvalidDataException($"artifact '{key}': unknown factorisation kind {(int)kind}");
-        return new HessianInverse(kind, a.Take("factor"), a.TakeOptional("eigenvalues"), a.TakeOptional("flat"),
+        Tensor factor;
+        if (a.Has("factor_transposed"))
+            using (var transposed = a.Take("factor_transposed")) factor = transposed.t(); // a view: it keeps the storage
+        else factor = a.Take("factor");
+        return new HessianInverse(kind, factor, a.TakeOptional("eigenvalues"), a.TakeOptional("flat"),
             a.Double("damping"), a.Double("min_eigenvalue"), a.Double("max_eigenvalue"), a.Int("dropped_eigenvalues"));
     }
 }

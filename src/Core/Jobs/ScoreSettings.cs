@@ -42,6 +42,18 @@ public sealed record ScoreSettings
     public double Damping { get; init; }
     /// <summary>Choose δ from the curvature's extreme eigenvalues (<see cref="Hessians.DampingChoice"/>) instead of <see cref="Damping"/> (--damping auto).</summary>
     public bool AutoDamping { get; init; }
+
+    /// <summary>
+    /// A damping as the user writes it (--damping, a study's dampings): a number ≥ 0, or auto.
+    /// The range is <see cref="Validate"/>'s check; here only the form.
+    /// </summary>
+    public static (double Damping, bool Auto) ParseDamping(string text, string name)
+    {
+        text = text.Trim();
+        if (text.Equals("auto", StringComparison.OrdinalIgnoreCase)) return (0, true);
+        if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double damping)) return (damping, false);
+        throw new ArgumentException($"{name} must be a number ≥ 0 or auto, not '{Safety.Echo.Cap(text)}'");
+    }
     [System.Text.Json.Serialization.JsonPropertyName("method_options")]
     public MethodOptions Options { get; init; } = new();
     public TrainingChoice Training { get; init; } = new();
