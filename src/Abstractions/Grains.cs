@@ -58,7 +58,7 @@ public interface ILooJobGrain : IJobGrain
 }
 
 /// <summary>
-/// Runs units of a study (key: "{job}/worker/{k}", placed on silo k mod n). <see cref="Start"/>
+/// Runs units of short trainings: a LOO study's retrains or a correct job's fine-tunings (key: "{job}/worker/{k}", placed on silo k mod n). <see cref="Start"/>
 /// returns at once; the coordinator polls <see cref="GetReport"/> by unit id. A unit whose result
 /// exists in the store is not computed again.
 /// </summary>
@@ -72,6 +72,17 @@ public interface IRetrainWorkerGrain : IGrainWithStringKey
     /// <summary>Drops this silo's cached state of the job (it has finished).</summary>
     [AlwaysInterleave]
     Task Release(string jobId);
+}
+
+/// <summary>
+/// Coordinates an `influence correct` job (key: job id): the score job of the same id (θ̂ and the
+/// method's influence), a grad-dot score job ("{job}-grad-dot") where grad-dot is a selection,
+/// the frozen plan of mispredicted test points, their fine-tuning units on the retrain workers,
+/// then correct.csv and correct.md. Finished units live in the store, so starting again resumes.
+/// </summary>
+public interface ICorrectJobGrain : IJobGrain
+{
+    Task<JobStatus> Start(CorrectJobRequest request);
 }
 
 /// <summary>

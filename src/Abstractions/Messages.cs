@@ -89,6 +89,15 @@ public sealed record LooJobRequest
     [Id(1)] public int ParallelPerSilo { get; init; } = 1;
 }
 
+/// <summary>An `influence correct` job's settings, and how many of its units each silo runs at once.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CorrectJobRequest
+{
+    [Id(0)] public required Influence.Core.Correction.CorrectSettings Settings { get; init; }
+    /// <summary>Units running at once on each silo (--parallel).</summary>
+    [Id(1)] public int ParallelPerSilo { get; init; } = 1;
+}
+
 /// <summary>One unit of a study's frozen plan, for a worker grain.</summary>
 [GenerateSerializer, Immutable]
 public sealed class RetrainAssignment
@@ -96,7 +105,12 @@ public sealed class RetrainAssignment
     /// <summary>The study; its settings and plan are in the store (jobs/ID/loo/).</summary>
     [Id(0)] public required string JobId { get; init; }
     [Id(2)] public int UnitId { get; init; }
+    /// <summary>The job's kind: a LOO study's retrains, or a correct job's fine-tuning runs.</summary>
+    [Id(3)] public ShortTrainingKind Kind { get; init; } = ShortTrainingKind.Loo;
 }
+
+/// <summary>The jobs whose units are many short trainings, run by the same worker grains.</summary>
+public enum ShortTrainingKind { Loo, Correct }
 
 [GenerateSerializer, Immutable]
 public sealed class RetrainReport

@@ -79,6 +79,7 @@ public static class ClusterCommands
         "score" => client.GetGrain<IScoreJobGrain>(entry.JobId),
         "loo" => client.GetGrain<ILooJobGrain>(entry.JobId),
         "study" => client.GetGrain<IStudyJobGrain>(entry.JobId),
+        "correct" => client.GetGrain<ICorrectJobGrain>(entry.JobId),
         _ => throw new InvalidOperationException($"unknown job kind '{entry.Kind}'"),
     };
 

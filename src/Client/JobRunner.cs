@@ -27,6 +27,14 @@ public static class JobRunner
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 
+    public static Task<JobStatus> RunCorrectAsync(ClusterConnection connection, string jobId, CorrectJobRequest request, CancellationToken ct)
+    {
+        Submitted = (jobId, "correct", connection.IsEmbedded);
+        var grain = connection.Client.GetGrain<ICorrectJobGrain>(jobId);
+        if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
+        return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
+    }
+
     public static Task<JobStatus> RunStudyAsync(ClusterConnection connection, string jobId, StudyJobRequest request, CancellationToken ct)
     {
         Submitted = (jobId, "study", connection.IsEmbedded);

@@ -9,6 +9,7 @@ var root = new RootCommand("Influence: which training examples are responsible f
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(LooCommand.Create());
 root.Subcommands.Add(StudyCommand.Create());
+root.Subcommands.Add(CorrectCommand.Create());
 root.Subcommands.Add(MislabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

@@ -19,6 +19,9 @@ public static class Seeds
     /// <summary>The rows kept in LDS subset <paramref name="index"/>.</summary>
     public static int LdsSubset(int seed, int index) => unchecked(seed * 1_000_003 + index) & int.MaxValue;
 
+    /// <summary>`influence correct`'s random selection for one target: stream 0 any training row, 1 rows of its class.</summary>
+    public static int CorrectSelection(int seed, int testIndex, int stream) => unchecked(seed * 1_000_003 + testIndex * 7919 + stream * 104_729) & int.MaxValue;
+
     /// <summary>TRAK's random projection, block <paramref name="block"/> of its rows (a golden-ratio multiplier spreads the seeds).</summary>
     public static ulong ProjectionBlock(int seed, long block) => unchecked((ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)block);
 }

@@ -9,7 +9,8 @@ public static class JobKinds
     public const string Score = "score";
     public const string Loo = "loo";
     public const string Study = "study";
-    public static readonly IReadOnlyList<string> All = [Score, Loo, Study];
+    public const string Correct = "correct";
+    public static readonly IReadOnlyList<string> All = [Score, Loo, Study, Correct];
 }
 
 /// <summary>
@@ -22,12 +23,12 @@ public static class InfluenceMetrics
     public const string MeterName = "Influence";
     private static readonly Meter Meter = new(MeterName);
 
-    public static readonly Counter<long> RetrainsStarted = Meter.CreateCounter<long>("influence.retrains.started", "{retrain}", "Leave-one-out retrains started");
-    public static readonly Counter<long> RetrainsCompleted = Meter.CreateCounter<long>("influence.retrains.completed", "{retrain}", "Leave-one-out retrains completed");
-    public static readonly Counter<long> RetrainsFailed = Meter.CreateCounter<long>("influence.retrains.failed", "{retrain}", "Leave-one-out retrains failed");
-    public static readonly UpDownCounter<long> RetrainsInFlight = Meter.CreateUpDownCounter<long>("influence.retrains.in_flight", "{retrain}", "Leave-one-out retrains running now");
-    public static readonly Histogram<double> UnitDuration = Meter.CreateHistogram<double>("influence.retrain.unit.duration", "s", "Wall time of one unit of retrains");
-    public static readonly Counter<long> JobRetrainsDone = Meter.CreateCounter<long>("influence.job.retrains.done", "{retrain}", "Retrains a coordinator has seen finish (job progress)");
+    public static readonly Counter<long> RetrainsStarted = Meter.CreateCounter<long>("influence.retrains.started", "{retrain}", "Short trainings started (kind: loo retrains, correct fine-tuning runs)");
+    public static readonly Counter<long> RetrainsCompleted = Meter.CreateCounter<long>("influence.retrains.completed", "{retrain}", "Short trainings completed (kind: loo, correct)");
+    public static readonly Counter<long> RetrainsFailed = Meter.CreateCounter<long>("influence.retrains.failed", "{retrain}", "Short trainings failed (kind: loo, correct)");
+    public static readonly UpDownCounter<long> RetrainsInFlight = Meter.CreateUpDownCounter<long>("influence.retrains.in_flight", "{retrain}", "Short trainings running now (kind: loo, correct)");
+    public static readonly Histogram<double> UnitDuration = Meter.CreateHistogram<double>("influence.retrain.unit.duration", "s", "Wall time of one unit of short trainings (kind: loo, correct)");
+    public static readonly Counter<long> JobRetrainsDone = Meter.CreateCounter<long>("influence.job.retrains.done", "{retrain}", "Short trainings a coordinator has seen finish (job progress; kind: loo, correct)");
 
     public static readonly Counter<long> ExamplesScored = Meter.CreateCounter<long>("influence.examples.scored", "{example}", "Training examples scored against every query of a job");
     public static readonly Counter<long> GradientsComputed = Meter.CreateCounter<long>("influence.gradients.computed", "{gradient}", "Per-example loss gradients computed");
@@ -54,14 +55,22 @@ public static class InfluenceMetrics
             "{job}", "Jobs coordinated on this silo now (kind)");
     }
 
+    /// <summary>The kind label of the short-training metrics.</summary>
+    public static KeyValuePair<string, object?> KindTag(Influence.Abstractions.ShortTrainingKind kind) =>
+        new("kind", kind == Influence.Abstractions.ShortTrainingKind.Loo ? JobKinds.Loo : JobKinds.Correct);
+
     /// <summary>Creates the counters' series at zero, so that dashboards and rate() see them before the first event.</summary>
     public static void Initialise()
     {
-        RetrainsStarted.Add(0);
-        RetrainsCompleted.Add(0);
-        RetrainsFailed.Add(0);
-        RetrainsInFlight.Add(0);
-        JobRetrainsDone.Add(0);
+        foreach (var kind in Enum.GetValues<Influence.Abstractions.ShortTrainingKind>())
+        {
+            var tag = KindTag(kind);
+            RetrainsStarted.Add(0, tag);
+            RetrainsCompleted.Add(0, tag);
+            RetrainsFailed.Add(0, tag);
+            RetrainsInFlight.Add(0, tag);
+            JobRetrainsDone.Add(0, tag);
+        }
         ExamplesScored.Add(0);
         GradientsComputed.Add(0);
         CurvatureProducts.Add(0);

@@ -78,7 +78,7 @@ public sealed partial class LooJobGrain(
         Set(JobPhase.Writing, 0, 1, "writing the report");
         timings["total_before_report"] = Tracker.ElapsedSeconds;
         await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
-        await ReleaseWorkers(workers);
+        await RetrainWorkerPool<LooUnit>.Release(Grains, JobId, workers);
         cache.Evict($"{job.Prefix}/");
         Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
         LogCompleted(JobId, plan.TaskCount, Tracker.ElapsedSeconds);
@@ -105,7 +105,7 @@ public sealed partial class LooJobGrain(
         var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
         var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
         int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
-        var pool = new RetrainWorkers(Grains, executor, JobId, job, request.ParallelPerSilo);
+        var pool = new RetrainWorkerPool<LooUnit>(Grains, executor, JobId, ShortTrainingKind.Loo, request.ParallelPerSilo, u => u.Id, job.IsDone, u => u.Items.Length);
         var dispatcher = new UnitDispatcher<LooUnit, RetrainWorker, RetrainReport>(pool, new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = PollInterval }, JobId, logger)
         {
             Size = u => u.Items.Length,
@@ -115,59 +115,6 @@ public sealed partial class LooJobGrain(
         };
         await dispatcher.RunAsync(pending, Cancellation, doneBefore, plan.TaskCount);
         return pool.Created;
-    }
-
-    /// <summary>A retrain worker grain and the silo it is pinned to (null: wherever placement puts it).</summary>
-    private sealed record RetrainWorker(string Key, SiloAddress? Silo);
-
-    /// <summary>ParallelPerSilo workers pinned to each active silo: a silo that joins gets its own at the next refresh.</summary>
-    private sealed class RetrainWorkers(IGrainFactory grains, ComputeExecutor executor, string jobId, LooJob job, int perSilo) : IUnitWorkers<LooUnit, RetrainWorker, RetrainReport>
-    {
-        public int Created { get; private set; }
-
-        private RetrainWorker New(SiloAddress? silo) => new($"{jobId}/worker/{Created++}", silo);
-
-        public async Task<IReadOnlyList<RetrainWorker>> RefreshPool(IReadOnlyList<RetrainWorker> current)
-        {
-            Dictionary<SiloAddress, SiloStatus>? hosts = null;
-            try { hosts = await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).WaitAsync(CallTimeout); }
-            catch (Exception e) when (e is OrleansException or TimeoutException) { /* keep the current pool */ }
-            var workers = current.ToList();
-            if (hosts is null)
-            {
-                while (workers.Count < perSilo) workers.Add(New(null));
-                return workers;
-            }
-            workers.RemoveAll(w => w.Silo is not null && !hosts.ContainsKey(w.Silo)); // kept by the dispatcher while busy
-            foreach (var silo in hosts.Keys.OrderBy(h => h.ToString(), StringComparer.Ordinal))
-                while (workers.Count(w => silo.Equals(w.Silo)) < perSilo) workers.Add(New(silo));
-            return workers;
-        }
-
-        public async Task Start(RetrainWorker worker, LooUnit unit)
-        {
-            try
-            {
-                if (worker.Silo is not null) RequestContext.Set(SpreadByIndexPlacement.SiloHintKey, worker.Silo);
-                await Grain(worker).Start(new RetrainAssignment { JobId = jobId, UnitId = unit.Id });
-            }
-            finally { RequestContext.Remove(SpreadByIndexPlacement.SiloHintKey); }
-        }
-
-        public async Task<UnitReport<RetrainReport>> GetReport(RetrainWorker worker, LooUnit unit)
-        {
-            var r = await Grain(worker).GetReport(unit.Id);
-            return new UnitReport<RetrainReport>(r.State, r.Done, r.Error, r);
-        }
-
-        public Task<bool> IsFinished(LooUnit unit, RetrainReport? result) => executor.Run(() =>
-        {
-            if (!job.IsDone(unit)) return false;
-            InfluenceMetrics.JobRetrainsDone.Add(unit.Items.Length);
-            return true;
-        });
-
-        private IRetrainWorkerGrain Grain(RetrainWorker worker) => grains.GetGrain<IRetrainWorkerGrain>(worker.Key);
     }
 
     private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)
@@ -184,14 +131,6 @@ public sealed partial class LooJobGrain(
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
         store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
         return files.Count;
-    }
-
-    private async Task ReleaseWorkers(int workers)
-    {
-        // Best effort: workers on other silos drop the job's cached tensors.
-        var tasks = Enumerable.Range(0, workers).Select(k => Grains.GetGrain<IRetrainWorkerGrain>($"{JobId}/worker/{k}"))
-            .Select(async g => { try { await g.Release(JobId).WaitAsync(CallTimeout); } catch (Exception e) when (e is OrleansException or TimeoutException) { } });
-        await Task.WhenAll(tasks);
     }
 
     private static double Lap(Stopwatch sw)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Influence.Abstractions;
+using Influence.Core.Correction;
 using Influence.Core.Loo;
 using Influence.Core.Models;
 using Influence.Core.Storage;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Influence.Grains;
 
-/// <summary>A thin shell around <see cref="LooJob.RunUnit"/>, run on the silo's compute executor.</summary>
+/// <summary>A thin shell around <see cref="LooJob.RunUnit"/> and <see cref="CorrectJob.RunUnit"/>, run on the silo's compute executor.</summary>
 [SpreadByIndexPlacement]
 public sealed partial class RetrainWorkerGrain(
     ComputeExecutor executor,
@@ -54,7 +55,7 @@ public sealed partial class RetrainWorkerGrain(
         try
         {
             items = await executor.Run(() => Work(a));
-            InfluenceMetrics.UnitDuration.Record(sw.Elapsed.TotalSeconds);
+            InfluenceMetrics.UnitDuration.Record(sw.Elapsed.TotalSeconds, InfluenceMetrics.KindTag(a.Kind));
             reports[a.UnitId] = new RetrainReport { State = UnitState.Done, UnitId = a.UnitId, Done = items, Total = items, Silo = siloName, Seconds = sw.Elapsed.TotalSeconds };
             LogUnitDone(a.JobId, a.UnitId, items, sw.Elapsed.TotalSeconds, siloName);
         }
@@ -70,7 +71,14 @@ public sealed partial class RetrainWorkerGrain(
         }
     }
 
-    private int Work(RetrainAssignment a)
+    private int Work(RetrainAssignment a) => a.Kind switch
+    {
+        ShortTrainingKind.Loo => WorkLoo(a),
+        ShortTrainingKind.Correct => WorkCorrect(a),
+        _ => throw new ArgumentException($"unknown unit kind {(int)a.Kind}"),
+    };
+
+    private int WorkLoo(RetrainAssignment a)
     {
         var settings = cache.GetOrAdd(JobKeys.LooSettings(a.JobId), () => LooJob.LoadSettings(store, a.JobId));
         var job = new LooJob(store, a.JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
@@ -83,22 +91,40 @@ public sealed partial class RetrainWorkerGrain(
             using var s = store.OpenRead(job.Score.CheckpointKey);
             return new LooContext(data, Checkpoint.Load(s), job.Settings.Score.TestIndices, job.InfluenceDamping());
         });
-        int n = unit.Items.Length;
-        InfluenceMetrics.RetrainsStarted.Add(n);
-        InfluenceMetrics.RetrainsInFlight.Add(n);
+        return Counted(a, unit.Items.Length, p => job.RunUnit(unit, context, plan, p, executor.Stopping));
+    }
+
+    private int WorkCorrect(RetrainAssignment a)
+    {
+        var settings = cache.GetOrAdd($"{JobKeys.Prefix(a.JobId)}/correct/settings.json", () => CorrectJob.LoadSettings(store, a.JobId));
+        var job = new CorrectJob(store, a.JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var plan = cache.GetOrAdd(job.PlanKey, () => job.LoadPlan() ?? throw new InvalidOperationException($"job {a.JobId} has no plan yet"));
+        var unit = plan.Units.FirstOrDefault(u => u.Id == a.UnitId) ?? throw new InvalidOperationException($"unit {a.UnitId} is not in the plan of job {a.JobId}");
+        int runs = unit.Targets.Length * plan.RunsPerTarget;
+        if (job.IsDone(unit)) return runs;
+        var context = cache.GetOrAdd($"{job.Prefix}/correct-context", () => job.LoadContext(plan));
+        return Counted(a, runs, p => job.RunUnit(unit, context, plan, p, executor.Stopping));
+    }
+
+    /// <summary>Runs a unit of <paramref name="n"/> short trainings with the metrics and progress every kind reports.</summary>
+    private int Counted(RetrainAssignment a, int n, Action<IProgress<int>> run)
+    {
+        var kind = InfluenceMetrics.KindTag(a.Kind);
+        InfluenceMetrics.RetrainsStarted.Add(n, kind);
+        InfluenceMetrics.RetrainsInFlight.Add(n, kind);
         try
         {
-            job.RunUnit(unit, context, plan, new Progress(k => progress.AddOrUpdate(a.UnitId, k, (_, v) => v + k)), executor.Stopping);
-            InfluenceMetrics.RetrainsCompleted.Add(n);
+            run(new Progress(k => progress.AddOrUpdate(a.UnitId, k, (_, v) => v + k)));
+            InfluenceMetrics.RetrainsCompleted.Add(n, kind);
         }
         catch
         {
-            InfluenceMetrics.RetrainsFailed.Add(n);
+            InfluenceMetrics.RetrainsFailed.Add(n, kind);
             throw;
         }
         finally
         {
-            InfluenceMetrics.RetrainsInFlight.Add(-n);
+            InfluenceMetrics.RetrainsInFlight.Add(-n, kind);
         }
         return n;
     }

@@ -56,6 +56,14 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
     /// <summary>The training set alone (a shard's rows come from it).</summary>
     public Dataset LoadTrain() => Settings.Train.Resolve(Store, AllowLocalFiles).Load();
 
+    /// <summary>The finished job's summary.json.</summary>
+    public ScoreSummary LoadSummary()
+    {
+        var key = JobKeys.Output(JobId, "summary.json");
+        using var s = Store.OpenRead(key);
+        return ScoreSummary.Read(s, key);
+    }
+
     public TrainTestData LoadData()
     {
         var data = TrainTestData.Load(Settings.Train.Resolve(Store, AllowLocalFiles), Settings.Test.Resolve(Store, AllowLocalFiles));

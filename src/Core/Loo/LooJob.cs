@@ -42,12 +42,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     private static JsonSerializerOptions Json => SettingsJson.Options;
 
     /// <summary>The score job's summary.json (written before any retrain is planned).</summary>
-    public ScoreSummary InfluenceSummary()
-    {
-        var key = JobKeys.Output(JobId, "summary.json");
-        using var s = Store.OpenRead(key);
-        return ScoreSummary.Read(s, key);
-    }
+    public ScoreSummary InfluenceSummary() => Score.LoadSummary();
 
     /// <summary>
     /// The damping δ the influence used (with --damping auto, the one chosen from the spectrum, not

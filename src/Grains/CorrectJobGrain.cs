@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Influence.Abstractions;
+using Influence.Core.Correction;
+using Influence.Core.Jobs;
+using Influence.Core.Storage;
+using Influence.Reports;
+using Microsoft.Extensions.Logging;
+
+namespace Influence.Grains;
+
+/// <summary>
+/// Coordinates an `influence correct` job: the score job of the same id (θ̂ and the method's
+/// influence on every requested test point), a grad-dot score job on the same θ̂ where grad-dot is
+/// a selection, the frozen plan of mispredicted test points, their fine-tuning units on the retrain
+/// workers (the dispatch, failure and resume behaviour of a LOO study), then the report.
+/// </summary>
+public sealed partial class CorrectJobGrain(
+    [PersistentState("job", JobGrainNames.StorageName)] IPersistentState<JobRecord<CorrectJobRequest>> record,
+    ComputeExecutor executor,
+    ArtifactCache cache,
+    IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
+    ILogger<CorrectJobGrain> logger) : JobGrain<CorrectJobRequest>(record, logger), ICorrectJobGrain
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+
+    protected override string Kind => JobKinds.Correct;
+
+    protected override Func<Task> Prepare(CorrectJobRequest request)
+    {
+        request.Settings.Validate();
+        if (request.ParallelPerSilo < 1) throw new SettingError($"{SettingError.Name("Parallel")} must be ≥ 1, not {request.ParallelPerSilo}");
+        return () => RunAsync(request);
+    }
+
+    protected override async Task CancelChildren()
+    {
+        foreach (var id in new[] { JobId, $"{JobId}-grad-dot" })
+        {
+            try { await Grains.GetGrain<IScoreJobGrain>(id).Cancel().WaitAsync(RetrainWorkerPool<CorrectUnit>.CallTimeout); }
+            catch (Exception e) when (e is OrleansException or TimeoutException) { /* it stops when its silo does */ }
+        }
+    }
+
+    private void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null) =>
+        Tracker.Set(phase, done, total, message, rate, eta, outputPrefix);
+
+    private async Task RunAsync(CorrectJobRequest request)
+    {
+        var settings = request.Settings;
+        Set(JobPhase.Training, 0, 0, "starting");
+        var job = new CorrectJob(store, JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var timings = new Dictionary<string, double>();
+        var phase = Stopwatch.StartNew();
+        await executor.Run(() => { job.CheckSettings(); return 0; });
+        await RunScoreJob(JobId, settings.ScoreJob, "score job");
+        if (settings.NeedsGradDotJob) await RunScoreJob(job.GradDotJobId, settings.GradDotJob(job.CheckpointInput), "grad-dot job");
+        timings["score"] = Lap(phase);
+
+        var (plan, data) = await executor.Run(() =>
+        {
+            var d = job.Score.LoadData();
+            using var s = store.OpenRead(job.Score.CheckpointKey);
+            return (job.Plan(d, Core.Models.Checkpoint.Load(s)), d);
+        });
+        var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
+        var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
+        int Size(CorrectUnit u) => u.Targets.Length * plan.RunsPerTarget;
+        var pool = new RetrainWorkerPool<CorrectUnit>(Grains, executor, JobId, ShortTrainingKind.Correct, request.ParallelPerSilo, u => u.Id, job.IsDone, Size);
+        var dispatcher = new UnitDispatcher<CorrectUnit, RetrainWorker, RetrainReport>(pool,
+            new DispatchPolicy { WorkerDeadline = LooJobGrain.WorkerDeadline, CoolDown = LooJobGrain.WorkerDeadline, CallTimeout = RetrainWorkerPool<CorrectUnit>.CallTimeout, PollInterval = PollInterval }, JobId, logger)
+        {
+            Size = u => Size(u),
+            Describe = u => $"unit {u.Id} (test points {string.Join(",", u.Targets.Select(t => plan.Targets[t]))})",
+            Progress = p => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total,
+                $"{p.Done + p.InFlight}/{p.Total} fine-tuning runs of {plan.Targets.Length} mispredicted test points, {p.Rate:G3}/s, {p.UnitsRunning} units running on {p.Workers} workers", p.Rate, p.EtaSeconds),
+        };
+        await dispatcher.RunAsync(pending, Cancellation, plan.Units.Where(u => done.Contains(u.Id)).Sum(Size), plan.TaskCount);
+        timings["fine_tune"] = Lap(phase);
+
+        Set(JobPhase.Writing, 0, 1, "writing the report");
+        timings["total_before_report"] = Tracker.ElapsedSeconds;
+        await executor.Run(() =>
+        {
+            var rows = plan.Units.SelectMany(job.ReadUnit).ToList();
+            var summary = job.Score.LoadSummary();
+            var header = new CorrectReportHeader(JobId, summary.Model.Description, settings.Score.Method, settings.Direction, plan.TrainCount, plan.TestCount,
+                settings.Score.TestIndices.Length, plan.Targets.Length, summary.Training.TestAccuracy, timings);
+            var files = CorrectReport.Write(store, header, rows);
+            var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
+            store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
+            return 0;
+        });
+        await RetrainWorkerPool<CorrectUnit>.Release(Grains, JobId, pool.Created);
+        cache.Evict($"{job.Prefix}/");
+        Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
+        LogCompleted(JobId, plan.Targets.Length, plan.TaskCount, Tracker.ElapsedSeconds);
+    }
+
+    /// <summary>A score job the correction needs; skipped when its dense influence and summary exist (a resume).</summary>
+    private async Task RunScoreJob(string id, ScoreSettings request, string what)
+    {
+        if (await executor.Run(() => store.Exists(JobKeys.Output(id, "influence.npy")) && store.Exists(JobKeys.Output(id, "summary.json")))) return;
+        var grain = Grains.GetGrain<IScoreJobGrain>(id);
+        await RegisterAsync(id, JobKinds.Score, parent: JobId);
+        var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
+        {
+            Set(status.Phase, status.Done, status.Total, $"{what}: {status.Message}");
+            return Task.CompletedTask;
+        }, Cancellation);
+        if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
+        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the {what} failed: {s.Error}");
+    }
+
+    private static double Lap(Stopwatch sw)
+    {
+        var s = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        return s;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: {Targets} mispredicted test points, {Runs} fine-tuning runs, report written, {Seconds:F1} s")]
+    private partial void LogCompleted(string jobId, int targets, int runs, double seconds);
+}
