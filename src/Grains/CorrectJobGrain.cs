@@ -54,8 +54,8 @@ public sealed partial class CorrectJobGrain(
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         await executor.Run(() => { job.CheckSettings(); return 0; });
-        await RunScoreJob(JobId, settings.ScoreJob, "score job");
-        if (settings.NeedsGradDotJob) await RunScoreJob(job.GradDotJobId, settings.GradDotJob(job.CheckpointInput), "grad-dot job");
+        await RunScoreJobAsync(store, executor, JobId, settings.ScoreJob, "score job");
+        if (settings.NeedsGradDotJob) await RunScoreJobAsync(store, executor, job.GradDotJobId, settings.GradDotJob(job.CheckpointInput), "grad-dot job");
         timings["score"] = Lap(phase);
 
         var (plan, data) = await executor.Run(() =>
@@ -96,28 +96,6 @@ public sealed partial class CorrectJobGrain(
         cache.Evict($"{job.Prefix}/");
         Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
         LogCompleted(JobId, plan.Targets.Length, plan.TaskCount, Tracker.ElapsedSeconds);
-    }
-
-    /// <summary>A score job the correction needs; skipped when its dense influence and summary exist (a resume).</summary>
-    private async Task RunScoreJob(string id, ScoreSettings request, string what)
-    {
-        if (await executor.Run(() => store.Exists(JobKeys.Output(id, "influence.npy")) && store.Exists(JobKeys.Output(id, "summary.json")))) return;
-        var grain = Grains.GetGrain<IScoreJobGrain>(id);
-        await RegisterAsync(id, JobKinds.Score, parent: JobId);
-        var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
-        {
-            Set(status.Phase, status.Done, status.Total, $"{what}: {status.Message}");
-            return Task.CompletedTask;
-        }, Cancellation);
-        if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
-        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the {what} failed: {s.Error}");
-    }
-
-    private static double Lap(Stopwatch sw)
-    {
-        var s = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        return s;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: {Targets} mispredicted test points, {Runs} fine-tuning runs, report written, {Seconds:F1} s")]

@@ -117,6 +117,32 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
         Grains.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey)
             .Register(new JobEntry { JobId = jobId, Kind = kind, SubmittedUtc = DateTime.UtcNow, Parent = parent });
 
+    /// <summary>
+    /// Runs a score job this job needs (θ̂ and its dense influence), showing its progress as this
+    /// job's; skipped when its influence.npy and summary.json exist (a resume).
+    /// </summary>
+    protected async Task RunScoreJobAsync(Influence.Core.Storage.IArtifactStore store, ComputeExecutor executor, string id, Influence.Core.Jobs.ScoreSettings request, string what)
+    {
+        if (await executor.Run(() => store.Exists(Influence.Core.Storage.JobKeys.Output(id, "influence.npy")) && store.Exists(Influence.Core.Storage.JobKeys.Output(id, "summary.json")))) return;
+        var grain = Grains.GetGrain<IScoreJobGrain>(id);
+        await RegisterAsync(id, JobKinds.Score, parent: JobId);
+        var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, TimeSpan.FromMilliseconds(200), status =>
+        {
+            Tracker.Set(status.Phase, status.Done, status.Total, $"{what}: {status.Message}", 0, 0, null);
+            return Task.CompletedTask;
+        }, Cancellation);
+        if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
+        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the {what} failed: {s.Error}");
+    }
+
+    /// <summary>Seconds since the stopwatch last restarted; restarts it (a job's phase timings).</summary>
+    protected static double Lap(System.Diagnostics.Stopwatch sw)
+    {
+        var s = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+        return s;
+    }
+
     private async Task<JobStatus> Launch(TRequest request)
     {
         var status = await Tracker.StartOnce(() => Work(request));

@@ -62,7 +62,7 @@ public sealed partial class LooJobGrain(
         var timings = new Dictionary<string, double>();
         var phase = Stopwatch.StartNew();
         await executor.Run(() => { job.CheckSettings(); return 0; });
-        await RunScoreJob(settings.ScoreJob, job);
+        await RunScoreJobAsync(store, executor, JobId, settings.ScoreJob, "score job"); // θ̂ and the predictions
         timings["score"] = Lap(phase);
 
         var (data, checkpoint) = await executor.Run(() =>
@@ -82,21 +82,6 @@ public sealed partial class LooJobGrain(
         cache.Evict($"{job.Prefix}/");
         Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
         LogCompleted(JobId, plan.TaskCount, Tracker.ElapsedSeconds);
-    }
-
-    /// <summary>The score job of the same id trains θ̂ and predicts; skipped when its outputs exist (a resume).</summary>
-    private async Task RunScoreJob(ScoreSettings request, LooJob job)
-    {
-        if (await executor.Run(() => store.Exists(job.InfluenceKey) && store.Exists(JobKeys.Output(JobId, "summary.json")))) return;
-        var grain = Grains.GetGrain<IScoreJobGrain>(JobId);
-        await RegisterAsync(JobId, JobKinds.Score, parent: JobId);
-        var s = await JobPolling.RunToEndAsync(() => grain.Start(request), grain.GetStatus, PollInterval, status =>
-        {
-            Set(status.Phase, status.Done, status.Total, $"score job: {status.Message}");
-            return Task.CompletedTask;
-        }, Cancellation);
-        if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
-        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the score job failed: {s.Error}");
     }
 
     /// <summary>Runs every unfinished unit; returns the number of worker grains used.</summary>
@@ -131,13 +116,6 @@ public sealed partial class LooJobGrain(
         var all = ScoreOutputs.Files.Concat(files).Distinct().ToArray();
         store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
         return files.Count;
-    }
-
-    private static double Lap(Stopwatch sw)
-    {
-        var s = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        return s;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: {Tasks} retrains done, report written, {Seconds:F1} s")]

@@ -140,12 +140,6 @@ public sealed partial class ScoreJobGrain(
             return await solving;
         }
     }
-    private static double Lap(Stopwatch sw)
-    {
-        var s = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        return s;
-    }
 
     private static TopKLists ToTopK(ShardReport r) => new(
         r.Proponents!.Select(l => l.Select(e => new Scored(e.TrainIndex, e.Influence)).ToArray()).ToArray(),
