@@ -86,6 +86,16 @@ public interface ICorrectJobGrain : IJobGrain
 }
 
 /// <summary>
+/// Coordinates an `influence fading` job (key: job id): the score job of the same id (θ₀ and the
+/// influence at θ₀), the frozen plan of perturbed examples, their trajectory units on the retrain
+/// workers, then fading.csv and fading.md. Finished units live in the store, so starting again resumes.
+/// </summary>
+public interface IFadingJobGrain : IJobGrain
+{
+    Task<JobStatus> Start(FadingJobRequest request);
+}
+
+/// <summary>
 /// Runs a study grid (key: job id): one LOO study per configuration, in turn (each uses every
 /// silo), keyed "{job}-c{i}" so that a restarted study skips finished configurations. Writes
 /// study.csv after every configuration and study.md at the end.

@@ -98,6 +98,15 @@ public sealed record CorrectJobRequest
     [Id(1)] public int ParallelPerSilo { get; init; } = 1;
 }
 
+/// <summary>An `influence fading` job's settings, and how many of its units each silo runs at once.</summary>
+[GenerateSerializer, Immutable]
+public sealed record FadingJobRequest
+{
+    [Id(0)] public required Influence.Core.Fading.FadingSettings Settings { get; init; }
+    /// <summary>Units running at once on each silo (--parallel).</summary>
+    [Id(1)] public int ParallelPerSilo { get; init; } = 1;
+}
+
 /// <summary>One unit of a study's frozen plan, for a worker grain.</summary>
 [GenerateSerializer, Immutable]
 public sealed class RetrainAssignment
@@ -110,7 +119,7 @@ public sealed class RetrainAssignment
 }
 
 /// <summary>The jobs whose units are many short trainings, run by the same worker grains.</summary>
-public enum ShortTrainingKind { Loo, Correct }
+public enum ShortTrainingKind { Loo, Correct, Fading }
 
 [GenerateSerializer, Immutable]
 public sealed class RetrainReport

@@ -80,6 +80,7 @@ public static class ClusterCommands
         "loo" => client.GetGrain<ILooJobGrain>(entry.JobId),
         "study" => client.GetGrain<IStudyJobGrain>(entry.JobId),
         "correct" => client.GetGrain<ICorrectJobGrain>(entry.JobId),
+        "fading" => client.GetGrain<IFadingJobGrain>(entry.JobId),
         _ => throw new InvalidOperationException($"unknown job kind '{entry.Kind}'"),
     };
 

@@ -23,6 +23,8 @@ public sealed class DataUpload(IArtifactStore store)
     private string ApplyToRemoval(string remove) => string.Join("+", remove.Split('+').Select(part =>
         part.Trim().StartsWith("file:", StringComparison.Ordinal) ? "file:" + Put(Path.GetFullPath(part.Trim()["file:".Length..])) : part));
 
+    public FadingJobRequest Apply(FadingJobRequest r) => r with { Settings = r.Settings with { Score = Apply(r.Settings.Score), Remove = ApplyToRemoval(r.Settings.Remove) } };
+
     public CorrectJobRequest Apply(CorrectJobRequest r) => r with { Settings = r.Settings with { Score = Apply(r.Settings.Score) } };
 
     public StudyJobRequest Apply(StudyJobRequest r) => r with { Points = r.Points.Select(p => p with { Study = Apply(p.Study) }).ToArray() };

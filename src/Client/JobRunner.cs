@@ -35,6 +35,14 @@ public static class JobRunner
         return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
     }
 
+    public static Task<JobStatus> RunFadingAsync(ClusterConnection connection, string jobId, FadingJobRequest request, CancellationToken ct)
+    {
+        Submitted = (jobId, "fading", connection.IsEmbedded);
+        var grain = connection.Client.GetGrain<IFadingJobGrain>(jobId);
+        if (!connection.IsEmbedded) request = new DataUpload(connection.Store).Apply(request);
+        return WatchAsync(() => grain.Start(request), grain.GetStatus, ct);
+    }
+
     public static Task<JobStatus> RunStudyAsync(ClusterConnection connection, string jobId, StudyJobRequest request, CancellationToken ct)
     {
         Submitted = (jobId, "study", connection.IsEmbedded);

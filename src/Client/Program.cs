@@ -10,6 +10,7 @@ root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(LooCommand.Create());
 root.Subcommands.Add(StudyCommand.Create());
 root.Subcommands.Add(CorrectCommand.Create());
+root.Subcommands.Add(FadingCommand.Create());
 root.Subcommands.Add(MislabelCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

@@ -22,6 +22,9 @@ public static class Seeds
     /// <summary>`influence correct`'s random selection for one target: stream 0 any training row, 1 rows of its class.</summary>
     public static int CorrectSelection(int seed, int testIndex, int stream) => unchecked(seed * 1_000_003 + testIndex * 7919 + stream * 104_729) & int.MaxValue;
 
+    /// <summary>`influence fading`'s minibatch order (the same for the baseline and every perturbed run).</summary>
+    public static int FadingBatches(int seed) => unchecked(seed * 1_000_033 + 17) & int.MaxValue;
+
     /// <summary>TRAK's random projection, block <paramref name="block"/> of its rows (a golden-ratio multiplier spreads the seeds).</summary>
     public static ulong ProjectionBlock(int seed, long block) => unchecked((ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)block);
 }

@@ -23,8 +23,6 @@ public sealed partial class CorrectJobGrain(
     Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILogger<CorrectJobGrain> logger) : JobGrain<CorrectJobRequest>(record, logger), ICorrectJobGrain
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
-
     protected override string Kind => JobKinds.Correct;
 
     protected override Func<Task> Prepare(CorrectJobRequest request)
@@ -64,19 +62,11 @@ public sealed partial class CorrectJobGrain(
             using var s = store.OpenRead(job.Score.CheckpointKey);
             return (job.Plan(d, Core.Models.Checkpoint.Load(s)), d);
         });
-        var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
-        var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
-        int Size(CorrectUnit u) => u.Targets.Length * plan.RunsPerTarget;
-        var pool = new RetrainWorkerPool<CorrectUnit>(Grains, executor, JobId, ShortTrainingKind.Correct, request.ParallelPerSilo, u => u.Id, job.IsDone, Size);
-        var dispatcher = new UnitDispatcher<CorrectUnit, RetrainWorker, RetrainReport>(pool,
-            new DispatchPolicy { WorkerDeadline = LooJobGrain.WorkerDeadline, CoolDown = LooJobGrain.WorkerDeadline, CallTimeout = RetrainWorkerPool<CorrectUnit>.CallTimeout, PollInterval = PollInterval }, JobId, logger)
-        {
-            Size = u => Size(u),
-            Describe = u => $"unit {u.Id} (test points {string.Join(",", u.Targets.Select(t => plan.Targets[t]))})",
-            Progress = p => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total,
-                $"{p.Done + p.InFlight}/{p.Total} fine-tuning runs of {plan.Targets.Length} mispredicted test points, {p.Rate:G3}/s, {p.UnitsRunning} units running on {p.Workers} workers", p.Rate, p.EtaSeconds),
-        };
-        await dispatcher.RunAsync(pending, Cancellation, plan.Units.Where(u => done.Contains(u.Id)).Sum(Size), plan.TaskCount);
+        await RetrainWorkerPool<CorrectUnit>.RunAsync(Grains, executor, JobId, ShortTrainingKind.Correct, request.ParallelPerSilo, plan.Units,
+            u => u.Id, job.IsDone, u => u.Targets.Length * plan.RunsPerTarget,
+            u => $"unit {u.Id} (test points {string.Join(",", u.Targets.Select(t => plan.Targets[t]))})",
+            $"fine-tuning runs of {plan.Targets.Length} mispredicted test points", (p, message) => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total, message, p.Rate, p.EtaSeconds),
+            Cancellation, logger);
         timings["fine_tune"] = Lap(phase);
 
         Set(JobPhase.Writing, 0, 1, "writing the report");
@@ -92,7 +82,6 @@ public sealed partial class CorrectJobGrain(
             store.Write(JobKeys.Manifest(JobId), s => JsonSerializer.Serialize(s, all));
             return 0;
         });
-        await RetrainWorkerPool<CorrectUnit>.Release(Grains, JobId, pool.Created);
         cache.Evict($"{job.Prefix}/");
         Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
         LogCompleted(JobId, plan.Targets.Length, plan.TaskCount, Tracker.ElapsedSeconds);

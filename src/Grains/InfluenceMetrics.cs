@@ -10,7 +10,8 @@ public static class JobKinds
     public const string Loo = "loo";
     public const string Study = "study";
     public const string Correct = "correct";
-    public static readonly IReadOnlyList<string> All = [Score, Loo, Study, Correct];
+    public const string Fading = "fading";
+    public static readonly IReadOnlyList<string> All = [Score, Loo, Study, Correct, Fading];
 }
 
 /// <summary>
@@ -23,12 +24,12 @@ public static class InfluenceMetrics
     public const string MeterName = "Influence";
     private static readonly Meter Meter = new(MeterName);
 
-    public static readonly Counter<long> RetrainsStarted = Meter.CreateCounter<long>("influence.retrains.started", "{retrain}", "Short trainings started (kind: loo retrains, correct fine-tuning runs)");
-    public static readonly Counter<long> RetrainsCompleted = Meter.CreateCounter<long>("influence.retrains.completed", "{retrain}", "Short trainings completed (kind: loo, correct)");
-    public static readonly Counter<long> RetrainsFailed = Meter.CreateCounter<long>("influence.retrains.failed", "{retrain}", "Short trainings failed (kind: loo, correct)");
-    public static readonly UpDownCounter<long> RetrainsInFlight = Meter.CreateUpDownCounter<long>("influence.retrains.in_flight", "{retrain}", "Short trainings running now (kind: loo, correct)");
-    public static readonly Histogram<double> UnitDuration = Meter.CreateHistogram<double>("influence.retrain.unit.duration", "s", "Wall time of one unit of short trainings (kind: loo, correct)");
-    public static readonly Counter<long> JobRetrainsDone = Meter.CreateCounter<long>("influence.job.retrains.done", "{retrain}", "Short trainings a coordinator has seen finish (job progress; kind: loo, correct)");
+    public static readonly Counter<long> RetrainsStarted = Meter.CreateCounter<long>("influence.retrains.started", "{retrain}", "Short trainings started (kind: loo retrains, correct fine-tuning runs, fading perturbed trajectories)");
+    public static readonly Counter<long> RetrainsCompleted = Meter.CreateCounter<long>("influence.retrains.completed", "{retrain}", "Short trainings completed (kind: loo, correct, fading)");
+    public static readonly Counter<long> RetrainsFailed = Meter.CreateCounter<long>("influence.retrains.failed", "{retrain}", "Short trainings failed (kind: loo, correct, fading)");
+    public static readonly UpDownCounter<long> RetrainsInFlight = Meter.CreateUpDownCounter<long>("influence.retrains.in_flight", "{retrain}", "Short trainings running now (kind: loo, correct, fading)");
+    public static readonly Histogram<double> UnitDuration = Meter.CreateHistogram<double>("influence.retrain.unit.duration", "s", "Wall time of one unit of short trainings (kind: loo, correct, fading)");
+    public static readonly Counter<long> JobRetrainsDone = Meter.CreateCounter<long>("influence.job.retrains.done", "{retrain}", "Short trainings a coordinator has seen finish (job progress; kind: loo, correct, fading)");
 
     public static readonly Counter<long> ExamplesScored = Meter.CreateCounter<long>("influence.examples.scored", "{example}", "Training examples scored against every query of a job");
     public static readonly Counter<long> GradientsComputed = Meter.CreateCounter<long>("influence.gradients.computed", "{gradient}", "Per-example loss gradients computed");
@@ -57,7 +58,12 @@ public static class InfluenceMetrics
 
     /// <summary>The kind label of the short-training metrics.</summary>
     public static KeyValuePair<string, object?> KindTag(Influence.Abstractions.ShortTrainingKind kind) =>
-        new("kind", kind == Influence.Abstractions.ShortTrainingKind.Loo ? JobKinds.Loo : JobKinds.Correct);
+        new("kind", kind switch
+        {
+            Influence.Abstractions.ShortTrainingKind.Loo => JobKinds.Loo,
+            Influence.Abstractions.ShortTrainingKind.Correct => JobKinds.Correct,
+            _ => JobKinds.Fading,
+        });
 
     /// <summary>Creates the counters' series at zero, so that dashboards and rate() see them before the first event.</summary>
     public static void Initialise()

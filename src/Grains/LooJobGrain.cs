@@ -17,7 +17,7 @@ namespace Influence.Grains;
 /// <para>
 /// Dispatch (<see cref="UnitDispatcher{TUnit, TWorker, TResult}"/>) relies on neither a failing
 /// call nor a worker's memory: the artifact store is the record of what is finished. A worker
-/// that stops answering for <see cref="WorkerDeadline"/>, or answers that it never heard of its
+/// that stops answering for <see cref="RetrainWorkerPool{TUnit}.WorkerDeadline"/>, or answers that it never heard of its
 /// unit (a re-activation after its silo died), has its unit handed to another worker; running a
 /// unit twice is harmless because a unit's result is written once under its id and a unit that
 /// has a result is skipped.
@@ -31,10 +31,7 @@ public sealed partial class LooJobGrain(
     Microsoft.Extensions.Options.IOptions<InputFileOptions> inputs,
     ILogger<LooJobGrain> logger) : JobGrain<LooJobRequest>(record, logger), ILooJobGrain
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(5);
-    /// <summary>How long a worker may go without answering before its unit is given to another.</summary>
-    public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
 
     protected override string Kind => JobKinds.Loo;
 
@@ -72,34 +69,18 @@ public sealed partial class LooJobGrain(
             return (d, Checkpoint.Load(s));
         });
         var plan = await executor.Run(() => job.Plan(data, checkpoint));
-        int workers = await RunUnits(request, job, plan);
+        await RetrainWorkerPool<LooUnit>.RunAsync(Grains, executor, JobId, ShortTrainingKind.Loo, request.ParallelPerSilo, plan.Units,
+            u => u.Id, job.IsDone, u => u.Items.Length,
+            u => $"unit {u.Id} ({u.Mode} {u.Kind}, items {string.Join(",", u.Items.Take(5))}{(u.Items.Length > 5 ? "…" : "")})",
+            "retrains", (p, message) => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total, message, p.Rate, p.EtaSeconds), Cancellation, logger);
         timings["retrain"] = Lap(phase);
 
         Set(JobPhase.Writing, 0, 1, "writing the report");
         timings["total_before_report"] = Tracker.ElapsedSeconds;
         await executor.Run(() => WriteReport(job, plan, data, checkpoint, timings));
-        await RetrainWorkerPool<LooUnit>.Release(Grains, JobId, workers);
         cache.Evict($"{job.Prefix}/");
         Set(JobPhase.Completed, plan.TaskCount, plan.TaskCount, $"done in {Tracker.ElapsedSeconds:F1} s", outputPrefix: job.Prefix);
         LogCompleted(JobId, plan.TaskCount, Tracker.ElapsedSeconds);
-    }
-
-    /// <summary>Runs every unfinished unit; returns the number of worker grains used.</summary>
-    private async Task<int> RunUnits(LooJobRequest request, LooJob job, LooPlan plan)
-    {
-        var done = await executor.Run(() => plan.Units.Where(job.IsDone).Select(u => u.Id).ToHashSet());
-        var pending = plan.Units.Where(u => !done.Contains(u.Id)).ToList();
-        int doneBefore = plan.Units.Where(u => done.Contains(u.Id)).Sum(u => u.Items.Length);
-        var pool = new RetrainWorkerPool<LooUnit>(Grains, executor, JobId, ShortTrainingKind.Loo, request.ParallelPerSilo, u => u.Id, job.IsDone, u => u.Items.Length);
-        var dispatcher = new UnitDispatcher<LooUnit, RetrainWorker, RetrainReport>(pool, new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = PollInterval }, JobId, logger)
-        {
-            Size = u => u.Items.Length,
-            Describe = u => $"unit {u.Id} ({u.Mode} {u.Kind}, items {string.Join(",", u.Items.Take(5))}{(u.Items.Length > 5 ? "…" : "")})",
-            Progress = p => Set(JobPhase.Retraining, p.Done + p.InFlight, p.Total,
-                $"{p.Done + p.InFlight}/{p.Total} retrains, {p.Rate:G3}/s, {p.UnitsRunning} units running on {p.Workers} workers", p.Rate, p.EtaSeconds),
-        };
-        await dispatcher.RunAsync(pending, Cancellation, doneBefore, plan.TaskCount);
-        return pool.Created;
     }
 
     private int WriteReport(LooJob job, LooPlan plan, TrainTestData data, Checkpoint checkpoint, Dictionary<string, double> timings)

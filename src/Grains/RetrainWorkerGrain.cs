@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Influence.Abstractions;
 using Influence.Core.Correction;
+using Influence.Core.Fading;
 using Influence.Core.Loo;
 using Influence.Core.Models;
 using Influence.Core.Storage;
@@ -9,7 +10,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Influence.Grains;
 
-/// <summary>A thin shell around <see cref="LooJob.RunUnit"/> and <see cref="CorrectJob.RunUnit"/>, run on the silo's compute executor.</summary>
+/// <summary>A thin shell around <see cref="LooJob.RunUnit"/>, <see cref="CorrectJob.RunUnit"/> and <see cref="FadingJob.RunUnit"/>, run on the silo's compute executor.</summary>
 [SpreadByIndexPlacement]
 public sealed partial class RetrainWorkerGrain(
     ComputeExecutor executor,
@@ -75,6 +76,7 @@ public sealed partial class RetrainWorkerGrain(
     {
         ShortTrainingKind.Loo => WorkLoo(a),
         ShortTrainingKind.Correct => WorkCorrect(a),
+        ShortTrainingKind.Fading => WorkFading(a),
         _ => throw new ArgumentException($"unknown unit kind {(int)a.Kind}"),
     };
 
@@ -104,6 +106,17 @@ public sealed partial class RetrainWorkerGrain(
         if (job.IsDone(unit)) return runs;
         var context = cache.GetOrAdd($"{job.Prefix}/correct-context", () => job.LoadContext(plan));
         return Counted(a, runs, p => job.RunUnit(unit, context, plan, p, executor.Stopping));
+    }
+
+    private int WorkFading(RetrainAssignment a)
+    {
+        var settings = cache.GetOrAdd(FadingJob.SettingsKeyOf(a.JobId), () => FadingJob.LoadSettings(store, a.JobId));
+        var job = new FadingJob(store, a.JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
+        var plan = cache.GetOrAdd(job.PlanKey, () => job.LoadPlan() ?? throw new InvalidOperationException($"job {a.JobId} has no plan yet"));
+        var unit = plan.Units.FirstOrDefault(u => u.Id == a.UnitId) ?? throw new InvalidOperationException($"unit {a.UnitId} is not in the plan of job {a.JobId}");
+        if (job.IsDone(unit)) return unit.Items.Length;
+        var context = cache.GetOrAdd($"{job.Prefix}/fading-context", () => job.LoadContext(plan));
+        return Counted(a, unit.Items.Length, p => job.RunUnit(unit, context, plan, p, executor.Stopping));
     }
 
     /// <summary>Runs a unit of <paramref name="n"/> short trainings with the metrics and progress every kind reports.</summary>

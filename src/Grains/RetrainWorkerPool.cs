@@ -62,8 +62,34 @@ public sealed class RetrainWorkerPool<TUnit>(IGrainFactory grains, ComputeExecut
         return true;
     });
 
+    /// <summary>
+    /// Runs every unit not yet finished in the store on a pool of these workers (the dispatch of
+    /// every short-training job: retries, silo loss, progress), then has the workers drop the job's
+    /// cached state. <paramref name="what"/> names the work in the progress line ("retrains").
+    /// </summary>
+    public static async Task RunAsync(IGrainFactory grains, ComputeExecutor executor, string jobId, ShortTrainingKind kind, int perSilo,
+        IReadOnlyList<TUnit> units, Func<TUnit, int> id, Func<TUnit, bool> isDone, Func<TUnit, int> size, Func<TUnit, string> describe, string what,
+        Action<DispatchProgress, string> report, CancellationToken cancellation, Microsoft.Extensions.Logging.ILogger logger)
+    {
+        var done = await executor.Run(() => units.Where(isDone).Select(id).ToHashSet());
+        var pending = units.Where(u => !done.Contains(id(u))).ToList();
+        var pool = new RetrainWorkerPool<TUnit>(grains, executor, jobId, kind, perSilo, id, isDone, size);
+        var dispatcher = new UnitDispatcher<TUnit, RetrainWorker, RetrainReport>(pool,
+            new DispatchPolicy { WorkerDeadline = WorkerDeadline, CoolDown = WorkerDeadline, CallTimeout = CallTimeout, PollInterval = TimeSpan.FromMilliseconds(200) }, jobId, logger)
+        {
+            Size = u => size(u),
+            Describe = describe,
+            Progress = p => report(p, $"{p.Done + p.InFlight}/{p.Total} {what}, {p.Rate:G3}/s, {p.UnitsRunning} units running on {p.Workers} workers"),
+        };
+        await dispatcher.RunAsync(pending, cancellation, units.Where(u => done.Contains(id(u))).Sum(size), units.Sum(size));
+        await Release(grains, jobId, pool.Created);
+    }
+
+    /// <summary>How long a worker may go without answering before its unit is given to another.</summary>
+    public static readonly TimeSpan WorkerDeadline = TimeSpan.FromSeconds(15);
+
     /// <summary>Best effort: workers on other silos drop the job's cached tensors.</summary>
-    public static async Task Release(IGrainFactory grains, string jobId, int workers)
+    private static async Task Release(IGrainFactory grains, string jobId, int workers)
     {
         var tasks = Enumerable.Range(0, workers).Select(k => grains.GetGrain<IRetrainWorkerGrain>($"{jobId}/worker/{k}"))
             .Select(async g => { try { await g.Release(jobId).WaitAsync(CallTimeout); } catch (Exception e) when (e is OrleansException or TimeoutException) { } });

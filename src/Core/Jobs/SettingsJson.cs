@@ -28,7 +28,7 @@ public static class SettingsJson
     };
 
     /// <summary>The settings types Orleans serialises with <see cref="Options"/>.</summary>
-    public static bool IsSettingsType(Type type) => type == typeof(ScoreSettings) || type == typeof(Loo.LooSettings) || type == typeof(Correction.CorrectSettings);
+    public static bool IsSettingsType(Type type) => type == typeof(ScoreSettings) || type == typeof(Loo.LooSettings) || type == typeof(Correction.CorrectSettings) || type == typeof(Fading.FadingSettings);
 
     public static string Serialize<T>(T settings) => JsonSerializer.Serialize(settings, Options);
 
