@@ -62,39 +62,14 @@ public static class CorrectCommand
             ParallelPerSilo = parse.GetValue(LooCommand.Parallel),
         };
         request.Settings.Validate();
-        if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
         return request;
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
-    {
-        CorrectJobRequest request;
-        OutputFolder output;
-        string? resume = parse.GetValue(LooCommand.Resume);
-        try
-        {
-            request = BuildRequest(parse);
-            if (resume is not null) StoreKeys.CheckJobId(resume, "--resume");
-            output = ScoreCommand.PrepareOut(parse, "correct");
-        }
-        catch (ArgumentException e) { return ScoreCommand.Fail(e, 2); }
-
-        string storeRoot = parse.GetValue(ScoreCommand.Store)!;
-        await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), storeRoot, parse.GetValue(ScoreCommand.Verbose), ct, request.ParallelPerSilo);
-        var jobId = resume ?? JobRunner.NewJobId("correct");
-        if (resume is not null && !connection.Store.Exists($"{JobKeys.Prefix(resume)}/correct/settings.json"))
-            return ScoreCommand.Fail($"--resume {resume}: no such correct job in the store {storeRoot}", 2);
-        var s = request.Settings;
-        Console.WriteLine($"Job {jobId} on the {connection.Description}: method {s.Score.Method}, direction {SettingsJson.Word(s.Direction)}, " +
-            $"{s.Score.TestIndices.Length} test points (the mispredicted ones are corrected), k {string.Join(",", s.K)}, steps {string.Join(",", s.Steps)}{(resume is null ? "" : " (resumed)")}");
-        var status = await JobRunner.RunCorrectAsync(connection, jobId, request, ct);
-        if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
-        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
-        output.Export(connection.Store, jobId, ScoreOutputs.Files, "correct.md");
-        PrintSummary(Path.Combine(output.FullPath, "correct.csv"));
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, "correct.md")}");
-        return 0;
-    }
+    private static Task<int> RunAsync(ParseResult parse, CancellationToken ct) => UnitJobCommand.RunAsync(parse, ct, "correct",
+        p => { var r = BuildRequest(p); return (r, r.ParallelPerSilo); }, CorrectJob.SettingsKeyOf,
+        r => $"method {r.Settings.Score.Method}, direction {SettingsJson.Word(r.Settings.Direction)}, {r.Settings.Score.TestIndices.Length} test points (the mispredicted ones are corrected), " +
+            $"k {string.Join(",", r.Settings.K)}, steps {string.Join(",", r.Settings.Steps)}",
+        JobRunner.RunCorrectAsync, "correct.md", dir => PrintSummary(Path.Combine(dir, "correct.csv")));
 
     /// <summary>The fix rate of each selection at the largest k and most steps (the first learning rate).</summary>
     private static void PrintSummary(string csv)

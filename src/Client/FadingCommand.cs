@@ -31,46 +31,21 @@ public static class FadingCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
-    {
-        FadingJobRequest request;
-        OutputFolder output;
-        string? resume = parse.GetValue(LooCommand.Resume);
-        try
+    private static Task<int> RunAsync(ParseResult parse, CancellationToken ct) => UnitJobCommand.RunAsync(parse, ct, "fading",
+        p =>
         {
-            request = new FadingJobRequest
+            var request = new FadingJobRequest
             {
-                Settings = new FadingSettings
-                {
-                    Score = ScoreCommand.BuildSettings(parse),
-                    Remove = parse.GetValue(Remove)!,
-                    Perturb = parse.GetValue(Perturb)!,
-                    Steps = parse.GetValue(Steps),
-                },
-                ParallelPerSilo = parse.GetValue(LooCommand.Parallel),
+                Settings = new FadingSettings { Score = ScoreCommand.BuildSettings(p), Remove = p.GetValue(Remove)!, Perturb = p.GetValue(Perturb)!, Steps = p.GetValue(Steps) },
+                ParallelPerSilo = p.GetValue(LooCommand.Parallel),
             };
             request.Settings.Validate();
-            if (request.ParallelPerSilo < 1) throw new ArgumentException($"--parallel must be ≥ 1, not {request.ParallelPerSilo}");
-            if (resume is not null) StoreKeys.CheckJobId(resume, "--resume");
-            output = ScoreCommand.PrepareOut(parse, "fading");
-        }
-        catch (ArgumentException e) { return ScoreCommand.Fail(e, 2); }
-
-        string storeRoot = parse.GetValue(ScoreCommand.Store)!;
-        await using var connection = await ClusterConnection.OpenAsync(parse.GetValue(ScoreCommand.Cluster), storeRoot, parse.GetValue(ScoreCommand.Verbose), ct, request.ParallelPerSilo);
-        var jobId = resume ?? JobRunner.NewJobId("fading");
-        if (resume is not null && !connection.Store.Exists(FadingJob.SettingsKeyOf(resume)))
-            return ScoreCommand.Fail($"--resume {resume}: no such fading job in the store {storeRoot}", 2);
-        var s = request.Settings;
-        Console.WriteLine($"Job {jobId} on the {connection.Description}: perturb ({s.Perturb}) {s.Remove}, {s.Steps:N0} SGD steps (lr {s.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}, batches of {s.BatchSize}), {s.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
-        var status = await JobRunner.RunFadingAsync(connection, jobId, request, ct);
-        if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
-        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
-        output.Export(connection.Store, jobId, ScoreOutputs.Files, "fading.md");
-        PrintSummary(Path.Combine(output.FullPath, "fading.csv"));
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, "fading.md")}");
-        return 0;
-    }
+            return (request, request.ParallelPerSilo);
+        },
+        FadingJob.SettingsKeyOf,
+        r => $"perturb ({r.Settings.Perturb}) {r.Settings.Remove}, {r.Settings.Steps:N0} SGD steps (lr {r.Settings.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
+            $"batches of {r.Settings.BatchSize}), {r.Settings.Score.TestIndices.Length} test points",
+        JobRunner.RunFadingAsync, "fading.md", dir => PrintSummary(Path.Combine(dir, "fading.csv")));
 
     private static void PrintSummary(string csv)
     {

@@ -98,7 +98,7 @@ public sealed partial class RetrainWorkerGrain(
 
     private int WorkCorrect(RetrainAssignment a)
     {
-        var settings = cache.GetOrAdd($"{JobKeys.Prefix(a.JobId)}/correct/settings.json", () => CorrectJob.LoadSettings(store, a.JobId));
+        var settings = cache.GetOrAdd(CorrectJob.SettingsKeyOf(a.JobId), () => CorrectJob.LoadSettings(store, a.JobId));
         var job = new CorrectJob(store, a.JobId, settings) { AllowLocalFiles = inputs.Value.AllowLocalFiles };
         var plan = cache.GetOrAdd(job.PlanKey, () => job.LoadPlan() ?? throw new InvalidOperationException($"job {a.JobId} has no plan yet"));
         var unit = plan.Units.FirstOrDefault(u => u.Id == a.UnitId) ?? throw new InvalidOperationException($"unit {a.UnitId} is not in the plan of job {a.JobId}");

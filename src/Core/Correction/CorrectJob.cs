@@ -26,30 +26,19 @@ public sealed record CorrectRow(int TestIndex, string Selection, int K, int Step
 /// few targets each; a unit's rows are written once under its id (resumes and retries redo nothing).
 /// </summary>
 public sealed class CorrectJob(IArtifactStore store, string jobId, CorrectSettings settings)
+    : UnitJob<CorrectSettings, CorrectPlan>(store, jobId, settings, Folder)
 {
+    private const string Folder = "correct";
     public const string CsvHeader = "test_index,selection,k,steps,lr,fixed,target_loss_before,target_loss_after,other_accuracy_change,other_loss_change,seed";
 
-    public IArtifactStore Store { get; } = store;
-    public string JobId { get; } = jobId;
-    public CorrectSettings Settings { get; } = settings;
-    public bool AllowLocalFiles { get; init; }
-    private ScoreJob? score;
-    /// <summary>The score job that trains θ̂ and ranks the examples (same id).</summary>
-    public ScoreJob Score => score ??= new(Store, JobId, Settings.ScoreJob) { AllowLocalFiles = AllowLocalFiles };
+    protected override ScoreSettings ScoreSettings => Settings.ScoreJob;
     public string GradDotJobId => $"{JobId}-grad-dot";
-    public string Prefix => JobKeys.Prefix(JobId);
-    public string SettingsKey => $"{Prefix}/correct/settings.json";
-    public string PlanKey => $"{Prefix}/correct/plan.json";
-    public string UnitKey(int id) => $"{Prefix}/correct/units/unit-{id:D5}.csv";
-    public string InfluenceKey => JobKeys.Output(JobId, "influence.npy");
     public string GradDotKey => Settings.Score.Method == Methods.GradDot ? InfluenceKey : JobKeys.Output(GradDotJobId, "influence.npy");
     /// <summary>The main score job's θ̂, for the grad-dot job (it scores the same model).</summary>
     public string CheckpointInput => StoredFiles.Scheme + JobKeys.Checkpoint(JobId);
 
-    /// <summary>Records the settings (a resume must match them); every worker reads them.</summary>
-    public void CheckSettings() => SettingsJson.Claim(Store, SettingsKey, Settings, JobId);
-
-    public static CorrectSettings LoadSettings(IArtifactStore store, string jobId) => SettingsJson.Load<CorrectSettings>(store, $"{JobKeys.Prefix(jobId)}/correct/settings.json");
+    public static string SettingsKeyOf(string jobId) => SettingsKeyOf(jobId, Folder);
+    public static CorrectSettings LoadSettings(IArtifactStore store, string jobId) => SettingsJson.Load<CorrectSettings>(store, SettingsKeyOf(jobId));
 
     /// <summary>Runs per target: one per selection × k × learning rate, × seeds for the random ones; self once per rate.</summary>
     public int RunsPerTarget => Settings.Selections.Sum(s => s == Selections.Self ? Settings.LearningRates.Length
@@ -74,16 +63,7 @@ public sealed class CorrectJob(IArtifactStore store, string jobId, CorrectSettin
         var units = new List<CorrectUnit>();
         for (int start = 0; start < targets.Length; start += Settings.TargetsPerUnit)
             units.Add(new CorrectUnit(units.Count, Enumerable.Range(start, Math.Min(Settings.TargetsPerUnit, targets.Length - start)).ToArray()));
-        var plan = new CorrectPlan(data.Train.Count, data.Test.Count, targets, positions, RunsPerTarget, units.ToArray());
-        Store.Write(PlanKey, s => JsonSerializer.Serialize(s, plan, SettingsJson.Options));
-        return plan;
-    }
-
-    public CorrectPlan? LoadPlan()
-    {
-        if (!Store.Exists(PlanKey)) return null;
-        using var s = Store.OpenRead(PlanKey);
-        return JsonSerializer.Deserialize<CorrectPlan>(s, SettingsJson.Options) ?? throw new InvalidDataException($"{PlanKey} is empty");
+        return SavePlan(new CorrectPlan(data.Train.Count, data.Test.Count, targets, positions, RunsPerTarget, units.ToArray()));
     }
 
     /// <summary>Class predictions from logits (one logit: its sign).</summary>
@@ -91,13 +71,9 @@ public sealed class CorrectJob(IArtifactStore store, string jobId, CorrectSettin
         (spec.IsBinary ? logits.squeeze(1).gt(0).to(ScalarType.Int64) : logits.argmax(1)).cpu().data<long>().Select(v => (int)v).ToArray();
 
     /// <summary>A score job's dense influence (test points in --test-indices order × training rows).</summary>
-    public double[][] ReadScores(string key, int trainCount)
-    {
-        using var s = Store.OpenRead(key);
-        return Npy.ReadMatrix(s, $"artifact '{key}'", Settings.Score.TestIndices.Length, trainCount);
-    }
+    public double[][] ReadScores(string key, int trainCount) => ReadMatrix(key, Settings.Score.TestIndices.Length, trainCount);
 
-    public bool IsDone(CorrectUnit unit) => Store.Exists(UnitKey(unit.Id));
+    public bool IsDone(CorrectUnit unit) => IsDone(unit.Id);
 
     /// <summary>A silo's context: the data, θ̂ and the score rows (after the score jobs and the plan).</summary>
     public CorrectContext LoadContext(CorrectPlan plan)
@@ -146,17 +122,10 @@ public sealed class CorrectJob(IArtifactStore store, string jobId, CorrectSettin
         return rows;
     }
 
-    private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+    public static void WriteRows(Stream stream, IEnumerable<CorrectRow> rows) => WriteCsv(stream, CsvHeader, rows, r =>
+        $"{r.TestIndex},{r.Selection},{r.K},{r.Steps},{F(r.Lr)},{(r.Fixed ? 1 : 0)},{F(r.TargetLossBefore)},{F(r.TargetLossAfter)},{F(r.OtherAccuracyChange)},{F(r.OtherLossChange)},{r.Seed}");
 
-    public static void WriteRows(Stream stream, IEnumerable<CorrectRow> rows)
-    {
-        using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
-        w.WriteLine(CsvHeader);
-        foreach (var r in rows)
-            w.Write($"{r.TestIndex},{r.Selection},{r.K},{r.Steps},{F(r.Lr)},{(r.Fixed ? 1 : 0)},{F(r.TargetLossBefore)},{F(r.TargetLossAfter)},{F(r.OtherAccuracyChange)},{F(r.OtherLossChange)},{r.Seed}\n");
-    }
-
-    /// <summary>A finished unit's rows, checked field by field (the store is untrusted).</summary>
+    /// <summary>A finished unit's rows.</summary>
     public IReadOnlyList<CorrectRow> ReadUnit(CorrectUnit unit) => ReadRows(Store, UnitKey(unit.Id));
 
     public static IReadOnlyList<CorrectRow> ReadRows(IArtifactStore store, string key)
@@ -166,29 +135,18 @@ public sealed class CorrectJob(IArtifactStore store, string jobId, CorrectSettin
     }
 
     /// <param name="key">Names the source in errors.</param>
-    public static IReadOnlyList<CorrectRow> ReadRows(Stream s, string key)
+    public static IReadOnlyList<CorrectRow> ReadRows(Stream s, string key) => ReadCsv(s, key, CsvHeader, f =>
     {
-        using var reader = new StreamReader(s, leaveOpen: true);
-        if (reader.ReadLine() != CsvHeader) throw new InvalidDataException($"{key}: the header is not '{CsvHeader}'");
-        var rows = new List<CorrectRow>();
-        string? line;
-        int number = 1;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            number++;
-            var f = line.Split(',');
-            var inv = CultureInfo.InvariantCulture;
-            if (f.Length != 11 || !Selections.All.Contains(f[1])
-                || !int.TryParse(f[0], NumberStyles.None, inv, out int test) || !int.TryParse(f[2], NumberStyles.None, inv, out int k)
-                || !int.TryParse(f[3], NumberStyles.None, inv, out int steps) || !double.TryParse(f[4], NumberStyles.Float, inv, out double lr)
-                || f[5] is not ("0" or "1") || !double.TryParse(f[6], NumberStyles.Float, inv, out double before) || !double.TryParse(f[7], NumberStyles.Float, inv, out double after)
-                || !double.TryParse(f[8], NumberStyles.Float, inv, out double accuracy) || !double.TryParse(f[9], NumberStyles.Float, inv, out double loss)
-                || !int.TryParse(f[10], NumberStyles.None, inv, out int seed))
-                throw new InvalidDataException($"{key}, line {number}: not a row of {CsvHeader}");
-            rows.Add(new CorrectRow(test, f[1], k, steps, lr, seed, f[5] == "1", before, after, accuracy, loss));
-        }
-        return rows;
-    }
+        var inv = CultureInfo.InvariantCulture;
+        return f.Length == 11 && Selections.All.Contains(f[1])
+            && int.TryParse(f[0], NumberStyles.None, inv, out int test) && int.TryParse(f[2], NumberStyles.None, inv, out int k)
+            && int.TryParse(f[3], NumberStyles.None, inv, out int steps) && double.TryParse(f[4], NumberStyles.Float, inv, out double lr)
+            && f[5] is "0" or "1" && double.TryParse(f[6], NumberStyles.Float, inv, out double before) && double.TryParse(f[7], NumberStyles.Float, inv, out double after)
+            && double.TryParse(f[8], NumberStyles.Float, inv, out double accuracy) && double.TryParse(f[9], NumberStyles.Float, inv, out double loss)
+            && int.TryParse(f[10], NumberStyles.None, inv, out int seed)
+            ? new CorrectRow(test, f[1], k, steps, lr, seed, f[5] == "1", before, after, accuracy, loss)
+            : null;
+    });
 }
 
 /// <summary>What a run fine-tuned on: training rows with weights (+1/|descent set|, −1/|ascent set|), or the target itself.</summary>

@@ -19,30 +19,17 @@ namespace Influence.Core.Fading;
 /// products. A unit's rows are written once under its id (resumes and retries redo nothing).
 /// </summary>
 public sealed class FadingJob(IArtifactStore store, string jobId, FadingSettings settings)
+    : UnitJob<FadingSettings, FadingPlan>(store, jobId, settings, Folder)
 {
+    private const string Folder = "fading";
     public const string CsvHeader = "train_index,test_index,step,actual_delta,predicted_if,predicted_tracin,predicted_linear,param_distance";
 
-    public IArtifactStore Store { get; } = store;
-    public string JobId { get; } = jobId;
-    public FadingSettings Settings { get; } = settings;
-    public bool AllowLocalFiles { get; init; }
-    private ScoreJob? score;
-    public ScoreJob Score => score ??= new(Store, JobId, Settings.ScoreJob) { AllowLocalFiles = AllowLocalFiles };
-    public string Prefix => JobKeys.Prefix(JobId);
-    public static string SettingsKeyOf(string jobId) => $"{JobKeys.Prefix(jobId)}/fading/settings.json";
-    public string PlanKey => $"{Prefix}/fading/plan.json";
-    public string UnitKey(int id) => $"{Prefix}/fading/units/unit-{id:D5}.csv";
-    public string InfluenceKey => JobKeys.Output(JobId, "influence.npy");
-
-    public void CheckSettings() => SettingsJson.Claim(Store, SettingsKeyOf(JobId), Settings, JobId);
+    protected override ScoreSettings ScoreSettings => Settings.ScoreJob;
+    public static string SettingsKeyOf(string jobId) => SettingsKeyOf(jobId, Folder);
     public static FadingSettings LoadSettings(IArtifactStore store, string jobId) => SettingsJson.Load<FadingSettings>(store, SettingsKeyOf(jobId));
 
     /// <summary>The influence at θ₀, [test point][training row] (I = −∇L(test)ᵀH⁻¹∇L(z)).</summary>
-    public double[][] ReadInfluence(int trainCount)
-    {
-        using var s = Store.OpenRead(InfluenceKey);
-        return Npy.ReadMatrix(s, $"artifact '{InfluenceKey}'", Settings.Score.TestIndices.Length, trainCount);
-    }
+    public double[][] ReadInfluence(int trainCount) => ReadMatrix(InfluenceKey, Settings.Score.TestIndices.Length, trainCount);
 
     public FadingPlan Plan(TrainTestData data)
     {
@@ -55,19 +42,10 @@ public sealed class FadingJob(IArtifactStore store, string jobId, FadingSettings
         var units = new List<FadingUnit>();
         for (int start = 0; start < removed.Length; start += Settings.RemovalsPerUnit)
             units.Add(new FadingUnit(units.Count, removed.Skip(start).Take(Settings.RemovalsPerUnit).ToArray()));
-        var plan = new FadingPlan(n, Settings.Score.TestIndices, removed, FadingSettings.RecordedSteps(Settings.Steps), units.ToArray());
-        Store.Write(PlanKey, s => JsonSerializer.Serialize(s, plan, SettingsJson.Options));
-        return plan;
+        return SavePlan(new FadingPlan(n, Settings.Score.TestIndices, removed, FadingSettings.RecordedSteps(Settings.Steps), units.ToArray()));
     }
 
-    public FadingPlan? LoadPlan()
-    {
-        if (!Store.Exists(PlanKey)) return null;
-        using var s = Store.OpenRead(PlanKey);
-        return JsonSerializer.Deserialize<FadingPlan>(s, SettingsJson.Options) ?? throw new InvalidDataException($"{PlanKey} is empty");
-    }
-
-    public bool IsDone(FadingUnit unit) => Store.Exists(UnitKey(unit.Id));
+    public bool IsDone(FadingUnit unit) => IsDone(unit.Id);
 
     /// <summary>A silo's context: data, θ₀ and the influence rows.</summary>
     public FadingContext LoadContext(FadingPlan plan)
@@ -88,15 +66,8 @@ public sealed class FadingJob(IArtifactStore store, string jobId, FadingSettings
         return rows;
     }
 
-    private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-
-    public static void WriteRows(Stream stream, IEnumerable<FadingRow> rows)
-    {
-        using var w = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
-        w.WriteLine(CsvHeader);
-        foreach (var r in rows)
-            w.Write($"{r.TrainIndex},{r.TestIndex},{r.Step},{F(r.ActualDelta)},{F(r.PredictedIf)},{F(r.PredictedTracin)},{F(r.PredictedLinear)},{F(r.ParamDistance)}\n");
-    }
+    public static void WriteRows(Stream stream, IEnumerable<FadingRow> rows) => WriteCsv(stream, CsvHeader, rows, r =>
+        $"{r.TrainIndex},{r.TestIndex},{r.Step},{F(r.ActualDelta)},{F(r.PredictedIf)},{F(r.PredictedTracin)},{F(r.PredictedLinear)},{F(r.ParamDistance)}");
 
     public IReadOnlyList<FadingRow> ReadUnit(FadingUnit unit)
     {
@@ -104,27 +75,15 @@ public sealed class FadingJob(IArtifactStore store, string jobId, FadingSettings
         return ReadRows(s, UnitKey(unit.Id));
     }
 
-    /// <summary>Rows read back, checked field by field (the store is untrusted).</summary>
-    public static IReadOnlyList<FadingRow> ReadRows(Stream s, string source)
+    public static IReadOnlyList<FadingRow> ReadRows(Stream s, string source) => ReadCsv(s, source, CsvHeader, f =>
     {
-        using var reader = new StreamReader(s, leaveOpen: true);
-        if (reader.ReadLine() != CsvHeader) throw new InvalidDataException($"{source}: the header is not '{CsvHeader}'");
-        var rows = new List<FadingRow>();
         var inv = CultureInfo.InvariantCulture;
-        string? line;
-        int number = 1;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            number++;
-            var f = line.Split(',');
-            var v = new double[5];
-            if (f.Length != 8 || !int.TryParse(f[0], NumberStyles.None, inv, out int train) || !int.TryParse(f[1], NumberStyles.None, inv, out int test)
-                || !int.TryParse(f[2], NumberStyles.None, inv, out int step) || Enumerable.Range(0, 5).Any(i => !double.TryParse(f[3 + i], NumberStyles.Float, inv, out v[i])))
-                throw new InvalidDataException($"{source}, line {number}: not a row of {CsvHeader}");
-            rows.Add(new FadingRow(train, test, step, v[0], v[1], v[2], v[3], v[4]));
-        }
-        return rows;
-    }
+        var v = new double[5];
+        return f.Length == 8 && int.TryParse(f[0], NumberStyles.None, inv, out int train) && int.TryParse(f[1], NumberStyles.None, inv, out int test)
+            && int.TryParse(f[2], NumberStyles.None, inv, out int step) && Enumerable.Range(0, 5).All(i => double.TryParse(f[3 + i], NumberStyles.Float, inv, out v[i]))
+            ? new FadingRow(train, test, step, v[0], v[1], v[2], v[3], v[4])
+            : null;
+    });
 }
 
 /// <summary>What every unit of a fading job needs on a silo, loaded once.</summary>
