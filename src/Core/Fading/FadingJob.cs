@@ -60,9 +60,15 @@ public sealed class FadingJob(IArtifactStore store, string jobId, FadingSettings
     public IReadOnlyList<FadingRow> RunUnit(FadingUnit unit, FadingContext context, FadingPlan plan, IProgress<int>? progress = null, CancellationToken cancel = default)
     {
         if (IsDone(unit)) return ReadUnit(unit);
-        var rows = context.Simulate(unit.Items, Settings, plan.RecordedSteps, cancel);
+        // The runs go in lockstep, so progress is the items' share of the steps done (whole items).
+        int reported = 0;
+        var rows = context.Simulate(unit.Items, Settings, plan.RecordedSteps, cancel, fraction =>
+        {
+            int now = (int)(unit.Items.Length * fraction);
+            if (now > reported) { progress?.Report(now - reported); reported = now; }
+        });
         Store.Write(UnitKey(unit.Id), s => WriteRows(s, rows));
-        progress?.Report(unit.Items.Length);
+        if (unit.Items.Length > reported) progress?.Report(unit.Items.Length - reported);
         return rows;
     }
 
@@ -149,7 +155,8 @@ public sealed class FadingContext : IDisposable
     }
 
     /// <summary>The baseline and each item's perturbed trajectory, with the predictions, recorded at <paramref name="recorded"/>.</summary>
-    public IReadOnlyList<FadingRow> Simulate(int[] items, FadingSettings settings, int[] recorded, CancellationToken cancel = default)
+    /// <param name="stepsDone">Told the fraction of the steps done after each step.</param>
+    public IReadOnlyList<FadingRow> Simulate(int[] items, FadingSettings settings, int[] recorded, CancellationToken cancel = default, Action<double>? stepsDone = null)
     {
         double eta = settings.LearningRate, epsilon = settings.Epsilon;
         int n = (int)Train.Count, q = (int)Test.Count, r = items.Length;
@@ -205,6 +212,7 @@ public sealed class FadingContext : IDisposable
                 }
                 using (no_grad()) theta.sub_(gradient.mul(eta));
             }
+            stepsDone?.Invoke((double)step / settings.Steps);
             if (!record.Contains(step)) continue;
             using (var scope = NewDisposeScope())
             {
