@@ -15,7 +15,7 @@ public sealed class DataUpload(IArtifactStore store)
 {
     private readonly Dictionary<string, string> uploaded = new(StringComparer.Ordinal);
 
-    public ScoreSettings Apply(ScoreSettings r) => r with { Train = Apply(r.Train), Test = Apply(r.Test), Checkpoint = r.Checkpoint is null ? null : Put(r.Checkpoint) };
+    public ScoreSettings Apply(ScoreSettings r) => r with { Train = Apply(r.Train), Test = Apply(r.Test), Checkpoint = r.Checkpoint is null ? null : Put(r.Checkpoint), Weights = r.Weights is null ? null : Put(r.Weights) };
 
     public LooJobRequest Apply(LooJobRequest r) => r with { Settings = r.Settings with { Score = Apply(r.Settings.Score), Remove = ApplyToRemoval(r.Settings.Remove) } };
 

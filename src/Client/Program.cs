@@ -16,6 +16,7 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(CompareMethodsCommand.Create());
 root.Subcommands.Add(MethodsCommand.Create());
+root.Subcommands.Add(ExportWeightsCommand.Create());
 root.Subcommands.Add(ClusterCommands.Cluster());
 root.Subcommands.Add(ClusterCommands.Jobs());
 root.Subcommands.Add(StoreCommand.Create());

@@ -48,6 +48,9 @@ public static class ScoreCommand
     public static readonly Option<string> Store = new("--store") { Description = "Artifact store the silos use: a folder, azblob:CONTAINER (connection string in $INFLUENCE_BLOB_CONNECTION_STRING) or a container URL with a SAS token", DefaultValueFactory = _ => LocalArtifactStore.DefaultRoot() };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the cluster's log" };
     public static readonly Option<string?> CheckpointOpt = new("--checkpoint") { Description = "Score this trained model (checkpoint.json of an earlier score or loo run) instead of training one" };
+    public static readonly Option<string?> WeightsOpt = new("--weights") { Description = "Score a model trained in PyTorch: its state_dict as .safetensors, or .pt/.pth from torch.save(model.state_dict(), …) (docs/pytorch.md)" };
+    public static readonly Option<string?> WeightsMap = new("--weights-map") { Description = "--weights: the state_dict's layer prefixes in the model's order, e.g. conv,fc1,out (default: the names' natural order, as nn.Sequential numbers them)" };
+    public static readonly Option<bool> TrainFromWeights = new("--train-from-weights") { Description = "--weights: train on from them to an optimum first (influence assumes one), instead of scoring them as they are" };
     public static readonly Option<long> MemoryBudget = new("--memory-budget-mb") { Description = "Memory a shard may use for query vectors (more queries are scored in passes) and its block of scores (more shards)", DefaultValueFactory = _ => D.MemoryBudgetMb };
 
     // Estimator parameters (summary.json reports the ones the method used).
@@ -84,7 +87,7 @@ public static class ScoreCommand
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, Dense, InfluenceCsv, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
         LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
-        CheckpointEvery, CheckpointOpt, Out, Overwrite, Cluster, Store, Verbose,
+        CheckpointEvery, CheckpointOpt, WeightsOpt, WeightsMap, TrainFromWeights, Out, Overwrite, Cluster, Store, Verbose,
     ];
 
     public static Command Create()
@@ -123,6 +126,9 @@ public static class ScoreCommand
             AutoDamping = auto,
             MemoryBudgetMb = p.GetValue(MemoryBudget),
             Checkpoint = p.GetValue(CheckpointOpt) is string c ? InputFile("--checkpoint", c) : null,
+            Weights = p.GetValue(WeightsOpt) is string w ? InputFile("--weights", w) : null,
+            WeightsMap = p.GetValue(WeightsMap)?.Split(',', StringSplitOptions.TrimEntries),
+            TrainFromWeights = p.GetValue(TrainFromWeights),
             Options = new MethodOptions
             {
                 Curvature = SettingsJson.Parse<Curvature>(p.GetValue(CurvatureOpt)!, "--curvature"),

@@ -87,9 +87,18 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
         var device = Compute.Devices.Default;
         using var tensors = DataTensors.From(data.Train, spec, device);
         var objective = new Objective(spec, tensors, data.Train.Count, device);
-        using var init = Network.Initialize(spec, device);
+        using var init = Settings.Weights is null ? Network.Initialize(spec, device) : LoadWeights(spec, device, progress);
         Checkpoint checkpoint;
-        if (Settings.Training.Optimizer is null)
+        if (Settings.Weights is not null && !Settings.TrainFromWeights)
+        {
+            // Scored as given: the checkpoint records how far from an optimum they are (influence assumes one).
+            var (value, gradient) = objective.ValueAndGradient(init);
+            double norm = gradient.norm().ToDouble();
+            gradient.Dispose();
+            progress?.Report(FormattableString.Invariant($"scoring the weights as given: objective {value:G6}, ‖∇F‖ = {norm:E2} (--train-from-weights trains on to an optimum first)"));
+            checkpoint = new Checkpoint(spec, Checkpoint.ToArray(init), value, norm, 0, 0, 0);
+        }
+        else if (Settings.Training.Optimizer is null)
         {
             var result = FullBatchTrainer.Train(objective, init, new TrainingOptions { Cancel = Stopping }, progress);
             checkpoint = new Checkpoint(spec, Checkpoint.ToArray(result.Theta), result.Objective, result.GradientNorm,
@@ -126,6 +135,17 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             .Select(p => $"{p.Name} {Safety.Echo.Cap(p.Value.GetRawText(), 40)} against {(b.TryGetProperty(p.Name, out var q) ? Safety.Echo.Cap(q.GetRawText(), 40) : "none")}")
             .ToList();
         return differing.Count == 0 ? null : string.Join(", ", differing);
+    }
+
+    /// <summary>θ from the PyTorch state_dict of --weights, every tensor checked against the model the settings describe.</summary>
+    private Tensor LoadWeights(ModelSpec spec, Device device, IProgress<string>? progress)
+    {
+        if (Method.NeedsCheckpoints && !Settings.TrainFromWeights)
+            throw new ArgumentException($"--method {Settings.Method} needs the training run's checkpoints, which --weights does not carry: add --train-from-weights with --optimizer sgd or adam");
+        var path = StoredFiles.LocalPath(Store, Settings.Weights!, AllowLocalFiles);
+        var theta = PyTorchWeights.Load(path, Settings.Weights!, spec, Settings.WeightsMap);
+        progress?.Report($"loaded {spec.ParameterCount:N0} parameters of {spec.Describe()} from --weights");
+        return tensor(theta, dtype: ScalarType.Float64).to(spec.ScalarType).to(device);
     }
 
     /// <summary>Takes a trained model from an earlier job, after checking it is the model the settings describe.</summary>

@@ -65,6 +65,15 @@ public sealed record ScoreSettings
     public long MemoryBudgetMb { get; init; } = 2048;
     /// <summary>A checkpoint.json (path or store:KEY) to score instead of training; its model must match the settings.</summary>
     public string? Checkpoint { get; init; }
+    /// <summary>
+    /// A PyTorch state_dict (.safetensors, or .pt/.pth from torch.save; path or store:KEY) holding
+    /// the model's parameters: scored as they are, or the start of training with <see cref="TrainFromWeights"/>.
+    /// </summary>
+    public string? Weights { get; init; }
+    /// <summary>The state_dict's layer prefixes in the model's layer order (default: the names' natural order, as nn.Sequential numbers them).</summary>
+    public string[]? WeightsMap { get; init; }
+    /// <summary>Train from <see cref="Weights"/> to the optimum (as without them) instead of scoring them as they are.</summary>
+    public bool TrainFromWeights { get; init; }
     public required int[] TestIndices { get; init; }
     /// <summary>Shards of the training set; at least this many (<see cref="ScoringShards"/>).</summary>
     public int Shards { get; init; } = 4;
@@ -127,6 +136,10 @@ public sealed record ScoreSettings
         if (!(Train.FeatureScale > 0) || double.IsInfinity(Train.FeatureScale) || !(Test.FeatureScale > 0) || double.IsInfinity(Test.FeatureScale))
             throw new SettingError($"{N("PixelScale")} must be a finite positive number, not {Train.FeatureScale}");
         if (!(Damping >= 0) || double.IsInfinity(Damping)) throw new SettingError($"{N(nameof(Damping))} must be a finite number ≥ 0, not {Damping}");
+        if (Weights is not null && Checkpoint is not null) throw new SettingError($"{N(nameof(Weights))} and {N(nameof(Checkpoint))} both give the model: choose one");
+        if (Weights is null && (WeightsMap is not null || TrainFromWeights))
+            throw new SettingError($"{N(WeightsMap is not null ? nameof(WeightsMap) : nameof(TrainFromWeights))} goes with {N(nameof(Weights))} (a PyTorch state_dict)");
+        if (WeightsMap is { } map && (map.Length == 0 || map.Any(string.IsNullOrWhiteSpace))) throw new SettingError($"{N(nameof(WeightsMap))} must list the layer prefixes, e.g. fc1,fc2,out");
         if (TestIndices.Length == 0) throw new SettingError($"{N(nameof(TestIndices))} selects no test point");
         if (TestIndices.Any(i => i < 0)) throw new SettingError($"{N(nameof(TestIndices))} must be rows ≥ 0");
         if (Shards < 1) throw new SettingError($"{N(nameof(Shards))} must be ≥ 1, not {Shards}");
