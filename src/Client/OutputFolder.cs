@@ -114,8 +114,18 @@ public sealed class OutputFolder
         return sub;
     }
 
-    /// <summary>Writes a file through a temporary name unique to this write, then renames it into place.</summary>
+    /// <summary>
+    /// Writes a file through a temporary name unique to this write, then renames it into place. A
+    /// table (NAME.csv) gets its Parquet twin NAME.parquet beside it, with typed columns (pandas.read_parquet).
+    /// </summary>
     public void Write(string name, Action<Stream> write)
+    {
+        WriteOne(name, write);
+        if (name.EndsWith(".csv", StringComparison.Ordinal))
+            WriteOne(name[..^".csv".Length] + ".parquet", target => ParquetTables.FromCsv(Path.Combine(FullPath, name), target));
+    }
+
+    private void WriteOne(string name, Action<Stream> write)
     {
         var target = PathOf(name);
         var temp = Path.Combine(FullPath, $".{name}.partial-{Guid.NewGuid():N}");

@@ -16,10 +16,10 @@ namespace Influence.Client;
 /// <summary>`influence score`: the influence of every training example on chosen test points, by the chosen method.</summary>
 public static class ScoreCommand
 {
-    public static readonly Option<string> Train = new("--train") { Description = "Training set: CSV (label first, header) or IDX images", Required = true };
+    public static readonly Option<string> Train = new("--train") { Description = "Training set: CSV (label first, header), Parquet (a label column and numeric feature columns), or features as IDX images or .npy (labels in --train-labels)", Required = true };
     public static readonly Option<string> Test = new("--test") { Description = "Test set, same format as --train", Required = true };
-    public static readonly Option<string?> TrainLabels = new("--train-labels") { Description = "IDX labels file for --train (default: MNIST naming)" };
-    public static readonly Option<string?> TestLabels = new("--test-labels") { Description = "IDX labels file for --test" };
+    public static readonly Option<string?> TrainLabels = new("--train-labels") { Description = "Labels for IDX or .npy --train: IDX labels (default: MNIST naming) or a .npy vector of class indices" };
+    public static readonly Option<string?> TestLabels = new("--test-labels") { Description = "Labels for IDX or .npy --test" };
     public static readonly Option<double> PixelScale = new("--pixel-scale") { Description = "Divide every feature by this (255 for raw pixels)", DefaultValueFactory = _ => 1.0 };
     public static readonly Option<string> Model = new("--model") { Description = $"{Words<ModelKind>()}", DefaultValueFactory = _ => SettingsJson.Word(D.Model) };
     public static readonly Option<string> Hidden = new("--hidden") { Description = "MLP (and CNN after its convolutions) hidden widths, e.g. 8,8", DefaultValueFactory = _ => "" };

@@ -1,8 +1,8 @@
 namespace Influence.Core.Data;
 
 /// <summary>Where a dataset comes from and how its features are scaled.</summary>
-/// <param name="Path">A CSV file, or an IDX image file (then <paramref name="LabelsPath"/> names its labels).</param>
-/// <param name="LabelsPath">IDX labels file; when null for an IDX image file, the MNIST naming ("images-idx3" to "labels-idx1") is tried.</param>
+/// <param name="Path">A CSV file, a Parquet table (a "label" column and feature columns), or a features array whose labels <paramref name="LabelsPath"/> gives: IDX images or .npy.</param>
+/// <param name="LabelsPath">IDX or .npy labels; when null for an IDX image file, the MNIST naming ("images-idx3" to "labels-idx1") is tried.</param>
 /// <param name="FeatureScale">Features are divided by this (255 for raw pixels).</param>
 public sealed record DatasetSpec(string Path, string? LabelsPath = null, double FeatureScale = 1.0)
 {
@@ -14,6 +14,9 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
                 ?? throw new DataFormatException(Path, null, "this looks like an IDX image file; give its labels file too");
             return IdxDatasetReader.Read(Path, labels, FeatureScale);
         }
+        if (ArrayDatasetReader.IsNpy(Path))
+            return ArrayDatasetReader.ReadNpy(Path, LabelsPath ?? throw new DataFormatException(Path, null, "a .npy feature array needs its labels: a .npy vector of class indices (--train-labels / --test-labels)"), FeatureScale);
+        if (ArrayDatasetReader.IsParquet(Path)) return ArrayDatasetReader.ReadParquet(Path, FeatureScale);
         return CsvDatasetReader.Read(Path, FeatureScale);
     }
 
@@ -39,6 +42,12 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
             int features;
             var present = new HashSet<int>();
             bool readable = true;
+            if (ArrayDatasetReader.IsNpy(Path) || ArrayDatasetReader.IsParquet(Path))
+            {
+                // The features from the header; the labels are checked when the job loads the data.
+                int? count = ArrayDatasetReader.IsNpy(Path) ? ArrayDatasetReader.NpyFeatureCount(Path) : null;
+                return count is { } c ? (c, null) : null;
+            }
             if (IsIdx(Path))
             {
                 features = IdxDatasetReader.FeatureCount(Path);
@@ -64,7 +73,8 @@ public sealed record DatasetSpec(string Path, string? LabelsPath = null, double 
     }
 
     public static bool IsIdx(string path) =>
-        path.Contains("idx", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase);
+        path.Contains("idx", StringComparison.OrdinalIgnoreCase) && !path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase)
+        && !ArrayDatasetReader.IsNpy(path) && !ArrayDatasetReader.IsParquet(path);
 
     /// <summary>The labels file next to an IDX image file by the MNIST naming, if it exists.</summary>
     public static string? GuessLabelsPath(string imagesPath)
