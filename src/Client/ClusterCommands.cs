@@ -70,6 +70,8 @@ public static class ClusterCommands
         if (!store.Exists($"{JobKeys.Prefix(jobId)}/{required}"))
             return ScoreCommand.Fail($"no finished job '{jobId}' in the store {store.Describe(JobKeys.Prefix(jobId))} (is --store the silos' store?)", 2);
         var written = output.Export(store, jobId, Influence.Core.Jobs.ScoreOutputs.Files, required);
+        // The job's own reports; the explained test points need its data files, which the job's command has.
+        ReportPage.Write(output, $"influence job {jobId}", ["report.md", "study.md", "correct.md", "fading.md"], null);
         Console.WriteLine($"Files in {output.FullPath}: {string.Join(", ", written)}");
         return 0;
     }

@@ -117,6 +117,7 @@ public static class CompareMethodsCommand
                 if (scores.ContainsKey(rows[i].Method)) rows[i] = rows[i] with { VsExact = ScoreComparison.Against(scores[rows[i].Method], reference) };
 
         Write(output, rows, baseRequest, model, parameters, trainCount, loo);
+        ReportPage.Write(output, "influence compare-methods", ["compare.md"], null);
         Print(rows, loo is not null, scores.ContainsKey(Methods.Exact));
         Console.WriteLine($"Table in {Path.Combine(output.FullPath, "compare.md")} and compare.csv; each method's outputs in {output.FullPath}/METHOD/.");
         return rows.Any(r => r.Note.StartsWith("failed", StringComparison.Ordinal)) ? 1 : 0;

@@ -69,7 +69,7 @@ public static class CorrectCommand
         p => { var r = BuildRequest(p); return (r, r.ParallelPerSilo); }, CorrectJob.SettingsKeyOf,
         r => $"method {r.Settings.Score.Method}, direction {SettingsJson.Word(r.Settings.Direction)}, {r.Settings.Score.TestIndices.Length} test points (the mispredicted ones are corrected), " +
             $"k {string.Join(",", r.Settings.K)}, steps {string.Join(",", r.Settings.Steps)}",
-        JobRunner.RunCorrectAsync, "correct.md", dir => PrintSummary(Path.Combine(dir, "correct.csv")));
+        JobRunner.RunCorrectAsync, "correct.md", dir => PrintSummary(Path.Combine(dir, "correct.csv")), r => r.Settings.Score);
 
     /// <summary>The fix rate of each selection at the largest k and most steps (the first learning rate).</summary>
     private static void PrintSummary(string csv)

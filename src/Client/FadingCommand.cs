@@ -45,7 +45,7 @@ public static class FadingCommand
         FadingJob.SettingsKeyOf,
         r => $"perturb ({r.Settings.Perturb}) {r.Settings.Remove}, {r.Settings.Steps:N0} SGD steps (lr {r.Settings.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}, " +
             $"batches of {r.Settings.BatchSize}), {r.Settings.Score.TestIndices.Length} test points",
-        JobRunner.RunFadingAsync, "fading.md", dir => PrintSummary(Path.Combine(dir, "fading.csv")));
+        JobRunner.RunFadingAsync, "fading.md", dir => PrintSummary(Path.Combine(dir, "fading.csv")), r => r.Settings.Score);
 
     private static void PrintSummary(string csv)
     {

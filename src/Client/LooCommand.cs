@@ -87,6 +87,7 @@ public static class LooCommand
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
 
         output.Export(connection.Store, jobId, Influence.Core.Jobs.ScoreOutputs.Files, "loo_summary.json");
+        ReportPage.Write(output, $"influence loo: job {jobId}", ["report.md"], request.Settings.Score);
         PrintSummary(output.FullPath);
         Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, "report.md")}");
         return 0;

@@ -63,6 +63,7 @@ public static class MislabelCommand
         int exit = await ScoreCommand.RunJobAsync(request, output, parse.GetValue(ScoreCommand.Cluster), parse.GetValue(ScoreCommand.Store)!, parse.GetValue(ScoreCommand.Verbose), showTopK: 0, ct);
         if (exit != 0) return exit;
         Report(output, noisy, labels, parse.GetValue(RandomSeed));
+        ReportPage.Write(output, "influence mislabel", ["mislabel.md"], request);
         return 0;
     }
 

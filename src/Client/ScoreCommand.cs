@@ -219,8 +219,9 @@ public static class ScoreCommand
         if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
 
         var written = output.Export(connection.Store, jobId, ScoreOutputs.Files, "summary.json");
+        ReportPage.Write(output, $"influence score: job {jobId}", [], request);
         PrintSummary(output.FullPath, showTopK);
-        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {output.FullPath}: {string.Join(", ", written)}");
+        Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Files in {output.FullPath}: {ReportPage.Name}, {string.Join(", ", written)} (tables also as .parquet)");
         return 0;
     }
 

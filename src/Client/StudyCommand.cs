@@ -76,6 +76,7 @@ public static class StudyCommand
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"study {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"study {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
         output.Export(connection.Store, jobId, ["study.csv", "study.md"], "study.csv");
+        ReportPage.Write(output, $"influence study: job {jobId}", ["study.md"], null);
         Console.WriteLine(File.ReadAllText(Path.Combine(output.FullPath, "study.md")));
         Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Table: {Path.Combine(output.FullPath, "study.csv")}; each configuration's report is in the store under jobs/{jobId}-cNNN/.");
         return 0;

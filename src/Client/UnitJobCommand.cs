@@ -13,9 +13,10 @@ public static class UnitJobCommand
     /// <param name="settingsKeyOf">Where a job's settings are in the store (a resume must find them).</param>
     /// <param name="finishedFile">The file whose presence marks the job's outputs as complete.</param>
     /// <param name="printSummary">Prints a table from the exported output folder.</param>
+    /// <param name="scoreOf">The request's score settings (report.html's data and model).</param>
     public static async Task<int> RunAsync<TRequest>(ParseResult parse, CancellationToken ct, string kind, Func<ParseResult, (TRequest Request, int Parallel)> build,
         Func<string, string> settingsKeyOf, Func<TRequest, string> describe, Func<ClusterConnection, string, TRequest, CancellationToken, Task<JobStatus>> run,
-        string finishedFile, Action<string> printSummary)
+        string finishedFile, Action<string> printSummary, Func<TRequest, ScoreSettings> scoreOf)
     {
         TRequest request;
         int parallel;
@@ -40,6 +41,7 @@ public static class UnitJobCommand
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
         if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
         output.Export(connection.Store, jobId, ScoreOutputs.Files, finishedFile);
+        ReportPage.Write(output, $"influence {kind}: job {jobId}", [finishedFile], scoreOf(request));
         printSummary(output.FullPath);
         Console.WriteLine($"Done in {status.ElapsedSeconds:F1} s. Report: {Path.Combine(output.FullPath, finishedFile)}");
         return 0;

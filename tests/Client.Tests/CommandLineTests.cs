@@ -7,9 +7,9 @@ namespace Influence.Client.Tests;
 public class CommandLineTests
 {
     private static readonly string Binary = Path.Combine(AppContext.BaseDirectory, "influence.dll");
-    private static readonly string Data = Path.Combine(AppContext.BaseDirectory, "data");
+    internal static readonly string Data = Path.Combine(AppContext.BaseDirectory, "data");
 
-    private static (int Exit, string Out, string Err) Run(params string[] args)
+    internal static (int Exit, string Out, string Err) Run(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Binary);
