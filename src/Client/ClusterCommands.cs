@@ -19,13 +19,17 @@ public static class ClusterCommands
     };
     private static readonly Option<bool> All = new("--all") { Description = "List every job the cluster remembers, finished ones and those started by other jobs too" };
     private static readonly Argument<string> Job = new("JOB") { Description = "The job id (as printed when it was submitted)" };
+    private static readonly Option<bool> Watch = new("--watch") { Description = "Keep the tables on screen, refreshed every --interval seconds, until Ctrl+C" };
+    private static readonly Option<double> Interval = new("--interval") { Description = "--watch: seconds between refreshes", DefaultValueFactory = _ => 2.0 };
 
     public static Command Cluster()
     {
         var status = new Command("status", "Silos of the cluster, its jobs and their progress");
         status.Options.Add(RequiredCluster);
         status.Options.Add(All);
-        status.SetAction((p, ct) => StatusAsync(p.GetValue(RequiredCluster)!, p.GetValue(All), ct));
+        status.Options.Add(Watch);
+        status.Options.Add(Interval);
+        status.SetAction((p, ct) => StatusAsync(p.GetValue(RequiredCluster)!, p.GetValue(All), p.GetValue(Watch), p.GetValue(Interval), ct));
         var command = new Command("cluster", "Look at a running cluster");
         command.Subcommands.Add(status);
         return command;
@@ -86,17 +90,45 @@ public static class ClusterCommands
         _ => throw new InvalidOperationException($"unknown job kind '{entry.Kind}'"),
     };
 
-    private static async Task<int> StatusAsync(string cluster, bool all, CancellationToken ct)
+    private static async Task<int> StatusAsync(string cluster, bool all, bool watch, double interval, CancellationToken ct)
     {
+        if (watch && !(interval >= 0.2 && interval <= 3600)) return ScoreCommand.Fail($"--interval must be 0.2-3600 seconds, not {interval}", 2);
         // Logs and pipes get the whole table rather than columns folded to 80 characters.
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
         await using var connection = await ClusterConnection.OpenAsync(cluster, LocalStoreFolder, verbose: false, ct);
+        if (!watch)
+        {
+            AnsiConsole.Write(await StatusTables(connection, all, ct));
+            return 0;
+        }
+        try
+        {
+            await AnsiConsole.Live(await StatusTables(connection, all, ct)).StartAsync(async live =>
+            {
+                while (true)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(interval), ct);
+                    live.UpdateTarget(await StatusTables(connection, all, ct));
+                }
+            });
+        }
+        catch (OperationCanceledException) { /* Ctrl+C ends the watch */ }
+        return 0;
+    }
+
+    /// <summary>The silos (with the retrain workers active on each) and the jobs, with their progress and rates.</summary>
+    private static async Task<Spectre.Console.Rendering.IRenderable> StatusTables(ClusterConnection connection, bool all, CancellationToken ct)
+    {
         var management = connection.Client.GetGrain<IManagementGrain>(0);
         var silos = await management.GetDetailedHosts(onlyActive: true).WaitAsync(CallTimeout, ct);
-        var siloTable = new Table().Title($"{silos.Length} active silo(s)").AddColumns("name", "address", "status", "started (UTC)");
+        // Retrain workers (a LOO study's, correct's or fading's units in flight) per silo, from Orleans' activation counts.
+        var workers = (await management.GetSimpleGrainStatistics().WaitAsync(CallTimeout, ct))
+            .Where(g => g.GrainType.Contains(nameof(RetrainWorkerGrain), StringComparison.Ordinal))
+            .GroupBy(g => g.SiloAddress).ToDictionary(g => g.Key, g => g.Sum(x => x.ActivationCount));
+        var siloTable = new Table().Title($"{silos.Length} active silo(s) at {DateTime.UtcNow:HH:mm:ss} UTC").AddColumns("name", "address", "status", "started (UTC)", "retrain workers");
         foreach (var s in silos.OrderBy(s => s.SiloName, StringComparer.Ordinal))
-            siloTable.AddRow(Markup.Escape(s.SiloName ?? "?"), Markup.Escape(s.SiloAddress.ToString()), s.Status.ToString(), s.StartTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture));
-        AnsiConsole.Write(siloTable);
+            siloTable.AddRow(Markup.Escape(s.SiloName ?? "?"), Markup.Escape(s.SiloAddress.ToString()), s.Status.ToString(), s.StartTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture),
+                workers.GetValueOrDefault(s.SiloAddress).ToString(CultureInfo.InvariantCulture));
 
         var entries = await connection.Client.GetGrain<IJobRegistryGrain>(JobGrainNames.RegistryKey).List().WaitAsync(CallTimeout, ct);
         var rows = new List<(JobEntry Entry, JobStatus? Status)>();
@@ -109,8 +141,7 @@ public static class ClusterCommands
             jobTable.AddRow(Markup.Escape(e.JobId), e.Kind, s?.Phase.ToString() ?? "unreachable", s is { Total: > 0 } ? $"{s.Done}/{s.Total}" : "",
                 s is { Rate: > 0 } ? $"{s.Rate:G3}/s" : "", s is { Rate: > 0, IsFinished: false } ? $"{s.EtaSeconds:F0} s" : "",
                 Markup.Escape(s?.Coordinator ?? ""), e.SubmittedUtc.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture), Markup.Escape(Shorten(s?.Error ?? s?.Message ?? "")));
-        AnsiConsole.Write(jobTable);
-        return 0;
+        return new Rows(siloTable, jobTable);
     }
 
     private static async Task<int> JobAsync(string cluster, string jobId, bool cancel, CancellationToken ct)

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Dashboard;
 
 // A silo process. Settings come from appsettings.json, environment variables (Cluster__Redis=...)
 // and flags (--Cluster:Redis=localhost:6379); see docs/cluster.md.
@@ -40,9 +41,13 @@ catch (ArtifactStoreException e)
 {
     return Fail($"artifact store: {e.Message}");
 }
-if (settings.Metrics.Enabled && MetricsPortProblem(settings.Metrics) is { } portProblem)
+if (settings.Metrics.Enabled && PortProblem(settings.Metrics.Endpoint(), "Metrics") is { } portProblem)
 {
     return Fail(portProblem);
+}
+if (settings.Dashboard.Enabled && PortProblem(settings.Dashboard.Endpoint(), "Dashboard") is { } dashboardProblem)
+{
+    return Fail(dashboardProblem);
 }
 TlsCertificates? tls = null;
 if (settings.Tls.Enabled)
@@ -56,28 +61,32 @@ builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSe
 builder.UseOrleans(silo =>
 {
     silo.UseInfluenceCluster(settings.Cluster).AddInfluence(settings.Compute, store);
+    if (settings.Dashboard.Enabled) silo.AddDashboard();
     if (tls is not null) silo.UseInfluenceTls(tls);
 });
 builder.Services.AddInfluenceTelemetry(instance);
-// Metrics:Port=0 turns the endpoint off: Kestrel then listens nowhere.
+// Metrics:Port=0 and Dashboard:Port=0 (the default) turn them off: Kestrel then listens nowhere.
 builder.WebHost.ConfigureKestrel(k =>
 {
     if (settings.Metrics.Enabled) k.Listen(settings.Metrics.Endpoint());
+    if (settings.Dashboard.Enabled) k.Listen(settings.Dashboard.Endpoint());
 });
 builder.WebHost.UseUrls(); // no default http://localhost:5000: only what ConfigureKestrel says
 
 var app = builder.Build();
+// Each port serves only its own endpoints.
 if (settings.Metrics.Enabled)
 {
-    app.MapGet("/healthz", () => "ok");
-    app.MapPrometheusScrapingEndpoint();
+    app.MapGet("/healthz", () => "ok").RequireHost($"*:{settings.Metrics.Port}");
+    app.MapPrometheusScrapingEndpoint().RequireHost($"*:{settings.Metrics.Port}");
 }
+if (settings.Dashboard.Enabled) app.MapOrleansDashboard().RequireHost($"*:{settings.Dashboard.Port}");
 try { await app.StartAsync(); }
-catch (IOException e) when (settings.Metrics.Enabled)
+catch (IOException e) when (settings.Metrics.Enabled || settings.Dashboard.Enabled)
 {
-    // Kestrel could not bind (AddressInUseException and kin): the metrics port was taken between the check above and the start.
+    // Kestrel could not bind (AddressInUseException and kin): a port was taken between the checks above and the start.
     try { await app.StopAsync(); } catch (Exception) { /* it did not start */ }
-    return Fail($"Metrics:Port {settings.Metrics.Port} on {settings.Metrics.Host}: {e.Message}");
+    return Fail($"Metrics:Port {settings.Metrics.Port} / Dashboard:Port {settings.Dashboard.Port}: {e.Message}");
 }
 InfluenceMetrics.Initialise(); // now that the meter provider listens
 await app.WaitForShutdownAsync();
@@ -91,17 +100,18 @@ static int Fail(string message)
 }
 
 // A port in use would otherwise abort the process after the silo joined.
-static string? MetricsPortProblem(MetricsSettings metrics)
+static string? PortProblem(IPEndPoint endpoint, string section)
 {
     try
     {
-        using var probe = new TcpListener(metrics.Endpoint());
+        using var probe = new TcpListener(endpoint);
         probe.Start();
         probe.Stop();
         return null;
     }
     catch (SocketException e)
     {
-        return $"Metrics:Port {metrics.Port} on {metrics.Host} cannot be used ({e.SocketErrorCode}: {e.Message}); choose another port, or 0 to turn the endpoint off";
+        string host = endpoint.Address.Equals(IPAddress.Any) ? "*" : endpoint.Address.ToString();
+        return $"{section}:Port {endpoint.Port} on {host} cannot be used ({e.SocketErrorCode}: {e.Message}); choose another port, or 0 to turn it off";
     }
 }

@@ -76,6 +76,29 @@ public sealed class MetricsSettings
     }
 }
 
+/// <summary>
+/// The Orleans Dashboard (section "Dashboard"): grain calls, silos, reminders, live in a browser.
+/// Off by default; on loopback unless configured, like the metrics endpoint. It has no login of
+/// its own: expose it beyond loopback only behind something that authenticates.
+/// </summary>
+public sealed class DashboardSettings
+{
+    /// <summary>Port of the dashboard's web pages; 0 (the default) turns it off.</summary>
+    public int Port { get; set; }
+    /// <summary>The IP address it listens on, or "*" for every interface.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    public bool Enabled => Port != 0;
+
+    public IPEndPoint Endpoint() => new(Host == "*" ? IPAddress.Any : IPAddress.Parse(Host), Port);
+
+    public IEnumerable<string> Problems()
+    {
+        if (Port is < 0 or > 65535) yield return $"Dashboard:Port must be 0 (off) or a TCP port, not {Port}";
+        if (Host != "*" && !IPAddress.TryParse(Host, out _)) yield return $"Dashboard:Host must be an IP address or *, not '{Influence.Core.Safety.Echo.Cap(Host)}'";
+    }
+}
+
 /// <summary>Settings a silo cannot start with; each problem names its setting.</summary>
 public sealed class SiloSettingsException(IReadOnlyList<string> problems) : Exception(string.Join("; ", problems))
 {
@@ -93,10 +116,10 @@ public sealed class ProblemsValidator<T>(Func<T, IEnumerable<string>> problems) 
 }
 
 /// <summary>Every setting of a silo process: bound from configuration and validated before anything starts.</summary>
-public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics, TlsSettings Tls)
+public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings Compute, ArtifactStoreOptions Store, MetricsSettings Metrics, TlsSettings Tls, DashboardSettings Dashboard)
 {
     /// <summary>
-    /// Binds each section ("Cluster", "Compute", "Store", "Metrics", "Tls") as options with its
+    /// Binds each section ("Cluster", "Compute", "Store", "Metrics", "Tls", "Dashboard") as options with its
     /// validator, checked again when the host starts (ValidateOnStart). The host and
     /// <see cref="Resolve"/> use this one registration.
     /// </summary>
@@ -107,6 +130,7 @@ public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings C
         Add<ArtifactStoreOptions>(services, "Store", s => s.Problems());
         Add<MetricsSettings>(services, "Metrics", s => s.Problems());
         Add<TlsSettings>(services, "Tls", s => s.Problems(n => $"Tls:{n}"));
+        Add<DashboardSettings>(services, "Dashboard", s => s.Problems());
         return services;
     }
 
@@ -133,7 +157,9 @@ public sealed record SiloHostSettings(ClusterSettings Cluster, ComputeSettings C
             catch (InvalidOperationException e) { problems.Add(e.Message); } // the binder could not convert a value
             return new T();
         }
-        var settings = new SiloHostSettings(Get<ClusterSettings>(), Get<ComputeSettings>(), Get<ArtifactStoreOptions>(), Get<MetricsSettings>(), Get<TlsSettings>());
+        var settings = new SiloHostSettings(Get<ClusterSettings>(), Get<ComputeSettings>(), Get<ArtifactStoreOptions>(), Get<MetricsSettings>(), Get<TlsSettings>(), Get<DashboardSettings>());
+        if (settings.Metrics.Enabled && settings.Dashboard.Enabled && settings.Metrics.Port == settings.Dashboard.Port)
+            problems.Add($"Dashboard:Port and Metrics:Port are both {settings.Dashboard.Port}");
         return problems.Count == 0 ? settings : throw new SiloSettingsException(problems);
     }
 }

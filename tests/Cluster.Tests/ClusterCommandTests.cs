@@ -32,6 +32,18 @@ public sealed class ClusterCommandTests
             Assert.Contains(cluster.Silos[0].Name, status, StringComparison.Ordinal);
             Assert.Contains(jobId, status, StringComparison.Ordinal);
             Assert.Contains("Retraining", status, StringComparison.Ordinal);
+            Assert.Contains("retrain workers", status, StringComparison.Ordinal);
+
+            // --watch keeps refreshing until stopped (SIGTERM as Ctrl+C), then exits 0.
+            await using (var watch = new ChildProcess("watch", "dotnet", [Tools.Bin("influence.dll"), "cluster", "status", "--watch", "--interval", "0.5", "--cluster", $"redis://{cluster.Redis.Connection}"], cluster.ClientEnv()))
+            {
+                await Task.Delay(TimeSpan.FromSeconds(6));
+                Assert.False(watch.HasExited, watch.Output());
+                watch.Terminate();
+                Assert.Equal(0, await watch.WaitAsync(TimeSpan.FromSeconds(30)));
+                Assert.Contains(jobId, watch.Output(), StringComparison.Ordinal);
+                Assert.Contains("active silo(s)", watch.Output(), StringComparison.Ordinal);
+            }
 
             (exit, var show) = await RunCli(cluster, "job", "show", jobId);
             Assert.True(exit == 0, show);

@@ -79,6 +79,12 @@ public sealed class ConfigurationTests : IAsyncLifetime
         Assert.Equal(2, exit);
         Assert.Contains("error: Failed to convert configuration value 'nine' at 'Metrics:Port'", output, StringComparison.Ordinal);
         Assert.Contains("error: Tls:KeyFile or Tls:CaFile is set but Tls:CertificateFile is not", output, StringComparison.Ordinal);
+        (exit, output, _) = await RunSilo("--Metrics:Port=19999", "--Dashboard:Port=19999", "--Dashboard:Host=localhost");
+        Assert.Equal(2, exit);
+        Assert.Contains("error: Dashboard:Host must be an IP address or *, not 'localhost'", output, StringComparison.Ordinal);
+        (exit, output, _) = await RunSilo("--Metrics:Port=19999", "--Dashboard:Port=19999");
+        Assert.Equal(2, exit);
+        Assert.Contains("error: Dashboard:Port and Metrics:Port are both 19999", output, StringComparison.Ordinal);
     }
 
     [Fact]

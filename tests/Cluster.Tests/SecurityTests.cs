@@ -179,6 +179,21 @@ public sealed class SecurityTests
     }
 
     [Fact]
+    public async Task The_dashboard_when_on_serves_its_pages_on_loopback_only_and_on_its_own_port_only()
+    {
+        int port = Tools.FreePort();
+        await using var cluster = await RealCluster.StartAsync(silos: 1, redisPassword: null, $"Dashboard:Port={port}");
+        await Tools.WaitForPortAsync(port, TimeSpan.FromSeconds(60), () => cluster.Silos[0].Process.Tail()); // the web endpoints start after the gateway
+        using var http = new HttpClient();
+        Assert.Contains("<title>Orleans Dashboard</title>", await http.GetStringAsync($"http://127.0.0.1:{port}/"), StringComparison.Ordinal);
+        Assert.False(Accepts("127.0.0.2", port), "the dashboard listens beyond loopback");
+        // Each port serves its own endpoints: no metrics on the dashboard's, no dashboard on the metrics'.
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{port}/metrics")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"http://127.0.0.1:{cluster.Silos[0].MetricsPort}/")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"http://127.0.0.1:{cluster.Silos[0].MetricsPort}/metrics")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_metrics_port_in_use_exits_3_with_a_message()
     {
         await using var cluster = await RealCluster.StartAsync(silos: 0);
