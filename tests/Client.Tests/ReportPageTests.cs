@@ -21,7 +21,7 @@ public class ReportPageTests
         string Browse(params string[] args)
         {
             var psi = new ProcessStartInfo(browser) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1600" }.Concat(args)) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1200,1600" }.Concat(args)) psi.ArgumentList.Add(a);
             psi.ArgumentList.Add(new Uri(html).AbsoluteUri);
             using var p = Process.Start(psi)!;
             var stdout = p.StandardOutput.ReadToEndAsync();
