@@ -57,34 +57,14 @@ public sealed class ClusterSettings
     }
 }
 
-/// <summary>The Prometheus endpoint (section "Metrics").</summary>
-public sealed class MetricsSettings
-{
-    /// <summary>Port of /metrics and /healthz; 0 turns the endpoint off.</summary>
-    public int Port { get; set; } = 9400;
-    /// <summary>The IP address the endpoint listens on, or "*" for every interface (the chart's choice, behind its NetworkPolicy).</summary>
-    public string Host { get; set; } = "127.0.0.1";
-
-    public bool Enabled => Port != 0;
-
-    public IPEndPoint Endpoint() => new(Host == "*" ? IPAddress.Any : IPAddress.Parse(Host), Port);
-
-    public IEnumerable<string> Problems()
-    {
-        if (Port is < 0 or > 65535) yield return $"Metrics:Port must be 0 (off) or a TCP port, not {Port}";
-        if (Host != "*" && !IPAddress.TryParse(Host, out _)) yield return $"Metrics:Host must be an IP address or *, not '{Influence.Core.Safety.Echo.Cap(Host)}'";
-    }
-}
-
 /// <summary>
-/// The Orleans Dashboard (section "Dashboard"): grain calls, silos, reminders, live in a browser.
-/// Off by default; on loopback unless configured, like the metrics endpoint. It has no login of
-/// its own: expose it beyond loopback only behind something that authenticates.
+/// A web endpoint of the silo process (its section names it in messages): a port, 0 for off, and
+/// the address it listens on, loopback unless configured.
 /// </summary>
-public sealed class DashboardSettings
+public abstract class WebEndpointSettings(string section, int defaultPort)
 {
-    /// <summary>Port of the dashboard's web pages; 0 (the default) turns it off.</summary>
-    public int Port { get; set; }
+    /// <summary>The TCP port; 0 turns the endpoint off.</summary>
+    public int Port { get; set; } = defaultPort;
     /// <summary>The IP address it listens on, or "*" for every interface.</summary>
     public string Host { get; set; } = "127.0.0.1";
 
@@ -94,10 +74,20 @@ public sealed class DashboardSettings
 
     public IEnumerable<string> Problems()
     {
-        if (Port is < 0 or > 65535) yield return $"Dashboard:Port must be 0 (off) or a TCP port, not {Port}";
-        if (Host != "*" && !IPAddress.TryParse(Host, out _)) yield return $"Dashboard:Host must be an IP address or *, not '{Influence.Core.Safety.Echo.Cap(Host)}'";
+        if (Port is < 0 or > 65535) yield return $"{section}:Port must be 0 (off) or a TCP port, not {Port}";
+        if (Host != "*" && !IPAddress.TryParse(Host, out _)) yield return $"{section}:Host must be an IP address or *, not '{Influence.Core.Safety.Echo.Cap(Host)}'";
     }
 }
+
+/// <summary>The Prometheus endpoint, /metrics and /healthz (section "Metrics"; port 9400; the chart listens on "*" behind its NetworkPolicy).</summary>
+public sealed class MetricsSettings() : WebEndpointSettings("Metrics", 9400);
+
+/// <summary>
+/// The Orleans Dashboard (section "Dashboard"): grain calls, silos, reminders, live in a browser.
+/// Off by default (port 0); on loopback unless configured, like the metrics endpoint. It has no
+/// login of its own: expose it beyond loopback only behind something that authenticates.
+/// </summary>
+public sealed class DashboardSettings() : WebEndpointSettings("Dashboard", 0);
 
 /// <summary>Settings a silo cannot start with; each problem names its setting.</summary>
 public sealed class SiloSettingsException(IReadOnlyList<string> problems) : Exception(string.Join("; ", problems))
