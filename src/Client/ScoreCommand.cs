@@ -169,8 +169,13 @@ public static class ScoreCommand
         return settings;
     }
 
-    private static DatasetSpec Source(string path, string? labels, double scale) =>
-        new(InputFile("--train/--test", path), labels is null ? null : InputFile("--train-labels/--test-labels", labels), scale);
+    private static DatasetSpec Source(string path, string? labels, double scale)
+    {
+        // Caught here (exit 2) rather than when the job loads the data.
+        if (labels is null && ArrayDatasetReader.IsNpy(path))
+            throw new ArgumentException($"{Echo.Cap(path)}: a .npy feature array needs its labels: a .npy vector of class indices (--train-labels / --test-labels)");
+        return new(InputFile("--train/--test", path), labels is null ? null : InputFile("--train-labels/--test-labels", labels), scale);
+    }
 
     /// <summary>
     /// An input file as a request names it: store:KEY (an artifact already in the store; the key is
