@@ -21,7 +21,7 @@ public enum JobPhase
 
 /// <summary>What the client polls.</summary>
 [GenerateSerializer, Immutable]
-public sealed class JobStatus
+public sealed record JobStatus
 {
     [Id(0)] public required string JobId { get; init; }
     [Id(1)] public JobPhase Phase { get; init; }
@@ -38,6 +38,8 @@ public sealed class JobStatus
     [Id(9)] public double EtaSeconds { get; init; }
     /// <summary>The silo the coordinator runs on.</summary>
     [Id(10)] public string? Coordinator { get; init; }
+    /// <summary>Failed on its input (data, settings, files): the user's to fix, and the client exits 2, not 1.</summary>
+    [Id(11)] public bool InputRejected { get; init; }
 
     public bool IsFinished => Phase is JobPhase.Completed or JobPhase.Failed or JobPhase.Cancelled;
 }

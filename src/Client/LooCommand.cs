@@ -84,7 +84,7 @@ public static class LooCommand
         Console.WriteLine($"Job {jobId} on the {connection.Description}: remove {request.Settings.Remove}, retrain {string.Join("+", request.Settings.Modes.Select(SettingsJson.Word))}, {request.Settings.Score.TestIndices.Length} test points{(resume is null ? "" : " (resumed)")}");
         var status = await JobRunner.RunLooAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
-        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
+        if (status.Phase == JobPhase.Failed) return ScoreCommand.FailedJob($"job {jobId}", status, $"resume with --resume {jobId}");
 
         output.Export(connection.Store, jobId, Influence.Core.Jobs.ScoreOutputs.Files, "loo_summary.json");
         ReportPage.Write(output, $"influence loo: job {jobId}", ["report.md"], request.Settings.Score);

@@ -221,7 +221,7 @@ public static class ScoreCommand
         Console.WriteLine($"Job {jobId} on the {connection.Description}: {SettingsJson.Word(request.Model)}, method {request.Method}, {request.TestIndices.Length} test points, {request.Shards} shards");
         var status = await JobRunner.RunScoreAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return Fail($"job {jobId} was cancelled", 4);
-        if (status.Phase == JobPhase.Failed) return Fail($"job {jobId} failed: {status.Error}", 1);
+        if (status.Phase == JobPhase.Failed) return FailedJob($"job {jobId}", status);
 
         var written = output.Export(connection.Store, jobId, ScoreOutputs.Files, "summary.json");
         ReportPage.Write(output, $"influence score: job {jobId}", [], request);
@@ -263,6 +263,14 @@ public static class ScoreCommand
 
     /// <summary>Prints a refused setting or input; a <see cref="SettingError"/> names the flags.</summary>
     public static int Fail(Exception e, int code) => Fail(e is SettingError s ? s.Render(Flag) : e.Message, code);
+
+    /// <summary>
+    /// Prints a failed job: exit 2 when it refused its input (data, settings, files; fixing them means
+    /// a new job), 1 otherwise, with <paramref name="resumeHint"/> since finished work is kept.
+    /// </summary>
+    public static int FailedJob(string what, JobStatus status, string? resumeHint = null) => status.InputRejected
+        ? Fail($"{what} refused its input: {status.Error}", 2)
+        : Fail($"{what} failed: {status.Error}{(resumeHint is null ? "" : $" ({resumeHint})")}", 1);
 
     public static int Fail(string message, int code)
     {

@@ -74,7 +74,7 @@ public static class StudyCommand
         Console.WriteLine($"Study {jobId} on the {connection.Description}: {request.Points.Length} configurations");
         var status = await JobRunner.RunStudyAsync(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"study {jobId} was cancelled (resume with --resume {jobId})", 4);
-        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"study {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
+        if (status.Phase == JobPhase.Failed) return ScoreCommand.FailedJob($"study {jobId}", status, $"resume with --resume {jobId}");
         output.Export(connection.Store, jobId, ["study.csv", "study.md"], "study.csv");
         ReportPage.Write(output, $"influence study: job {jobId}", ["study.md"], null);
         Console.WriteLine(File.ReadAllText(Path.Combine(output.FullPath, "study.md")));

@@ -39,7 +39,7 @@ public static class UnitJobCommand
         Console.WriteLine($"Job {jobId} on the {connection.Description}: {describe(request)}{(resume is null ? "" : " (resumed)")}");
         var status = await run(connection, jobId, request, ct);
         if (status.Phase == JobPhase.Cancelled) return ScoreCommand.Fail($"job {jobId} was cancelled (resume with --resume {jobId})", 4);
-        if (status.Phase == JobPhase.Failed) return ScoreCommand.Fail($"job {jobId} failed: {status.Error} (resume with --resume {jobId})", 1);
+        if (status.Phase == JobPhase.Failed) return ScoreCommand.FailedJob($"job {jobId}", status, $"resume with --resume {jobId}");
         output.Export(connection.Store, jobId, ScoreOutputs.Files, finishedFile);
         ReportPage.Write(output, $"influence {kind}: job {jobId}", [finishedFile], scoreOf(request));
         printSummary(output.FullPath);

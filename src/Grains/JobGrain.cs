@@ -132,8 +132,13 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
             return Task.CompletedTask;
         }, Cancellation);
         if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
-        if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"the {what} failed: {s.Error}");
+        if (s.Phase == JobPhase.Failed) throw ChildFailed(s, $"the {what}");
     }
+
+    /// <summary>What a job throws when a job it ran failed: rejected input stays rejected input (exit 2 at the client).</summary>
+    protected static Exception ChildFailed(JobStatus child, string what) => child.InputRejected
+        ? new ArgumentException($"{what} refused its input: {child.Error}")
+        : new InvalidOperationException($"{what} failed: {child.Error}");
 
     /// <summary>Seconds since the stopwatch last restarted; restarts it (a job's phase timings).</summary>
     protected static double Lap(System.Diagnostics.Stopwatch sw)
@@ -170,10 +175,10 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
                 var cause = e is AggregateException { InnerException: { } inner } ? inner : e;
                 // Bad input (data, settings, files) is the user's to fix: its message says what and
                 // where, and a stack trace would only bury it. Anything else is a bug: log it whole.
-                if (cause is ArgumentException or Influence.Core.Data.DataFormatException or InvalidDataException or FileNotFoundException)
-                    LogRejected(JobId, Kind, Influence.Core.Safety.Secrets.Redact(cause.Message));
+                var rejected = cause is ArgumentException or Influence.Core.Data.DataFormatException or InvalidDataException or FileNotFoundException;
+                if (rejected) LogRejected(JobId, Kind, Influence.Core.Safety.Secrets.Redact(cause.Message));
                 else LogFailed(e, JobId, Kind);
-                Tracker.Fail(cause.Message);
+                Tracker.Fail(cause.Message, rejected);
             }
             await Finish();
         };

@@ -50,12 +50,7 @@ public sealed class JobStatusTracker(string jobId, string? coordinator = null, A
     public Task<JobStatus> Snapshot()
     {
         var s = status;
-        return Task.FromResult(new JobStatus
-        {
-            JobId = s.JobId, Phase = s.Phase, Done = s.Done, Total = s.Total, Message = s.Message, Error = s.Error,
-            OutputPrefix = s.OutputPrefix, ElapsedSeconds = Started ? clock.Elapsed.TotalSeconds : s.ElapsedSeconds, Rate = s.Rate, EtaSeconds = s.EtaSeconds,
-            Coordinator = coordinator ?? s.Coordinator,
-        });
+        return Task.FromResult(s with { ElapsedSeconds = Started ? clock.Elapsed.TotalSeconds : s.ElapsedSeconds, Coordinator = coordinator ?? s.Coordinator });
     }
 
     public void Set(JobPhase phase, long done, long total, string message, double rate = 0, double eta = 0, string? outputPrefix = null)
@@ -77,9 +72,9 @@ public sealed class JobStatusTracker(string jobId, string? coordinator = null, A
     /// Marks the job failed, keeping the last message and progress for context. The error is kept
     /// short and free of secrets: it is persisted in the job record and shown to every client.
     /// </summary>
-    public void Fail(string error)
+    public void Fail(string error, bool inputRejected = false)
     {
         var s = status;
-        status = new JobStatus { JobId = jobId, Phase = JobPhase.Failed, Error = Influence.Core.Safety.Echo.Cap(Influence.Core.Safety.Secrets.Redact(error), 1000), Message = s.Message, Done = s.Done, Total = s.Total };
+        status = new JobStatus { JobId = jobId, Phase = JobPhase.Failed, Error = Influence.Core.Safety.Echo.Cap(Influence.Core.Safety.Secrets.Redact(error), 1000), Message = s.Message, Done = s.Done, Total = s.Total, InputRejected = inputRejected };
     }
 }

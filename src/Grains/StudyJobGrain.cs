@@ -50,7 +50,7 @@ public sealed partial class StudyJobGrain(
                 return Task.CompletedTask;
             }, Cancellation);
             if (s.Phase == JobPhase.Cancelled) throw new OperationCanceledException(Cancellation);
-            if (s.Phase == JobPhase.Failed) throw new InvalidOperationException($"configuration {point.Label} failed: {s.Error}");
+            if (s.Phase == JobPhase.Failed) throw ChildFailed(s, $"configuration {point.Label}");
             var row = await executor.Run(() => StudyRow.From(store, id, point.Label, point.Depth, point.Width, point.WeightDecay, point.DampingGiven, point.Seed));
             rows.Add(row);
             await executor.Run(() => { StudyTable.WriteCsv(store, JobKeys.Output(JobId, "study.csv"), rows); return 0; });

@@ -66,7 +66,7 @@ public class BoundaryCommandTests
         Assert.Contains($"store:datasets/{hash}/iris_train.csv", File.ReadAllText(Path.Combine(outDir, "summary.json")), StringComparison.Ordinal);
         // A key that is not there, and one that is not a key, each say so.
         (exit, _, stderr, _) = Run(store, "score", "--train", "store:datasets/0000/none.csv", "--test", IrisTest, "--out", Path.Combine(TempDir(), "o"));
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Contains("'datasets/0000/none.csv' is not in the artifact store", stderr, StringComparison.Ordinal);
         (exit, _, stderr, _) = Run(store, "score", "--train", "store:../../etc/passwd", "--test", IrisTest, "--out", Path.Combine(TempDir(), "o"));
         Assert.Equal(2, exit);
@@ -169,7 +169,7 @@ public class BoundaryCommandTests
         var huge = Path.Combine(dir, "huge.csv");
         File.WriteAllText(huge, "label,a,b\n0,1,2\n1,3," + new string('7', 3_000_000) + "x\n");
         (exit, _, stderr, _) = Run(null, "score", "--train", huge, "--test", huge, "--test-indices", "0", "--out", Path.Combine(dir, "o5"));
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.True(stderr.Length < 2000, $"{stderr.Length} characters of errors");
         Assert.Contains("(3000001 characters)", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
@@ -182,7 +182,7 @@ public class BoundaryCommandTests
         var (exit, _, stderr, _) = Run(null, "score", "--train", Iris, "--test", IrisTest, "--test-indices", "0", "--l2", "0.01", "--out", Path.Combine(dir, "a"));
         Assert.True(exit == 0, stderr);
         (exit, _, stderr, _) = Run(null, "score", "--train", Iris, "--test", IrisTest, "--test-indices", "0", "--l2", "0.02", "--checkpoint", Path.Combine(dir, "a", "checkpoint.json"), "--out", Path.Combine(dir, "b"));
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Contains("they differ in L2 0.01 against 0.02", stderr, StringComparison.Ordinal);
     }
 }

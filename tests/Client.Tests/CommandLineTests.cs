@@ -182,7 +182,7 @@ public class CommandLineTests
         var bad = Path.Combine(dir, "train.csv");
         File.WriteAllText(bad, "label,a,b\n0,1,2\n1,2,3\n0,NaN,1\n");
         var (exit, _, stderr) = Run("score", "--train", bad, "--test", bad, "--test-indices", "0", "--out", Path.Combine(dir, "out"));
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Contains(bad, stderr);
         Assert.Contains("line 4 (row 2), column 2 ('a')", stderr);
         Assert.Contains("not finite", stderr);
