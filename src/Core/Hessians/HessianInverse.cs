@@ -241,8 +241,10 @@ public sealed class HessianInverse : IDisposable
         TensorArchive.Write(store, key, entries);
     }
 
+    /// <summary>The factorisation saved under <paramref name="key"/>, or the one this process handed off under it (<see cref="HandOff"/>).</summary>
     public static HessianInverse Load(IArtifactStore store, string key, Device device)
     {
+        if (HandOff.Process.Take<HessianInverse>(store, key) is { } kept) return kept;
         using var a = TensorArchive.Read(store, key, device);
         var kind = (InverseKind)a.Int("kind");
         if (!Enum.IsDefined(kind)) throw new InvalidDataException($"artifact '{key}': unknown factorisation kind {(int)kind}");

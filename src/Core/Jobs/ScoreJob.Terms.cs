@@ -143,13 +143,13 @@ public sealed partial class ScoreJob
             ? CurvatureProduct(checkpoint, train, unit)
             : Method.RunStage(stage, this, checkpoint, train, unit, progress);
 
-    /// <summary>The sum of tensors stored under the keys (shards' partial sums).</summary>
+    /// <summary>The sum of tensors stored under the keys (shards' partial sums), taking one handed off in memory (<see cref="HandOff"/>) instead of reading it.</summary>
     public Tensor SumStored(IEnumerable<string> keys)
     {
         Tensor? sum = null;
         foreach (var key in keys)
         {
-            var part = ReadTensor(key);
+            var part = HandOff.Process.Take<Tensor>(Store, key) ?? ReadTensor(key);
             if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
         }
         return sum ?? throw new InvalidOperationException("no partial sums to add");

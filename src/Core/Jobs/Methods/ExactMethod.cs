@@ -3,6 +3,7 @@ using Influence.Core.Hessians;
 using Influence.Core.Models;
 using Influence.Core.Objectives;
 using Influence.Core.Scoring;
+using Influence.Core.Storage;
 using static TorchSharp.torch;
 
 namespace Influence.Core.Jobs;
@@ -65,7 +66,10 @@ public sealed class ExactMethod : InfluenceMethod
             if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
             progress?.Report(rows.Count);
         }
-        job.WriteTensor(key, sum!.to(ScalarType.Float64));
+        var partial = sum!.to(ScalarType.Float64);
+        job.WriteTensor(key, partial);
+        // The coordinator sums the partials in place of the first: when it shares this process, it takes this one instead of reading it back.
+        HandOff.Process.Keep(job.Store, key, partial);
         return 0;
     }
 
@@ -78,7 +82,6 @@ public sealed class ExactMethod : InfluenceMethod
         if (job.HasScoreTerms) return job.LoadMethodReport();
         using var scope = NewDisposeScope();
         var (inverse, report) = FactorizeHessian(job, checkpoint, data, units);
-        using var _ = inverse;
         inverse.Save(job.Store, InverseKey(job));
 
         var theta = checkpoint.Theta(Compute.Devices.Default);
@@ -90,6 +93,8 @@ public sealed class ExactMethod : InfluenceMethod
             var rows = queries.narrow(0, q0, Math.Min(QueriesPerSolve, queries.shape[0] - q0));
             rows.copy_(inverse.Solve(rows.t()).t());
         }
+        // The shards' self-influence needs the factor: on this silo they take it instead of reading it back.
+        HandOff.Process.Keep(job.Store, InverseKey(job), inverse);
         return job.FinishPreconditioning(theta, queries, report);
     }
 
