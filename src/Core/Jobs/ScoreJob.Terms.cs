@@ -149,10 +149,17 @@ public sealed partial class ScoreJob
         Tensor? sum = null;
         foreach (var key in keys)
         {
-            var part = HandOff.Process.Take<Tensor>(Store, key) ?? ReadTensor(key);
+            var part = TakeHandedOff(key) ?? ReadTensor(key);
             if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
         }
         return sum ?? throw new InvalidOperationException("no partial sums to add");
+    }
+
+    /// <summary>The tensor handed off under the key, as a tensor of the caller's dispose scope (the kept one is outside every scope).</summary>
+    private Tensor? TakeHandedOff(string key)
+    {
+        using var kept = HandOff.Process.Take<Tensor>(Store, key);
+        return kept?.alias(); // the same memory, owned by the caller's scope
     }
 
     public Tensor ReadTensor(string key) => TensorArchive.ReadOne(Store, key, Device);
