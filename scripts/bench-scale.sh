@@ -46,6 +46,14 @@ t, sc = s["timings_seconds"], s["scoring"]
 f = lambda v, fmt: format(v, fmt) if v is not None else "-"
 print(f"{name:<18} {wall:7.1f} {peak:7.2f} {t['train']:7.1f} {t['prepare']:8.1f} {t['score']:7.1f} {sc['self_influence_seconds']:6.1f} "
       f"{f(sc['pairs_examples_per_second'], '10,.0f')} {f(sc['gemm_examples_per_second'], '10,.0f')} {f(sc['ratio_to_gemm'], '6.2f')}  {s['influence_csv']}")
+# Where the time outside the arithmetic goes: the coordinator's steps (exact method), and the process outside the job.
+d = s["method"]["details"]
+steps = [f"{label} {d[key]:.2f} s" for label, key in [("partials read", "partials_read_seconds"), ("factorisation", "factorization_seconds"),
+         ("eigenvalues", "eigenvalues_seconds"), ("factor write", "factor_write_seconds")] if d.get(key) is not None]
+products = f" ({d['eigenvalue_products']} Krylov products)" if "eigenvalue_products" in d else ""
+done = re.search(r"Done in ([0-9.]+) s", log)
+outside = f"outside the job (process and silo start, outputs, report.html): {wall - float(done.group(1)):.1f} s" if done else ""
+print(f"{'':<18} prepare: {', '.join(steps)}{products}; {outside}")
 EOF
 }
 

@@ -8,6 +8,16 @@ namespace Influence.Core.Hessians;
 public enum InverseKind { Cholesky, Eigen }
 
 /// <summary>
+/// Seconds of a factorisation (Cholesky, or the eigendecomposition that replaces it) and of its
+/// extreme eigenvalues by Krylov, with that Krylov's operator products: the figures the benchmarks quote.
+/// </summary>
+public sealed record FactorizationCost(double FactorSeconds, double SpectrumSeconds, long SpectrumProducts)
+{
+    public FactorizationCost Add(FactorizationCost? other) => other is null ? this
+        : new(FactorSeconds + other.FactorSeconds, SpectrumSeconds + other.SpectrumSeconds, SpectrumProducts + other.SpectrumProducts);
+}
+
+/// <summary>
 /// The inverse of <c>H + δI</c> on the complement of the objective's flat directions U
 /// (the pseudo-inverse there), factorised once. We factor <c>M = H + δI + s·UUᵀ</c> with
 /// <c>s</c> the mean eigenvalue of <c>H + δI</c> on the complement (its trace over P − m): M is
@@ -47,6 +57,8 @@ public sealed class HessianInverse : IDisposable
     /// relative residual of their Krylov Ritz pairs (Cholesky kind; 0 where a full eigendecomposition gave them).
     /// </summary>
     public double EigenvalueResidual { get; private init; }
+    /// <summary>What <see cref="Factorize"/> took (none for a loaded factorisation).</summary>
+    public FactorizationCost? Cost { get; private init; }
     /// <summary>Eigenvalues treated as zero (pseudo-inverse) in the Eigen kind.</summary>
     public int DroppedEigenvalues { get; }
 
@@ -61,12 +73,15 @@ public sealed class HessianInverse : IDisposable
     public static HessianInverse Factorize(Tensor hessian, double damping, Tensor? flat, bool computeSpectrum = true, bool overwrite = false)
     {
         using var scope = NewDisposeScope();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var (m, u, shift) = Shifted(hessian, damping, flat, overwrite);
         var (l, info) = linalg.cholesky_ex(m);
         if (info.ToInt64() == 0)
         {
+            double factorSeconds = clock.Elapsed.TotalSeconds;
             if (!overwrite) m.Dispose(); // L is all that is kept: H, M and L at once would be 1.5 GB at P = 7,850
             double min = double.NaN, max = double.NaN, residual = double.NaN;
+            long products = 0;
             if (computeSpectrum)
             {
                 // Krylov on M and on M⁻¹ (two triangular solves a product): a few dozen P² products,
@@ -77,8 +92,13 @@ public sealed class HessianInverse : IDisposable
                 var top = ExtremeEigenvalue.Largest(product, p, l.dtype, l.device, u);
                 var ofInverse = ExtremeEigenvalue.Largest(v => CholeskySolve(v, l), p, l.dtype, l.device, u);
                 (min, max, residual) = (1 / ofInverse.Value, top.Value, Math.Max(top.RelativeResidual, ofInverse.RelativeResidual));
+                products = top.Products + ofInverse.Products;
             }
-            return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, min, max, 0) { EigenvalueResidual = residual, FlatShift = shift };
+            return new HessianInverse(InverseKind.Cholesky, l.MoveToOuterDisposeScope(), null, u?.MoveToOuterDisposeScope(), damping, min, max, 0)
+            {
+                EigenvalueResidual = residual, FlatShift = shift,
+                Cost = new FactorizationCost(factorSeconds, clock.Elapsed.TotalSeconds - factorSeconds, products),
+            };
         }
 
         var (values, vectors) = linalg.eigh(m);
@@ -87,7 +107,7 @@ public sealed class HessianInverse : IDisposable
         int dropped = (int)tiny.sum().ToInt64();
         var safe = values.masked_fill(tiny, double.PositiveInfinity);
         return new HessianInverse(InverseKind.Eigen, vectors.MoveToOuterDisposeScope(), safe.MoveToOuterDisposeScope(), u?.MoveToOuterDisposeScope(),
-            damping, values[0].ToDouble(), values[-1].ToDouble(), dropped) { FlatShift = shift };
+            damping, values[0].ToDouble(), values[-1].ToDouble(), dropped) { FlatShift = shift, Cost = new FactorizationCost(clock.Elapsed.TotalSeconds, 0, 0) };
     }
 
     /// <summary>The s of M = H + δI + s·UUᵀ... as built: M's eigenvalue on the flat directions.</summary>

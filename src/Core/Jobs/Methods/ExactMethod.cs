@@ -82,10 +82,29 @@ public sealed class ExactMethod : InfluenceMethod
         if (job.HasScoreTerms) return job.LoadMethodReport();
         using var scope = NewDisposeScope();
         var (inverse, report) = FactorizeHessian(job, checkpoint, data, units);
-        inverse.Save(job.Store, InverseKey(job));
-
         var theta = checkpoint.Theta(Compute.Devices.Default);
-        var queries = job.QueryGradients(checkpoint, data, theta).to(ScalarType.Float64); // Q × P, preconditioned in place
+        Tensor queries;
+        try
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            inverse.Save(job.Store, InverseKey(job));
+            report.Details["factor_write_seconds"] = MethodReport.Number(clock.Elapsed.TotalSeconds);
+            queries = Precondition(job, checkpoint, data, theta, inverse);
+        }
+        catch
+        {
+            inverse.Dispose();
+            throw;
+        }
+        // The shards' self-influence needs the factor: on this silo they take it instead of reading it back.
+        HandOff.Process.Keep(job.Store, InverseKey(job), inverse);
+        return job.FinishPreconditioning(theta, queries, report);
+    }
+
+    /// <summary>The queries H⁻¹∇L(test_q), Q × P.</summary>
+    private static Tensor Precondition(ScoreJob job, Checkpoint checkpoint, TrainTestData data, Tensor theta, HessianInverse inverse)
+    {
+        var queries = job.QueryGradients(checkpoint, data, theta).to(ScalarType.Float64); // preconditioned in place
         // A block of queries at a time: the solve's copies of a 10,000 × 7,850 block are 0.6 GB each.
         for (long q0 = 0; q0 < queries.shape[0]; q0 += QueriesPerSolve)
         {
@@ -93,9 +112,7 @@ public sealed class ExactMethod : InfluenceMethod
             var rows = queries.narrow(0, q0, Math.Min(QueriesPerSolve, queries.shape[0] - q0));
             rows.copy_(inverse.Solve(rows.t()).t());
         }
-        // The shards' self-influence needs the factor: on this silo they take it instead of reading it back.
-        HandOff.Process.Keep(job.Store, InverseKey(job), inverse);
-        return job.FinishPreconditioning(theta, queries, report);
+        return queries;
     }
 
     /// <summary>
@@ -108,7 +125,9 @@ public sealed class ExactMethod : InfluenceMethod
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var sum = job.SumStored(units.Select(u => PartialHessianKey(job, u.Start, u.End)));
+        double readSeconds = clock.Elapsed.TotalSeconds;
         var mask = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64);
         var h = ExactHessian.Assemble(sum, data.Train.Count, mask);
         var flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64);
@@ -117,6 +136,7 @@ public sealed class ExactMethod : InfluenceMethod
         string dampingRule = "given";
         // H is factorised in its own memory: H, a copy and the factor would be three P×P matrices.
         var inverse = HessianInverse.Factorize(h, damping, flat, overwrite: true);
+        var cost = inverse.Cost!;
         if (settings.AutoDamping)
         {
             // The undamped spectrum picks δ; refactorise only when δ is not 0.
@@ -126,6 +146,7 @@ public sealed class ExactMethod : InfluenceMethod
                 inverse.Unshift(h);
                 inverse.Dispose();
                 inverse = HessianInverse.Factorize(h, damping, flat, overwrite: true);
+                cost = cost.Add(inverse.Cost);
             }
         }
         // The factorisation's eigenvalues are of H + δI (on the complement of the flat directions).
@@ -138,6 +159,11 @@ public sealed class ExactMethod : InfluenceMethod
             : "the full eigendecomposition (H + δI is not positive definite)";
         report.Details["damping_rule"] = dampingRule;
         report.Details["eigenvalues_of"] = spec.HasFlatDirection ? "H restricted to the complement of the flat direction" : "H";
+        // Where the coordinator's time goes (docs/benchmarks.md): the silos' partials read or handed over, the factorisation, the eigenvalues.
+        report.Details["partials_read_seconds"] = MethodReport.Number(readSeconds);
+        report.Details["factorization_seconds"] = MethodReport.Number(cost.FactorSeconds);
+        report.Details["eigenvalues_seconds"] = MethodReport.Number(cost.SpectrumSeconds);
+        report.Details["eigenvalue_products"] = cost.SpectrumProducts;
         if (min + damping <= 0) report.Warnings.Add($"H + δI is not positive definite (λ_min + δ = {min + damping:E3}): the pseudo-inverse on its eigendecomposition was used; use --damping auto");
         inverse.DetachFromDisposeScope();
         return (inverse, report);
