@@ -135,9 +135,12 @@ public abstract partial class JobGrain<TRequest>(IPersistentState<JobRecord<TReq
         if (s.Phase == JobPhase.Failed) throw ChildFailed(s, $"the {what}");
     }
 
-    /// <summary>What a job throws when a job it ran failed: rejected input stays rejected input (exit 2 at the client).</summary>
+    /// <summary>
+    /// What a job throws when a job it ran failed: rejected input stays rejected input (exit 2 at the
+    /// client), with the child's message as it is (it names the file and row; the client says the job refused its input).
+    /// </summary>
     protected static Exception ChildFailed(JobStatus child, string what) => child.InputRejected
-        ? new ArgumentException($"{what} refused its input: {child.Error}")
+        ? new ArgumentException(child.Error)
         : new InvalidOperationException($"{what} failed: {child.Error}");
 
     /// <summary>Seconds since the stopwatch last restarted; restarts it (a job's phase timings).</summary>
