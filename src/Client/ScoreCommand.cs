@@ -65,6 +65,7 @@ public static class ScoreCommand
     public static readonly Option<double> LissaScale = new("--lissa-scale") { Description = "lissa: scale s > λ_max + δ (0: 3·(λ_max + δ) from Arnoldi)", DefaultValueFactory = _ => M.LissaScale };
     public static readonly Option<string> FisherLabelsOpt = new("--fisher-labels") { Description = $"kfac, ekfac: {Words<FisherLabels>()} (sampled is the true Fisher)", DefaultValueFactory = _ => SettingsJson.Word(M.FisherLabels) };
     public static readonly Option<int> ProjectionDim = new("--projection-dim") { Description = "trak: dimension k of the random projection of per-example gradients", DefaultValueFactory = _ => M.ProjectionDim };
+    public static readonly Option<string> NewtonInverseOpt = new("--newton-inverse") { Description = $"newton-step on a network: the inverse its per-row Woodbury step updates, {Words<NewtonInverse>()} (auto: exact up to {Influence.Core.Hessians.ExactHessian.MaxParameters:N0} parameters, ekfac beyond)", DefaultValueFactory = _ => SettingsJson.Word(M.NewtonInverse) };
     public static readonly Option<string> ProjectionOpt = new("--projection") { Description = $"trak: {Words<ProjectionKind>()} (seeded by --method-seed)", DefaultValueFactory = _ => SettingsJson.Word(M.Projection) };
     public static readonly Option<bool> SolveSelfInfluence = new("--solve-self-influence") { Description = $"{MethodsWhere(m => m.SelfInfluenceSource == SelfInfluenceSource.Solves)}: also solve for every training example's self-influence (one solve each)" };
     public static readonly Option<int> QueryRank = new("--query-rank") { Description = "Score with each preconditioned query's per-layer block at this rank (0: exact); cheaper for many queries on wide layers", DefaultValueFactory = _ => M.QueryRank };
@@ -86,7 +87,7 @@ public static class ScoreCommand
     [
         Train, Test, TrainLabels, TestLabels, PixelScale, Model, Hidden, Conv, Image, ActivationOpt, L2, DecayOn, DType, Seed, Method, Damping,
         TestIndices, Shards, TopK, BatchSize, Dense, InfluenceCsv, MemoryBudget, CurvatureOpt, CgTolerance, CgMaxIterations, ArnoldiIterations, ArnoldiTop,
-        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
+        LissaDepth, LissaRepeats, LissaBatch, LissaScale, FisherLabelsOpt, NewtonInverseOpt, ProjectionDim, ProjectionOpt, SolveSelfInfluence, QueryRank, MethodSeed, OptimizerOpt, LearningRate, Epochs, TrainBatch,
         CheckpointEvery, CheckpointOpt, WeightsOpt, WeightsMap, TrainFromWeights, Out, Overwrite, Cluster, Store, Verbose,
     ];
 
@@ -136,6 +137,7 @@ public static class ScoreCommand
                 ArnoldiIterations = p.GetValue(ArnoldiIterations), ArnoldiTop = p.GetValue(ArnoldiTop),
                 LissaDepth = p.GetValue(LissaDepth), LissaRepeats = p.GetValue(LissaRepeats), LissaBatch = p.GetValue(LissaBatch), LissaScale = p.GetValue(LissaScale),
                 FisherLabels = SettingsJson.Parse<FisherLabels>(p.GetValue(FisherLabelsOpt)!, "--fisher-labels"),
+                NewtonInverse = SettingsJson.Parse<NewtonInverse>(p.GetValue(NewtonInverseOpt)!, "--newton-inverse"),
                 MethodSeed = p.GetValue(MethodSeed),
                 ProjectionDim = p.GetValue(ProjectionDim),
                 Projection = SettingsJson.Parse<ProjectionKind>(p.GetValue(ProjectionOpt)!, "--projection"),

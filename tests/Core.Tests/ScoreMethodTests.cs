@@ -470,6 +470,7 @@ public class ScoreMethodTests
         var linear = Run(Settings(Methods.NewtonStepLinear, s => s with { Damping = damping, Checkpoint = TrainedBy(newton) }));
         var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping, Checkpoint = TrainedBy(newton) }));
         Assert.Empty(newton.Report.Warnings);
+        Assert.Equal("exact", newton.Report.Details["inverse"]!.GetValue<string>()); // auto, at 51 parameters
         using var scope = NewDisposeScope();
         var (spec, theta, train, test) = Reload(newton, "mlp");
         long n = train.Count;
@@ -487,6 +488,59 @@ public class ScoreMethodTests
             return (linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1), leaveOut);
         });
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
+    }
+
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    public void Newton_step_with_EK_FAC_equals_the_explicit_Woodbury_step_on_EK_FACs_matrix(string model)
+    {
+        const double damping = 1e-3;
+        // Empirical labels: the factors do not depend on how rows fall into shards, so the oracle can sum them over all rows at once.
+        var options = new MethodOptions { NewtonInverse = NewtonInverse.Ekfac, FisherLabels = FisherLabels.Empirical };
+        var newton = Run(Settings(Methods.NewtonStep, s => s with { Damping = damping, Shards = 2, Options = options }, model));
+        var linear = Run(Settings(Methods.NewtonStepLinear, s => s with { Damping = damping, Options = options, Checkpoint = TrainedBy(newton) }, model));
+        var ekfac = Run(Settings(Methods.Ekfac, s => s with { Damping = damping, Options = options, Checkpoint = TrainedBy(newton) }, model));
+        Assert.Equal("ekfac", newton.Report.Details["inverse"]!.GetValue<string>());
+        using var scope = NewDisposeScope();
+        var (spec, theta, train, test) = Reload(newton, model);
+        long n = train.Count, p = spec.ParameterCount;
+        // The oracle: EK-FAC's matrix F + (λ + δ)I written out (the inverse of its solve applied to I),
+        // less the removed row's Gauss-Newton term JᵀAJ/N (autograd Jacobian), solved directly.
+        using var sums = KfacFactorSums.Accumulate(spec, theta, train, FisherLabels.Empirical, 0);
+        using var factors = KroneckerFactors.FromSums(spec, sums);
+        factors.SetCorrections(factors.CorrectionSums(theta, train, FisherLabels.Empirical, 0), n);
+        var matrix = linalg.inv(factors.Solve(eye(p, dtype: ScalarType.Float64), damping, ekfac: true));
+        matrix = matrix.add(matrix.t()).div(2);
+        AssertExplicitNewtonSteps(newton, linear, spec, theta, train, test, [0, 11, (int)n - 1], 1e-8, j =>
+        {
+            using var row = train.Rows(j, 1);
+            var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
+                Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList()); // C × P
+            var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
+            var g = ShardScorer.Gradients(spec, theta, row).squeeze(0);
+            var leaveOut = matrix.sub(jacobian.t().matmul(a).matmul(jacobian).div(n));
+            return (linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1), leaveOut);
+        });
+        Assert.True(MaxRelativeError(newton.Influence, ekfac.Influence) > 1e-4, "newton-step equals EK-FAC's influence");
+        Assert.True(MaxRelativeError(linear.Influence, ekfac.Influence) > 1e-4, "newton-step-linear equals EK-FAC's influence");
+    }
+
+    [Fact]
+    public void Newton_step_takes_EK_FAC_beyond_the_exact_size_unless_told_otherwise()
+    {
+        var small = ModelSpec.Mlp(4, 3, [6], Activation.Tanh, 1e-2, DecayOn.All);
+        var large = ModelSpec.Mlp(784, 10, [64], Activation.Tanh, 1e-2, DecayOn.All);
+        Assert.True(large.ParameterCount > ExactHessian.MaxParameters);
+        var method = Methods.Get(Methods.NewtonStep);
+        var auto = Settings(Methods.NewtonStep);
+        method.CheckJob(auto, large); // auto: EK-FAC, any size
+        method.CheckJob(auto, small);
+        var exact = auto with { Options = new MethodOptions { NewtonInverse = NewtonInverse.Exact } };
+        Assert.Contains("12,000", Assert.ThrowsAny<ArgumentException>(() => method.CheckJob(exact, large)).Message);
+        var logreg = ModelSpec.LogisticRegression(4, 3, 1e-2);
+        var ekfacOnLogreg = auto with { Options = new MethodOptions { NewtonInverse = NewtonInverse.Ekfac } };
+        Assert.Contains("for networks", Assert.Throws<ArgumentException>(() => method.CheckJob(ekfacOnLogreg, logreg)).Message);
     }
 
     /// <summary>

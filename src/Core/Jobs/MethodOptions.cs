@@ -36,6 +36,8 @@ public sealed record MethodOptions
     public int QueryRank { get; init; }
     /// <summary>cg, lissa: solve (H + δI)x = ∇L(z) for every training example too, for its self-influence (N more solves).</summary>
     public bool SolveSelfInfluence { get; init; }
+    /// <summary>newton-step on a network: the curvature whose inverse each row's Woodbury step updates (auto: the exact Hessian up to its size limit, EK-FAC beyond).</summary>
+    public NewtonInverse NewtonInverse { get; init; } = NewtonInverse.Auto;
     /// <summary>Seed of Arnoldi's start vector, LiSSA's batches, the sampled Fisher labels and TRAK's projection.</summary>
     public int MethodSeed { get; init; }
 
@@ -51,6 +53,17 @@ public sealed record MethodOptions
         if (ProjectionDim < 1) throw new SettingError($"{N(nameof(ProjectionDim))} must be ≥ 1, not {ProjectionDim}");
         if (!(LissaScale >= 0) || double.IsInfinity(LissaScale)) throw new SettingError($"{N(nameof(LissaScale))} must be a finite number ≥ 0 (0 = automatic), not {LissaScale}");
     }
+}
+
+/// <summary>The inverse curvature newton-step updates by Woodbury on a network (logistic regression always has its exact Hessian).</summary>
+public enum NewtonInverse
+{
+    /// <summary>The exact Hessian up to <see cref="ExactHessian.MaxParameters"/> parameters, EK-FAC beyond.</summary>
+    Auto,
+    /// <summary>The exact Hessian (P ≤ <see cref="ExactHessian.MaxParameters"/>).</summary>
+    Exact,
+    /// <summary>EK-FAC's Kronecker-factored Fisher plus λ and δ, per layer (any size).</summary>
+    Ekfac,
 }
 
 /// <summary>How the score job trains θ̂: full batch to a tight optimum (influence functions' assumption), or minibatch SGD/Adam with checkpoints (TracIn's).</summary>

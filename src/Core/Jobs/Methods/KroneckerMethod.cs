@@ -34,22 +34,29 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
     {
+        await RunFactorStages(job, checkpoint, stages, progress);
+        int rank = job.Settings.Options.QueryRank;
+        progress?.Report($"preconditioning the {job.Settings.TestIndices.Length:N0} queries{(rank > 0 ? $" and truncating them to rank {rank}" : "")}");
+        return await stages.Compute(() => Finish(job, checkpoint, data, stages.Ranges.Count));
+    }
+
+    /// <summary>The shards' factor sums, the coordinator's eigendecomposition, and EK-FAC's correction sums (each step skipped when done).</summary>
+    internal async Task RunFactorStages(ScoreJob job, Checkpoint checkpoint, IScoreStages stages, IProgress<string>? progress)
+    {
         int shards = stages.Ranges.Count;
         await stages.RunShards(FactorSumsStage, 0, stages.Ranges);
         progress?.Report("eigendecomposing the Kronecker factors");
         await stages.Compute(() => { CombineFactors(job, checkpoint, shards); return 0; });
         if (eigenvalueCorrected) await stages.RunShards(CorrectionSumsStage, 0, stages.Ranges);
-        int rank = job.Settings.Options.QueryRank;
-        progress?.Report($"preconditioning the {job.Settings.TestIndices.Length:N0} queries{(rank > 0 ? $" and truncating them to rank {rank}" : "")}");
-        return await stages.Compute(() => Finish(job, checkpoint, data, shards));
     }
+
+    /// <summary>Whether <paramref name="stage"/> is one of <see cref="RunFactorStages"/>'s shard stages.</summary>
+    internal bool OwnsStage(string stage) => stage == FactorSumsStage || (eigenvalueCorrected && stage == CorrectionSumsStage);
 
     public override long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress)
     {
-        string key;
-        if (stage == FactorSumsStage) key = FactorSumsKey(job, unit.Index);
-        else if (stage == CorrectionSumsStage && eigenvalueCorrected) key = CorrectionSumsKey(job, unit.Index);
-        else return base.RunStage(stage, job, checkpoint, train, unit, progress);
+        if (!OwnsStage(stage)) return base.RunStage(stage, job, checkpoint, train, unit, progress);
+        string key = stage == FactorSumsStage ? FactorSumsKey(job, unit.Index) : CorrectionSumsKey(job, unit.Index);
         if (job.Store.Exists(key)) return 0;
         using var scope = NewDisposeScope();
         var device = Compute.Devices.Default;
@@ -96,7 +103,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     }
 
     /// <summary>The factors, with EK-FAC's corrected eigenvalues where this is EK-FAC.</summary>
-    private KroneckerFactors LoadPreconditioner(ScoreJob job, ModelSpec spec)
+    internal KroneckerFactors LoadPreconditioner(ScoreJob job, ModelSpec spec)
     {
         var factors = LoadFactors(job, spec);
         if (!eigenvalueCorrected) return factors;
@@ -114,8 +121,24 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     {
         if (job.HasScoreTerms) return job.LoadMethodReport();
         using var scope = NewDisposeScope();
+        var (factors, report) = LoadWithReport(job, checkpoint.Spec, shards);
+        using (factors)
+        {
+            // Block by block (and straight to rank-r factors with --query-rank): 10,000 queries of a
+            // 200k-parameter MLP would be 8 GB as one Q×P matrix.
+            var theta = checkpoint.Theta(Compute.Devices.Default);
+            return job.FinishPreconditioning(checkpoint, data, theta, g => factors.PreconditionRows(g, report.Damping, eigenvalueCorrected), report);
+        }
+    }
+
+    /// <summary>
+    /// Coordinator step: EK-FAC's corrected eigenvalues added from the shards' sums (once), the
+    /// preconditioner loaded, and its report: the damping (given, or Kronfluence's 0.1 × the mean
+    /// eigenvalue), the eigenvalue range and the factors' details.
+    /// </summary>
+    internal (KroneckerFactors Factors, MethodReport Report) LoadWithReport(ScoreJob job, ModelSpec spec, int shards)
+    {
         var device = Compute.Devices.Default;
-        var spec = checkpoint.Spec;
         var settings = job.Settings;
         if (eigenvalueCorrected && !job.Store.Exists(CorrectionsKey(job)))
         {
@@ -129,8 +152,8 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
             }
             KroneckerFactors.WriteSums(job.Store, CorrectionsKey(job), count, sums!);
         }
-        using var factors = LoadPreconditioner(job, spec);
-        var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, eigenvalueCorrected).flatten()).ToArray());
+        var factors = LoadPreconditioner(job, spec);
+        using var eigenvalues = cat(spec.Layers.Select((_, l) => factors.Eigenvalues(l, eigenvalueCorrected).flatten()).ToArray());
         double mean = eigenvalues.mean().ToDouble();
         var report = new MethodReport(settings.AutoDamping ? DampingChoice.FromMeanEigenvalue(mean) : settings.Damping)
         {
@@ -144,10 +167,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         report.Details["layers"] = new JsonArray(spec.Layers.Select(l => (JsonNode)$"{l.Out}x{l.In + 1}").ToArray());
         if (spec.DecayOn == DecayOn.Weights && spec.L2 > 0)
             report.Warnings.Add("the weight decay λ is added on every layer parameter, biases included (they are unpenalised in the objective): a small approximation");
-        // Block by block (and straight to rank-r factors with --query-rank): 10,000 queries of a
-        // 200k-parameter MLP would be 8 GB as one Q×P matrix.
-        var theta = checkpoint.Theta(device);
-        return job.FinishPreconditioning(checkpoint, data, theta, g => factors.PreconditionRows(g, report.Damping, eigenvalueCorrected), report);
+        return (factors, report);
     }
 
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) =>

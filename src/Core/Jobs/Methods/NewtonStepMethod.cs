@@ -31,22 +31,38 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
 {
     public override string Name => linearised ? Methods.NewtonStepLinear : Methods.NewtonStep;
     public override string Summary => linearised
-        ? "newton-step with the test loss linearised at θ̂: the removed example's own curvature alone (logistic regression; networks of up to the exact method's size)"
-        : "one Newton step of each leave-one-out objective from θ̂ with its own curvature (Woodbury on the exact Hessian), the test loss evaluated there: second-order leave-one-out (logistic regression; networks of up to the exact method's size)";
+        ? "newton-step with the test loss linearised at θ̂: the removed example's own curvature alone"
+        : "one Newton step of each leave-one-out objective from θ̂ with its own curvature (Woodbury on the exact Hessian, or on EK-FAC's for networks beyond its size), the test loss evaluated there: second-order leave-one-out";
     public override SelfInfluenceSource SelfInfluenceSource => SelfInfluenceSource.Preconditioner;
     public override bool IsSeeded => false;
     public override bool ScoresWithGradients => false;
-    /// <summary>Logistic regression only (for now): a default comparison on a network would be refused.</summary>
+    /// <summary>Its test loss is evaluated by a forward pass per training row on a network: too costly to run unasked.</summary>
     public override bool InDefaultComparison => false;
 
     private static readonly ExactMethod Exact = new();
+    private static readonly KroneckerMethod Ekfac = new(eigenvalueCorrected: true);
     private static string StateKey(ScoreJob job) => job.WorkKey("newton-step.safetensors");
 
-    public override void CheckSize(ModelSpec spec) => Exact.CheckSize(spec);
+    /// <summary>Whether this job's network rows update EK-FAC's inverse (--newton-inverse) rather than the exact Hessian's.</summary>
+    internal static bool UsesEkfac(ScoreSettings settings, ModelSpec spec) => !spec.IsLogisticRegression && settings.Options.NewtonInverse switch
+    {
+        NewtonInverse.Ekfac => true,
+        NewtonInverse.Exact => false,
+        _ => spec.ParameterCount > ExactHessian.MaxParameters,
+    };
+
+    /// <summary>Logistic regression needs its exact Hessian; a network of any size has EK-FAC's.</summary>
+    public override void CheckSize(ModelSpec spec)
+    {
+        if (spec.IsLogisticRegression) Exact.CheckSize(spec);
+    }
 
     public override void CheckJob(ScoreSettings settings, ModelSpec spec)
     {
-        CheckSize(spec);
+        if (spec.IsLogisticRegression && settings.Options.NewtonInverse == NewtonInverse.Ekfac)
+            throw new ArgumentException("--newton-inverse ekfac is for networks: logistic regression's newton-step has its exact Hessian in closed form");
+        if (UsesEkfac(settings, spec)) return; // the queries are preconditioned in blocks, as for ekfac
+        Exact.CheckSize(spec);
         // Logistic regression holds Q·C preconditioned logit directions of P float64 (a network, Q test gradients).
         double bytes = (double)settings.TestIndices.Length * (spec.IsLogisticRegression ? spec.OutputDim : 1) * spec.ParameterCount * 8;
         if (bytes > settings.MemoryBudgetMb * (double)(1 << 20))
@@ -56,6 +72,12 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
 
     public override async Task<MethodReport> PrepareAsync(ScoreJob job, Checkpoint checkpoint, TrainTestData data, IScoreStages stages, IProgress<string>? progress)
     {
+        if (UsesEkfac(job.Settings, checkpoint.Spec))
+        {
+            await Ekfac.RunFactorStages(job, checkpoint, stages, progress);
+            progress?.Report($"preconditioning the {job.Settings.TestIndices.Length:N0} queries with EK-FAC");
+            return await stages.Compute(() => FinishEkfac(job, checkpoint, data, stages.Ranges.Count));
+        }
         var units = await stages.PerSiloRanges();
         if (!job.HasScoreTerms) await stages.RunShards(ExactMethod.PartialHessianStage, 0, units);
         long p = checkpoint.Spec.ParameterCount;
@@ -64,9 +86,9 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     }
 
     public override long RunStage(string stage, ScoreJob job, Checkpoint checkpoint, Dataset train, ShardUnit unit, IProgress<long>? progress) =>
-        stage == ExactMethod.PartialHessianStage
-            ? Exact.RunStage(stage, job, checkpoint, train, unit, progress)
-            : base.RunStage(stage, job, checkpoint, train, unit, progress);
+        stage == ExactMethod.PartialHessianStage ? Exact.RunStage(stage, job, checkpoint, train, unit, progress)
+        : Ekfac.OwnsStage(stage) ? Ekfac.RunStage(stage, job, checkpoint, train, unit, progress)
+        : base.RunStage(stage, job, checkpoint, train, unit, progress);
 
     /// <summary>
     /// Coordinator step: H + δI factorised as for the exact method, its pseudo-inverse H⁺ formed,
@@ -88,7 +110,8 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         report.Details["second_order"] = spec.IsLogisticRegression
             ? "Woodbury on H + δI − ∇²L(z)/N per training example (the removed example's curvature)"
             : "Woodbury on H + δI − JᵀAJ/N per training example (the removed example's Gauss-Newton curvature), H the exact Hessian";
-        report.Details["test_loss"] = linearised ? "linearised at θ̂" : "evaluated at the Newton step";
+        report.Details["test_loss"] = TestLoss;
+        report.Details["inverse"] = "exact";
         if (!spec.IsLogisticRegression)
         {
             // A network's shards need H⁺ itself, the test rows and their gradients.
@@ -112,6 +135,31 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
             new("test_labels", test.Y.to(ScalarType.Float64)),
         ]);
         return job.FinishPreconditioning(theta, queries, report);
+    }
+
+    private string TestLoss => linearised ? "linearised at θ̂" : "evaluated at the Newton step";
+
+    /// <summary>
+    /// Coordinator step with EK-FAC's inverse (a network beyond the exact size, or asked for): the
+    /// factors and their report as for ekfac, the test rows for the shards' forward passes, and the
+    /// queries preconditioned by (F̂ + (λ + δ)I)⁻¹ in blocks (the first-order influence's).
+    /// </summary>
+    private MethodReport FinishEkfac(ScoreJob job, Checkpoint checkpoint, TrainTestData data, int shards)
+    {
+        if (job.HasScoreTerms) return job.LoadMethodReport();
+        using var scope = NewDisposeScope();
+        var spec = checkpoint.Spec;
+        var (factors, report) = Ekfac.LoadWithReport(job, spec, shards);
+        using (factors)
+        {
+            report.Details["second_order"] = "Woodbury on EK-FAC's F + (λ + δ)I − JᵀAJ/N per training example (the removed example's Gauss-Newton curvature), layer by layer in the Kronecker eigenbasis";
+            report.Details["test_loss"] = TestLoss;
+            report.Details["inverse"] = "ekfac";
+            var device = Devices.Default;
+            using var test = DataTensors.From(data.Test.Select(job.Settings.TestIndices), spec, device);
+            TensorArchive.Write(job.Store, StateKey(job), [new("test_inputs", test.X.to(ScalarType.Float64)), new("test_labels", test.Y.to(ScalarType.Float64))]);
+            return job.FinishPreconditioning(checkpoint, data, checkpoint.Theta(device), g => factors.PreconditionRows(g, report.Damping, ekfac: true), report);
+        }
     }
 
     /// <summary>The Q·C directions e_c ⊗ x̄_t in θ's layout (W row-major, then the biases): Q·C × P.</summary>
@@ -147,8 +195,11 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
     }
 
     /// <summary>What the shards read (<see cref="Finish"/>), once per plan.</summary>
-    private sealed class State(ModelSpec spec, TensorArchive archive) : IDisposable
+    private sealed class State(ModelSpec spec, TensorArchive archive, KroneckerFactors? factors = null, double damping = 0) : IDisposable
     {
+        // A network's with EK-FAC's inverse: the factors and the damping (with the test rows below).
+        public readonly KroneckerFactors? Factors = factors;
+        public readonly double Damping = damping;
         // Logistic regression's closed form.
         public readonly Tensor? ClassBlocks = archive.TakeOptional("class_blocks");
         public readonly PerExampleGradients.Queries? LogitQueries = archive.Has("logit_queries") ? new(spec, archive["logit_queries"]) : null;
@@ -164,12 +215,15 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         {
             foreach (var t in new[] { ClassBlocks, TestProbabilities, TestResiduals, Inverse, TestGradients, TestInputs, TestLabels }) t?.Dispose();
             LogitQueries?.Dispose();
+            Factors?.Dispose();
             archive.Dispose();
         }
     }
 
     public override IDisposable? LoadScoringState(ScoreJob job, Checkpoint checkpoint) =>
-        new State(checkpoint.Spec, TensorArchive.Read(job.Store, StateKey(job), Devices.Default));
+        UsesEkfac(job.Settings, checkpoint.Spec)
+            ? new State(checkpoint.Spec, TensorArchive.Read(job.Store, StateKey(job), Devices.Default), Ekfac.LoadPreconditioner(job, checkpoint.Spec), job.LoadMethodReport().Damping)
+            : new State(checkpoint.Spec, TensorArchive.Read(job.Store, StateKey(job), Devices.Default));
 
     /// <summary>The self-influence comes from <see cref="ScoreRows"/> with the rest (the leverage-corrected form).</summary>
     public override SelfInfluence? SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) => null;
@@ -209,6 +263,8 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
                 var firstPieces = new PerExampleGradients.Pieces([batch.X.to(ScalarType.Float64)], [step.Residuals]);
                 first = PerExampleGradients.DotWithQueries(spec64, firstPieces, firstOrderQueries).div(trainCount); // B × Q
             }
+            else if (state.Factors is not null)
+                (step, change, first) = EkfacStep(spec, theta, batch, state, trainCount, firstOrderQueries);
             else
                 (step, change, first) = NetworkStep(spec, theta, batch, state, trainCount);
             differenceSquares.add_(change.sub(first).square().sum(0L, false));
@@ -298,18 +354,82 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var steps = e.transpose(1, 2).bmm(w.unsqueeze(2)).squeeze(2).div(trainCount);          // B × P
         var firstSteps = e.transpose(1, 2).bmm(r.unsqueeze(2)).squeeze(2).div(trainCount);    // B × P
         var first = firstSteps.matmul(state.TestGradients!.t());                               // B × Q
+        var change = linearised ? steps.matmul(state.TestGradients!.t()) : TestLossChanges(spec, theta, steps, state);
+        return (new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount)), change, first);
+    }
+
+    /// <summary>Each test point's loss at θ̂ + Δθ_b less its loss at θ̂, for every row b of <paramref name="steps"/> (B × P): B × Q, one forward pass of the test points per row.</summary>
+    private static Tensor TestLossChanges(ModelSpec spec, Tensor theta, Tensor steps, State state)
+    {
+        var theta64 = theta.to(ScalarType.Float64);
+        var inputs = state.TestInputs!.to(spec.ScalarType);
+        var labels = state.TestLabels.to(spec.IsBinary ? spec.ScalarType : ScalarType.Int64);
+        var before = Objective.PerExampleLoss(spec, Network.Logits(spec, theta, inputs), labels).to(ScalarType.Float64);
+        return stack(Enumerable.Range(0, (int)steps.shape[0]).Select(b =>
+        {
+            var moved = theta64.add(steps[b]).to(spec.ScalarType);
+            return Objective.PerExampleLoss(spec, Network.Logits(spec, moved, inputs), labels).to(ScalarType.Float64).sub(before);
+        }).ToList());
+    }
+
+    /// <summary>
+    /// A network's rows with EK-FAC's inverse H̃⁻¹, H̃ = Q(Λ + λ + δ)Qᵀ per layer, without any P×P
+    /// or C×P matrix per row. Each logit's per-example gradient of a Linear layer is δ_c āᵀ (summed
+    /// over positions for a convolution), which the eigenbasis rotates to (Q_Sᵀδ_c)(Q_Aᵀā)ᵀ, so
+    /// S = J H̃⁻¹ Jᵀ (C×C) is Σ_layers Σ_ik d̂_ci d̂_c'i â_k² / (Λ_ik + λ + δ). Then w = (I − A S/N)⁻¹ r
+    /// as for the exact Hessian; the step Δθ = H̃⁻¹Jᵀw/N is the per-example gradient with w in place
+    /// of the residuals r (the output gradients are linear in the logits' cotangent), so the
+    /// linearised change is its dot product with the preconditioned queries H̃⁻¹∇L_test, and the
+    /// evaluated one preconditions Δθ row by row and runs the test points forward at θ̂ + Δθ.
+    /// </summary>
+    private (NewtonPieces Step, Tensor Change, Tensor First) EkfacStep(ModelSpec spec, Tensor theta, DataTensors batch, State state, double trainCount,
+        PerExampleGradients.Queries queries)
+    {
+        var factors = state.Factors!;
+        long len = batch.Count;
+        int c = spec.OutputDim, layers = spec.Layers.Count;
+        var spec64 = spec with { Precision = Precision.Float64 };
+        // The rows of each example's Jacobian as layer pieces: one backward pass per logit.
+        var perLogit = Enumerable.Range(0, c).Select(k => PerExampleGradients.Backward(spec, theta, batch.X, z => z.select(1, k).sum())).ToArray();
+        var inputs = perLogit[0].Inputs.Select(t => t.to(ScalarType.Float64)).ToArray();
+        var outputs = Enumerable.Range(0, layers).Select(l => stack(perLogit.Select(p => p.OutputGradients[l].to(ScalarType.Float64)).ToList(), 1)).ToArray(); // B × C × (L ×) Out
+        var s = zeros(len, c, c, dtype: ScalarType.Float64, device: theta.device);
+        for (int l = 0; l < layers; l++)
+        {
+            var rotatedInputs = KfacFactorSums.Augment(inputs[l]).matmul(factors.QA[l]);   // B × (L ×) (In+1)
+            var rotatedOutputs = outputs[l].matmul(factors.QS[l]);                         // B × C × (L ×) Out
+            var inverse = factors.Eigenvalues(l, ekfac: true).add(spec.L2 + state.Damping).reciprocal(); // Out × (In+1)
+            if (inputs[l].dim() == 3)
+            {
+                long positions = inputs[l].shape[1];
+                var g = KfacFactorSums.RotatedGradients(rotatedOutputs.flatten(0, 1),
+                    rotatedInputs.unsqueeze(1).expand(-1, c, -1, -1).reshape(len * c, positions, -1)).view(len, c, -1); // B × C × Out·(In+1)
+                s.add_(g.mul(inverse.flatten()).bmm(g.transpose(1, 2)));
+            }
+            else
+            {
+                var m = rotatedInputs.square().matmul(inverse.t()); // B × Out: Σ_k â_k² / (Λ_ik + λ + δ)
+                s.add_(rotatedOutputs.mul(m.unsqueeze(1)).bmm(rotatedOutputs.transpose(1, 2)));
+            }
+        }
+        var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
+        var a = OutputCurvature.Matrix(spec, logits);
+        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[^1].to(ScalarType.Float64);
+        var system = eye(c, dtype: ScalarType.Float64, device: theta.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
+        var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
+        var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
+        // Σ_c v_c ∂z_c/∂θ per example, as layer pieces.
+        PerExampleGradients.Pieces Along(Tensor v) => new(inputs, outputs.Select(o =>
+            o.mul(v.view(o.dim() == 4 ? [len, c, 1, 1] : [len, c, 1])).sum(1L, false)).ToList());
+        var first = PerExampleGradients.DotWithQueries(spec64, Along(r), queries).div(trainCount);  // B × Q
+        var stepPieces = Along(w);
         Tensor change;
-        if (linearised) change = steps.matmul(state.TestGradients!.t());
+        if (linearised) change = PerExampleGradients.DotWithQueries(spec64, stepPieces, queries).div(trainCount);
         else
         {
-            var theta64 = theta.to(ScalarType.Float64);
-            var inputs = state.TestInputs!.to(spec.ScalarType);
-            var before = Objective.PerExampleLoss(spec, Network.Logits(spec, theta, inputs), state.TestLabels.to(spec.IsBinary ? spec.ScalarType : ScalarType.Int64)).to(ScalarType.Float64);
-            change = stack(Enumerable.Range(0, (int)len).Select(b =>
-            {
-                var moved = theta64.add(steps[b]).to(spec.ScalarType);
-                return Objective.PerExampleLoss(spec, Network.Logits(spec, moved, inputs), state.TestLabels.to(spec.IsBinary ? spec.ScalarType : ScalarType.Int64)).to(ScalarType.Float64).sub(before);
-            }).ToList());
+            var gradients = zeros(len, spec.ParameterCount, dtype: ScalarType.Float64, device: theta.device);
+            PerExampleGradients.Materialize(spec64, stepPieces, gradients);
+            change = TestLossChanges(spec, theta, factors.PreconditionRows(gradients, state.Damping, ekfac: true).div_(trainCount), state);
         }
         return (new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount)), change, first);
     }
