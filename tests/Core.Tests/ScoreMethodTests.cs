@@ -488,6 +488,36 @@ public class ScoreMethodTests
             return (linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1), leaveOut);
         });
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
+
+        // The group version: H + δI less the removed rows' Gauss-Newton terms, by CG, against the explicit
+        // solve (Jacobians by autograd, summed); for one row, the same as the job's Woodbury route.
+        using var group = new GroupNewtonStep(spec, theta, train, damping);
+        var lossAtOptimum = Objective.PerExampleLoss(spec, theta, test);
+        foreach (var removed in new[] { Enumerable.Range(0, (int)n / 2).ToArray(), new[] { 11 } })
+        {
+            var leaveOut = hessian.clone();
+            var gradient = zeros(spec.ParameterCount, dtype: ScalarType.Float64);
+            foreach (int j in removed)
+            {
+                using var row = train.Rows(j, 1);
+                var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
+                    Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList());
+                var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
+                leaveOut.sub_(jacobian.t().matmul(a).matmul(jacobian).div(n));
+                gradient.add_(ShardScorer.Gradients(spec, theta, row).squeeze(0).div(n));
+            }
+            var step = linalg.solve(leaveOut, gradient.unsqueeze(1)).squeeze(1);
+            var (groupStep, report) = group.Step(removed);
+            Assert.True(report.Converged);
+            Assert.True(groupStep.sub(step).abs().max().ToDouble() <= 1e-9 * step.abs().max().ToDouble(), $"group step vs explicit: {groupStep.sub(step).abs().max().ToDouble() / step.abs().max().ToDouble():E2}");
+            var (change, _) = group.Predict(removed, test, linearised: false);
+            var expected = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
+            for (int t = 0; t < TestRows.Length; t++)
+            {
+                Assert.Equal(expected[t].ToDouble(), change[t], 1e-9 * expected.abs().max().ToDouble());
+                if (removed.Length == 1) Assert.Equal(-newton.Influence[t, removed[0]] / n, change[t], 1e-9 * expected.abs().max().ToDouble());
+            }
+        }
     }
 
     [Theory]

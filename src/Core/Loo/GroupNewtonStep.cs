@@ -8,12 +8,14 @@ using static TorchSharp.torch;
 namespace Influence.Core.Loo;
 
 /// <summary>
-/// newton-step for a group (the LDS setting), logistic regression: removing the rows R, one Newton
-/// step of F₋R from θ̂ with its own curvature, Δθ = (H + δI − (1/N)Σ_{j∈R}∇²L(z_j))⁻¹ (1/N)Σ_{j∈R} g_j,
-/// and the test loss evaluated at θ̂ + Δθ (or linearised). The first-order relative is the sum of
-/// the rows' influences; the Woodbury form of one row is no use for half the data (rank |R|·C), so
-/// Δθ comes from conjugate gradient on closed-form curvature products over the kept rows,
-/// preconditioned by (H + δI)⁺ (which it differs from by the removed rows' curvature only).
+/// newton-step for a group (the LDS setting): removing the rows R, one Newton step of F₋R from θ̂
+/// with its own curvature, Δθ = (H + δI − (1/N)Σ_{j∈R}∇²L(z_j))⁻¹ (1/N)Σ_{j∈R} g_j, and the test
+/// loss evaluated at θ̂ + Δθ (or linearised). The first-order relative is the sum of the rows'
+/// influences; the Woodbury form of one row is no use for half the data (rank |R|·C), so Δθ comes
+/// from conjugate gradient preconditioned by (H + δI)⁺ (which the matrix differs from by the
+/// removed rows' curvature only). Logistic regression's products are closed-form sums over the
+/// kept rows. A network's (up to the exact Hessian's size) are the exact H + δI less the removed
+/// rows' Gauss-Newton terms J_jᵀA_jJ_j/N, as for one row, with their logits' Jacobians held.
 /// </summary>
 public sealed class GroupNewtonStep : IDisposable
 {
@@ -23,7 +25,9 @@ public sealed class GroupNewtonStep : IDisposable
 
     private readonly ModelSpec spec;
     private readonly DataTensors train;
-    private readonly Tensor theta, inputs, probabilities, regularizer;
+    private readonly Tensor theta, inputs, labels, regularizer;
+    // Logistic regression's probabilities at θ̂; a network's H + δI.
+    private readonly Tensor? probabilities, dampedHessian;
     private readonly Tensor? flat;
     private readonly HessianInverse inverse;
     private readonly double damping;
@@ -31,19 +35,30 @@ public sealed class GroupNewtonStep : IDisposable
     /// <param name="train">All N training rows.</param>
     public GroupNewtonStep(ModelSpec spec, Tensor theta, DataTensors train, double damping)
     {
-        if (!spec.IsLogisticRegression) throw new ArgumentException("the group newton-step is implemented for logistic regression");
+        if (!spec.IsLogisticRegression && spec.ParameterCount > ExactHessian.MaxParameters)
+            throw new ArgumentException(FormattableString.Invariant(
+                $"the group newton-step on a network uses its exact Hessian, and {spec.Describe()} has {spec.ParameterCount:N0} parameters (the limit is {ExactHessian.MaxParameters:N0})"));
         using var scope = NewDisposeScope();
+        spec = spec with { Precision = Precision.Float64 };
         this.spec = spec;
-        this.train = train;
         this.damping = damping;
         this.theta = theta.to(ScalarType.Float64).detach().DetachFromDisposeScope();
         var device = this.theta.device;
         inputs = train.X.to(ScalarType.Float64).DetachFromDisposeScope();
-        using (no_grad()) probabilities = OutputCurvature.Probabilities(spec, Network.Logits(spec, this.theta, train.X)).to(ScalarType.Float64).DetachFromDisposeScope();
+        if (spec.IsLogisticRegression)
+            using (no_grad()) probabilities = OutputCurvature.Probabilities(spec, Network.Logits(spec, this.theta, inputs)).DetachFromDisposeScope();
         regularizer = Objective.RegularizerHessianDiagonal(spec, device).to(ScalarType.Float64).DetachFromDisposeScope();
         flat = Network.FlatDirections(spec, device)?.to(ScalarType.Float64).DetachFromDisposeScope();
-        var h = ExactHessian.Of(new Objective(spec, train, train.Count, device), this.theta);
+        // The labels in the float64 model's type (a sigmoid's are float), kept past this scope.
+        labels = (train.Y.dtype == ScalarType.Int64 ? train.Y.alias() : train.Y.to(ScalarType.Float64)).DetachFromDisposeScope();
+        this.train = new DataTensors(inputs, labels);
+        var h = ExactHessian.Of(new Objective(spec, this.train, train.Count, device), this.theta);
         inverse = HessianInverse.Factorize(h, damping, flat, computeSpectrum: false).DetachFromDisposeScope();
+        if (!spec.IsLogisticRegression)
+        {
+            h.diagonal().add_(damping);
+            dampedHessian = h.DetachFromDisposeScope();
+        }
     }
 
     /// <summary>Δθ of removing <paramref name="removed"/> (P, float64) and how CG ended.</summary>
@@ -57,10 +72,24 @@ public sealed class GroupNewtonStep : IDisposable
         var kept = removedMask.neg().add(1);
         // b = (1/N) Σ_{j∈R} g_j: the gradient of the removed rows' loss sum, over N.
         var b = Objective.ValueAndGradient(t => Objective.PerExampleLoss(spec, t, train).mul(removedMask).sum().div(n), theta).Gradient.unsqueeze(1);
-        Tensor Apply(Tensor v) => LogisticCurvature.DataSum(spec, probabilities, inputs, v, kept).div(n)
-            .add(v.mul(regularizer.unsqueeze(1))).add(v, alpha: damping);
-        var (x, reports) = ConjugateGradient.Solve(Apply, b, Tolerance, MaxIterations, flat, inverse.Solve);
+        var (x, reports) = ConjugateGradient.Solve(spec.IsLogisticRegression ? LogisticProducts(kept) : NetworkProducts(removed), b, Tolerance, MaxIterations, flat, inverse.Solve);
         return (x.squeeze(1).MoveToOuterDisposeScope(), reports[0]);
+    }
+
+    /// <summary>(H + δI − (1/N)Σ_{j∈R}∇²L(z_j))V for logistic regression: the kept rows' closed-form curvature, the regulariser and δ.</summary>
+    private Func<Tensor, Tensor> LogisticProducts(Tensor kept) => v => LogisticCurvature.DataSum(spec, probabilities!, inputs, v, kept).div(train.Count)
+        .add(v.mul(regularizer.unsqueeze(1))).add(v, alpha: damping);
+
+    /// <summary>(H + δI − (1/N)Σ_{j∈R}J_jᵀA_jJ_j)V for a network, from the removed rows' Jacobians (|R| × C × P, held for the solve).</summary>
+    private Func<Tensor, Tensor> NetworkProducts(IReadOnlyList<int> removed)
+    {
+        long p = spec.ParameterCount, c = spec.OutputDim, n = train.Count;
+        using var index = tensor(removed.Select(i => (long)i).ToArray(), device: theta.device);
+        var x = inputs.index_select(0, index);
+        var jacobians = PerExampleGradients.Jacobians(spec, theta, x).view(-1, p);                       // |R|·C × P
+        Tensor curvature;
+        using (no_grad()) curvature = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, x));     // |R| × C × C
+        return v => dampedHessian!.matmul(v).sub(jacobians.t().matmul(curvature.bmm(jacobians.matmul(v).view(-1, c, v.shape[1])).view(-1, v.shape[1])).div(n));
     }
 
     /// <summary>
@@ -71,6 +100,7 @@ public sealed class GroupNewtonStep : IDisposable
     {
         using var scope = NewDisposeScope();
         var (step, report) = Step(removed);
+        test = new DataTensors(test.X.to(ScalarType.Float64), spec.IsBinary ? test.Y.to(ScalarType.Float64) : test.Y);
         var change = linearised
             ? ShardScorer.Gradients(spec, theta, test).to(ScalarType.Float64).matmul(step)
             : Objective.PerExampleLoss(spec, theta.add(step), test).sub(Objective.PerExampleLoss(spec, theta, test));
@@ -81,9 +111,11 @@ public sealed class GroupNewtonStep : IDisposable
     {
         inverse.Dispose();
         theta.Dispose();
-        probabilities.Dispose();
+        probabilities?.Dispose();
+        dampedHessian?.Dispose();
         regularizer.Dispose();
         flat?.Dispose();
         inputs.Dispose();
+        labels.Dispose();
     }
 }

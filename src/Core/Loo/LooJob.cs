@@ -61,7 +61,7 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     }
 
     /// <summary>
-    /// With newton-step (logistic regression) and LDS subsets: each subset's own second-order
+    /// With newton-step and LDS subsets: each subset's own second-order
     /// prediction [subset][test point position] (<see cref="GroupNewtonStep"/>) instead of the sum
     /// of its rows' predictions; null for every other method. Kept as an artifact (a resumed job reads it).
     /// </summary>
@@ -75,6 +75,8 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
             using var scope = torch.NewDisposeScope();
             var device = Compute.Devices.Default;
             var spec = checkpoint.Spec;
+            if (Jobs.NewtonStepMethod.UsesEkfac(Settings.Score, spec))
+                throw new ArgumentException("newton-step's group prediction (--remove subsets:…) updates the exact Hessian; with EK-FAC's inverse (--newton-inverse ekfac, or auto above 12,000 parameters) it has no group form: use --newton-inverse exact on a network of up to 12,000 parameters");
             using var train = DataTensors.From(data.Train, spec, device);
             using var test = DataTensors.From(data.Test.Select(plan.TestIndices), spec, device);
             using var group = new GroupNewtonStep(spec, checkpoint.Theta(device), train, damping);
