@@ -14,12 +14,19 @@ public sealed record TopKLists(Scored[][] Proponents, Scored[][] Opponents)
     {
         var pro = new Scored[queries][];
         var opp = new Scored[queries][];
+        var helpful = new Best(k, ascending: true);
+        var harmful = new Best(k, ascending: false);
         for (int q = 0; q < queries; q++)
         {
-            var row = new Scored[count];
-            for (int j = 0; j < count; j++) row[j] = new Scored(firstIndex + j, block[(long)q * count + j]);
-            pro[q] = Select(row, k, ascending: true);
-            opp[q] = Select(row, k, ascending: false);
+            var row = block.AsSpan(checked((int)((long)q * count)), count);
+            for (int j = 0; j < row.Length; j++)
+            {
+                var s = new Scored(firstIndex + j, row[j]);
+                helpful.Offer(s);
+                harmful.Offer(s);
+            }
+            pro[q] = helpful.Take();
+            opp[q] = harmful.Take();
         }
         return new TopKLists(pro, opp);
     }
@@ -30,19 +37,49 @@ public sealed record TopKLists(Scored[][] Proponents, Scored[][] Opponents)
         int queries = parts[0].Proponents.Length;
         var pro = new Scored[queries][];
         var opp = new Scored[queries][];
+        var helpful = new Best(k, ascending: true);
+        var harmful = new Best(k, ascending: false);
         for (int q = 0; q < queries; q++)
         {
-            pro[q] = Select(parts.SelectMany(p => p.Proponents[q]).ToArray(), k, ascending: true);
-            opp[q] = Select(parts.SelectMany(p => p.Opponents[q]).ToArray(), k, ascending: false);
+            foreach (var p in parts)
+            {
+                foreach (var s in p.Proponents[q]) helpful.Offer(s);
+                foreach (var s in p.Opponents[q]) harmful.Offer(s);
+            }
+            pro[q] = helpful.Take();
+            opp[q] = harmful.Take();
         }
         return new TopKLists(pro, opp);
     }
 
-    private static Scored[] Select(Scored[] items, int k, bool ascending)
+    /// <summary>
+    /// The k first of the offered scores in the order (influence, then the lower training index),
+    /// influence ascending or descending (NaN sorts as the smallest, as in OrderBy). A bounded heap
+    /// whose root is the worst kept score: most offers cost one comparison with it, where sorting
+    /// every row cost most of the all-pairs scoring time.
+    /// </summary>
+    private sealed class Best(int k, bool ascending)
     {
-        var ordered = ascending
-            ? items.OrderBy(s => s.Influence).ThenBy(s => s.TrainIndex)
-            : items.OrderByDescending(s => s.Influence).ThenBy(s => s.TrainIndex);
-        return ordered.Take(k).ToArray();
+        private readonly PriorityQueue<Scored, Scored> heap = new(k + 1, Comparer<Scored>.Create((a, b) => Compare(b, a, ascending)));
+
+        private static int Compare(Scored a, Scored b, bool ascending)
+        {
+            int byValue = ascending ? a.Influence.CompareTo(b.Influence) : b.Influence.CompareTo(a.Influence);
+            return byValue != 0 ? byValue : a.TrainIndex.CompareTo(b.TrainIndex);
+        }
+
+        public void Offer(Scored s)
+        {
+            if (heap.Count < k) heap.Enqueue(s, s);
+            else if (heap.TryPeek(out var worst, out _) && Compare(s, worst, ascending) < 0) heap.DequeueEnqueue(s, s);
+        }
+
+        /// <summary>The kept scores, best first; the heap is empty again.</summary>
+        public Scored[] Take()
+        {
+            var result = new Scored[heap.Count];
+            for (int i = result.Length - 1; i >= 0; i--) result[i] = heap.Dequeue();
+            return result;
+        }
     }
 }
