@@ -403,7 +403,6 @@ public class ScoreMethodTests
         var data = binary ? TrainTestData.Load(new DatasetSpec(BinaryIris.Value.Train), new DatasetSpec(BinaryIris.Value.Test)) : TestData.Iris();
         var (train, test) = (DataTensors.From(data.Train, spec, CPU), DataTensors.From(data.Test.Select(TestRows), spec, CPU));
         long n = train.Count;
-        var lossAtOptimum = Objective.PerExampleLoss(spec, theta, test);
         AssertExplicitNewtonSteps(newton, linear, spec, theta, train, test, [0, 7, 33, (int)n - 1], 1e-10, j =>
         {
             // The oracle, by autograd: F₋ⱼ is the objective with example j's weight 0 and the normaliser N
@@ -438,16 +437,7 @@ public class ScoreMethodTests
             var hessian = ExactHessian.OfFunction(objective.Value, theta).add(eye(spec.ParameterCount, dtype: ScalarType.Float64).mul(damping));
             if (Network.FlatDirections(spec, CPU) is { } u) hessian = hessian.add(u.matmul(u.t()));
             var step = linalg.solve(hessian, gradient.neg().unsqueeze(1)).squeeze(1);
-            var (groupStep, report) = group.Step(removed);
-            Assert.True(report.Converged);
-            Assert.True(groupStep.sub(step).abs().max().ToDouble() <= 1e-9 * step.abs().max().ToDouble(), $"group step vs explicit: {groupStep.sub(step).abs().max().ToDouble() / step.abs().max().ToDouble():E2}");
-            var (change, _) = group.Predict(removed, test, linearised: false);
-            var expected = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
-            for (int t = 0; t < TestRows.Length; t++)
-            {
-                Assert.Equal(expected[t].ToDouble(), change[t], 1e-9 * expected.abs().max().ToDouble());
-                if (removed.Length == 1) Assert.Equal(-newton.Influence[t, removed[0]] / n, change[t], 1e-9 * expected.abs().max().ToDouble());
-            }
+            AssertGroupStep(group, removed, step, newton, spec, theta, test);
         }
 
         // summary.json gives, per test point, the correction's size relative to the first-order prediction.
@@ -479,44 +469,25 @@ public class ScoreMethodTests
         var hessian = ExactHessian.OfFunction(new Objective(spec, train, n, CPU).Value, theta).add(eye(spec.ParameterCount, dtype: ScalarType.Float64).mul(damping));
         AssertExplicitNewtonSteps(newton, linear, spec, theta, train, test, [0, 11, (int)n - 1], 1e-9, j =>
         {
-            using var row = train.Rows(j, 1);
-            var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
-                Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList()); // C × P
-            var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
-            var g = ShardScorer.Gradients(spec, theta, row).squeeze(0);
-            var leaveOut = hessian.sub(jacobian.t().matmul(a).matmul(jacobian).div(n));
-            return (linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1), leaveOut);
+            var leaveOut = hessian.sub(GaussNewtonTerm(spec, theta, train, j).div(n));
+            return (linalg.solve(leaveOut, ShardScorer.Gradients(spec, theta, train.Rows(j, 1)).squeeze(0).div(n).unsqueeze(1)).squeeze(1), leaveOut);
         });
         Assert.True(MaxRelativeError(newton.Influence, exact.Influence) > 1e-4, "newton-step equals the influence function");
 
         // The group version: H + δI less the removed rows' Gauss-Newton terms, by CG, against the explicit
         // solve (Jacobians by autograd, summed); for one row, the same as the job's Woodbury route.
         using var group = new GroupNewtonStep(spec, theta, train, damping);
-        var lossAtOptimum = Objective.PerExampleLoss(spec, theta, test);
         foreach (var removed in new[] { Enumerable.Range(0, (int)n / 2).ToArray(), new[] { 11 } })
         {
             var leaveOut = hessian.clone();
             var gradient = zeros(spec.ParameterCount, dtype: ScalarType.Float64);
             foreach (int j in removed)
             {
-                using var row = train.Rows(j, 1);
-                var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
-                    Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList());
-                var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
-                leaveOut.sub_(jacobian.t().matmul(a).matmul(jacobian).div(n));
-                gradient.add_(ShardScorer.Gradients(spec, theta, row).squeeze(0).div(n));
+                leaveOut.sub_(GaussNewtonTerm(spec, theta, train, j).div(n));
+                gradient.add_(ShardScorer.Gradients(spec, theta, train.Rows(j, 1)).squeeze(0).div(n));
             }
             var step = linalg.solve(leaveOut, gradient.unsqueeze(1)).squeeze(1);
-            var (groupStep, report) = group.Step(removed);
-            Assert.True(report.Converged);
-            Assert.True(groupStep.sub(step).abs().max().ToDouble() <= 1e-9 * step.abs().max().ToDouble(), $"group step vs explicit: {groupStep.sub(step).abs().max().ToDouble() / step.abs().max().ToDouble():E2}");
-            var (change, _) = group.Predict(removed, test, linearised: false);
-            var expected = Objective.PerExampleLoss(spec, theta.add(step), test).sub(lossAtOptimum);
-            for (int t = 0; t < TestRows.Length; t++)
-            {
-                Assert.Equal(expected[t].ToDouble(), change[t], 1e-9 * expected.abs().max().ToDouble());
-                if (removed.Length == 1) Assert.Equal(-newton.Influence[t, removed[0]] / n, change[t], 1e-9 * expected.abs().max().ToDouble());
-            }
+            AssertGroupStep(group, removed, step, newton, spec, theta, test);
         }
     }
 
@@ -544,13 +515,8 @@ public class ScoreMethodTests
         matrix = matrix.add(matrix.t()).div(2);
         AssertExplicitNewtonSteps(newton, linear, spec, theta, train, test, [0, 11, (int)n - 1], 1e-8, j =>
         {
-            using var row = train.Rows(j, 1);
-            var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
-                Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList()); // C × P
-            var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
-            var g = ShardScorer.Gradients(spec, theta, row).squeeze(0);
-            var leaveOut = matrix.sub(jacobian.t().matmul(a).matmul(jacobian).div(n));
-            return (linalg.solve(leaveOut, g.div(n).unsqueeze(1)).squeeze(1), leaveOut);
+            var leaveOut = matrix.sub(GaussNewtonTerm(spec, theta, train, j).div(n));
+            return (linalg.solve(leaveOut, ShardScorer.Gradients(spec, theta, train.Rows(j, 1)).squeeze(0).div(n).unsqueeze(1)).squeeze(1), leaveOut);
         });
         Assert.True(MaxRelativeError(newton.Influence, ekfac.Influence) > 1e-4, "newton-step equals EK-FAC's influence");
         Assert.True(MaxRelativeError(linear.Influence, ekfac.Influence) > 1e-4, "newton-step-linear equals EK-FAC's influence");
@@ -571,6 +537,35 @@ public class ScoreMethodTests
         var logreg = ModelSpec.LogisticRegression(4, 3, 1e-2);
         var ekfacOnLogreg = auto with { Options = new MethodOptions { NewtonInverse = NewtonInverse.Ekfac } };
         Assert.Contains("for networks", Assert.Throws<ArgumentException>(() => method.CheckJob(ekfacOnLogreg, logreg)).Message);
+    }
+
+    /// <summary>
+    /// The group newton-step of <paramref name="removed"/> against the explicit step: Δθ and the test
+    /// losses there to 1e-9; for one row, the same change as the job's Woodbury route.
+    /// </summary>
+    private static void AssertGroupStep(GroupNewtonStep group, int[] removed, Tensor step, Outcome newton, ModelSpec spec, Tensor theta, DataTensors test)
+    {
+        var (groupStep, report) = group.Step(removed);
+        Assert.True(report.Converged);
+        Assert.True(groupStep.sub(step).abs().max().ToDouble() <= 1e-9 * step.abs().max().ToDouble(), $"group step vs explicit: {groupStep.sub(step).abs().max().ToDouble() / step.abs().max().ToDouble():E2}");
+        var (change, _) = group.Predict(removed, test, linearised: false);
+        var expected = Objective.PerExampleLoss(spec, theta.add(step), test).sub(Objective.PerExampleLoss(spec, theta, test));
+        int n = newton.Influence.GetLength(1);
+        for (int t = 0; t < TestRows.Length; t++)
+        {
+            Assert.Equal(expected[t].ToDouble(), change[t], 1e-9 * expected.abs().max().ToDouble());
+            if (removed.Length == 1) Assert.Equal(-newton.Influence[t, removed[0]] / n, change[t], 1e-9 * expected.abs().max().ToDouble());
+        }
+    }
+
+    /// <summary>Training row j's Gauss-Newton term J_jᵀA_jJ_j (P × P), its logits' Jacobian by autograd, logit by logit.</summary>
+    private static Tensor GaussNewtonTerm(ModelSpec spec, Tensor theta, DataTensors train, int j)
+    {
+        using var row = train.Rows(j, 1);
+        var jacobian = stack(Enumerable.Range(0, spec.OutputDim).Select(c =>
+            Objective.ValueAndGradient(t => Network.Logits(spec, t, row.X)[0, c], theta).Gradient).ToList()); // C × P
+        var a = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, row.X))[0];
+        return jacobian.t().matmul(a).matmul(jacobian);
     }
 
     /// <summary>

@@ -345,17 +345,13 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var jacobians = PerExampleGradients.Jacobians(spec, theta, batch.X).to(ScalarType.Float64); // B × C × P
         var e = jacobians.view(len * c, p).matmul(state.Inverse!).view(len, c, p);
         var s = e.bmm(jacobians.transpose(1, 2));
-        var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
-        var a = OutputCurvature.Matrix(spec, logits);
-        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[^1].to(ScalarType.Float64);
-        var system = eye(c, dtype: ScalarType.Float64, device: theta.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
-        var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
-        var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
+        var step = Woodbury(spec, theta, batch, s, trainCount);
+        var (w, r) = (step.W, step.Residuals);
         var steps = e.transpose(1, 2).bmm(w.unsqueeze(2)).squeeze(2).div(trainCount);          // B × P
         var firstSteps = e.transpose(1, 2).bmm(r.unsqueeze(2)).squeeze(2).div(trainCount);    // B × P
         var first = firstSteps.matmul(state.TestGradients!.t());                               // B × Q
         var change = linearised ? steps.matmul(state.TestGradients!.t()) : TestLossChanges(spec, theta, steps, state);
-        return (new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount)), change, first);
+        return (step, change, first);
     }
 
     /// <summary>Each test point's loss at θ̂ + Δθ_b less its loss at θ̂, for every row b of <paramref name="steps"/> (B × P): B × Q, one forward pass of the test points per row.</summary>
@@ -412,12 +408,8 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
                 s.add_(rotatedOutputs.mul(m.unsqueeze(1)).bmm(rotatedOutputs.transpose(1, 2)));
             }
         }
-        var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
-        var a = OutputCurvature.Matrix(spec, logits);
-        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[^1].to(ScalarType.Float64);
-        var system = eye(c, dtype: ScalarType.Float64, device: theta.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
-        var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
-        var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
+        var step = Woodbury(spec, theta, batch, s, trainCount);
+        var (w, r) = (step.W, step.Residuals);
         // Σ_c v_c ∂z_c/∂θ per example, as layer pieces.
         PerExampleGradients.Pieces Along(Tensor v) => new(inputs, outputs.Select(o =>
             o.mul(v.view(o.dim() == 4 ? [len, c, 1, 1] : [len, c, 1])).sum(1L, false)).ToList());
@@ -431,7 +423,7 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
             PerExampleGradients.Materialize(spec64, stepPieces, gradients);
             change = TestLossChanges(spec, theta, factors.PreconditionRows(gradients, state.Damping, ekfac: true).div_(trainCount), state);
         }
-        return (new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount)), change, first);
+        return (step, change, first);
     }
 
     /// <summary>
@@ -444,10 +436,21 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var x = batch.X.to(ScalarType.Float64);
         var xBar = cat([x, ones(len, 1, dtype: ScalarType.Float64, device: x.device)], 1);
         var s = xBar.matmul(classBlocks).view(len, c, c, d + 1).mul(xBar.view(len, 1, 1, d + 1)).sum(3L, false); // B × C × C
+        return Woodbury(spec, theta, batch, s, trainCount);
+    }
+
+    /// <summary>
+    /// Given each row's S_j = J_j H⁺ J_jᵀ (B × C × C, any inverse): A_j and r_j = ∂L/∂z at θ̂,
+    /// w_j = (I − A_j S_j / N)⁻¹ r_j, the leverage-corrected self-influence r_jᵀ S_j w_j, and the
+    /// rows whose leave-one-out curvature is not positive definite.
+    /// </summary>
+    private static NewtonPieces Woodbury(ModelSpec spec, Tensor theta, DataTensors batch, Tensor s, double trainCount)
+    {
+        long len = batch.Count, c = spec.OutputDim;
         var logits = Network.Logits(spec, theta, batch.X).to(ScalarType.Float64);
         var a = OutputCurvature.Matrix(spec, logits);
-        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[0].to(ScalarType.Float64); // B × C
-        var system = eye(c, dtype: ScalarType.Float64, device: x.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
+        var r = PerExampleGradients.Backward(spec, theta, batch).OutputGradients[^1].to(ScalarType.Float64); // B × C
+        var system = eye(c, dtype: ScalarType.Float64, device: theta.device).unsqueeze(0).sub(a.matmul(s).div(trainCount));
         var w = linalg.solve(system, r.unsqueeze(2)).squeeze(2);
         var selfInfluence = r.unsqueeze(1).matmul(s).matmul(w.unsqueeze(2)).view(len);
         return new NewtonPieces(w, selfInfluence, s, r, CountNotPositiveDefinite(a, s, trainCount));
