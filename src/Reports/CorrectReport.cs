@@ -11,9 +11,10 @@ public sealed record CorrectReportHeader(string JobId, string Model, string Meth
 
 /// <summary>One cell of the table: a selection at one k, step count and learning rate, over targets (and seeds).</summary>
 /// <param name="FixLow">Wilson 95 % interval of the fix rate.</param>
+/// <param name="TargetLossMedianChange">The median change of the target's loss: the mean is ruled by the few runs whose loss explodes.</param>
 /// <param name="AccuracyHalfWidth">Half-width of the 95 % interval of the mean collateral accuracy change (normal approximation over runs).</param>
 public sealed record CorrectCell(string Selection, int K, int Steps, double Lr, int Runs, double FixRate, double FixLow, double FixHigh,
-    double TargetLossChange, double AccuracyChange, double AccuracyHalfWidth, double LossChange, double LossHalfWidth);
+    double TargetLossChange, double TargetLossMedianChange, double AccuracyChange, double AccuracyHalfWidth, double LossChange, double LossHalfWidth);
 
 /// <summary>Influence against one other selection at one setting: the paired difference of fix rates over targets.</summary>
 public sealed record CorrectComparison(string Baseline, int K, int Steps, double Lr, int Targets, double Difference, double HalfWidth);
@@ -25,6 +26,13 @@ public static class CorrectReport
 
     private static string F(double v, string format = "0.000") => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
 
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        int m = sorted.Length / 2;
+        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+    }
+
     public static IReadOnlyList<CorrectCell> Cells(IReadOnlyList<CorrectRow> rows) =>
         rows.GroupBy(r => (r.Selection, r.K, r.Steps, r.Lr))
             .OrderBy(g => Selections.All.ToList().IndexOf(g.Key.Selection)).ThenBy(g => g.Key.K).ThenBy(g => g.Key.Steps).ThenBy(g => g.Key.Lr)
@@ -35,7 +43,7 @@ public static class CorrectReport
                 var (acc, accHalf) = MeanAndHalfWidth(g.Select(r => r.OtherAccuracyChange).ToArray());
                 var (loss, lossHalf) = MeanAndHalfWidth(g.Select(r => r.OtherLossChange).ToArray());
                 return new CorrectCell(g.Key.Selection, g.Key.K, g.Key.Steps, g.Key.Lr, n, (double)fixedCount / n, low, high,
-                    g.Average(r => r.TargetLossAfter - r.TargetLossBefore), acc, accHalf, loss, lossHalf);
+                    g.Average(r => r.TargetLossAfter - r.TargetLossBefore), Median(g.Select(r => r.TargetLossAfter - r.TargetLossBefore)), acc, accHalf, loss, lossHalf);
             }).ToList();
 
     /// <summary>
@@ -90,26 +98,16 @@ public static class CorrectReport
         return ["correct.csv", "correct.md", PlotFile];
     }
 
-    /// <summary>Fix rate against k, one line per selection, at the most steps and the first learning rate.</summary>
+    /// <summary>Fix rate against k (log axis), one line per selection, at the most steps and the first learning rate.</summary>
     private static byte[] Plot(IReadOnlyList<CorrectCell> cells)
     {
-        var plot = new ScottPlot.Plot();
-        if (cells.Count > 0)
-        {
-            int steps = cells.Max(c => c.Steps);
-            double lr = cells.Min(c => c.Lr);
-            foreach (var group in cells.Where(c => c.Steps == steps && c.Lr == lr).GroupBy(c => c.Selection))
-            {
-                var points = group.OrderBy(c => c.K).ToArray();
-                var line = plot.Add.Scatter(points.Select(c => Math.Log10(c.K)).ToArray(), points.Select(c => c.FixRate).ToArray());
-                line.LegendText = group.Key;
-            }
-            plot.Title(FormattableString.Invariant($"Mispredictions fixed after {steps} steps (lr {lr:G3})"));
-            plot.ShowLegend();
-        }
-        plot.XLabel("log10 k (examples fine-tuned on)");
-        plot.YLabel("fix rate");
-        return plot.GetImageBytes(720, 480, ScottPlot.ImageFormat.Png);
+        if (cells.Count == 0) return Plots.Lines("Mispredictions fixed", "k (examples fine-tuned on)", "fix rate", []);
+        int steps = cells.Max(c => c.Steps);
+        double lr = cells.Min(c => c.Lr);
+        var series = cells.Where(c => c.Steps == steps && c.Lr == lr).GroupBy(c => c.Selection)
+            .Select(g => g.OrderBy(c => c.K).ToArray())
+            .Select(points => (points[0].Selection, points.Select(c => (double)c.K).ToArray(), points.Select(c => c.FixRate).ToArray())).ToList();
+        return Plots.Lines(FormattableString.Invariant($"Mispredictions fixed after {steps} steps (lr {lr:G3})"), "k (examples fine-tuned on)", "fix rate", series, logX: true);
     }
 
     private static void WriteMarkdown(Stream stream, CorrectReportHeader h, IReadOnlyList<CorrectCell> cells, IReadOnlyList<CorrectComparison> comparisons)
@@ -134,10 +132,10 @@ public static class CorrectReport
         w.WriteLine();
         w.WriteLine("## Fix rate and collateral");
         w.WriteLine();
-        w.WriteLine("| selection | k | steps | lr | runs | fix rate [95 % CI] | target loss change | other accuracy change ± | other loss change ± |");
+        w.WriteLine("| selection | k | steps | lr | runs | fix rate [95 % CI] | target loss change: median (mean) | other accuracy change ± | other loss change ± |");
         w.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var c in cells)
-            w.WriteLine($"| {c.Selection} | {c.K} | {c.Steps} | {F(c.Lr, "G3")} | {c.Runs} | {F(c.FixRate)} [{F(c.FixLow)}, {F(c.FixHigh)}] | {F(c.TargetLossChange, "0.000E+0")} | " +
+            w.WriteLine($"| {c.Selection} | {c.K} | {c.Steps} | {F(c.Lr, "G3")} | {c.Runs} | {F(c.FixRate)} [{F(c.FixLow)}, {F(c.FixHigh)}] | {F(c.TargetLossMedianChange, "0.000E+0")} ({F(c.TargetLossChange, "0.000E+0")}) | " +
                 $"{F(c.AccuracyChange, "0.0000")} ± {F(c.AccuracyHalfWidth, "0.0000")} | {F(c.LossChange, "0.000E+0")} ± {F(c.LossHalfWidth, "0.0E+0")} |");
         if (comparisons.Count == 0) return;
         w.WriteLine();

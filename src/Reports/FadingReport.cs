@@ -41,7 +41,7 @@ public static class FadingReport
         var steps = Steps(rows);
         store.Write(JobKeys.Output(header.JobId, AgreementPlot), s => s.Write(Plot(steps, "Agreement with the actual change", "mean Spearman over test points",
             Predictions.Select((name, i) => (name, steps.Select(t => t.Spearman[i]).ToArray())).ToArray(), logY: false)));
-        store.Write(JobKeys.Output(header.JobId, DivergencePlot), s => s.Write(Plot(steps, "Divergence of the perturbed runs", "log10 median ‖θ_t(j) − θ_t‖",
+        store.Write(JobKeys.Output(header.JobId, DivergencePlot), s => s.Write(Plot(steps, "Divergence of the perturbed runs", "median ‖θ_t(j) − θ_t‖",
             [("divergence", steps.Select(t => t.MedianDistance).ToArray())], logY: true)));
         store.Write(JobKeys.Output(header.JobId, "fading.md"), s => WriteMarkdown(s, header, steps));
         return ["fading.csv", "fading.md", AgreementPlot, DivergencePlot];
@@ -49,19 +49,8 @@ public static class FadingReport
 
     private static byte[] Plot(IReadOnlyList<FadingStep> steps, string title, string yLabel, (string Name, double[] Values)[] lines, bool logY)
     {
-        var plot = new ScottPlot.Plot();
-        var x = steps.Select(t => Math.Log10(t.Step)).ToArray();
-        foreach (var (name, values) in lines)
-        {
-            var y = values.Select(v => logY ? (v > 0 ? Math.Log10(v) : double.NaN) : v).ToArray();
-            var line = plot.Add.Scatter(x, y);
-            line.LegendText = name;
-        }
-        if (lines.Length > 1) plot.ShowLegend();
-        plot.Title(title);
-        plot.XLabel("log10 training step t");
-        plot.YLabel(yLabel);
-        return plot.GetImageBytes(720, 480, ScottPlot.ImageFormat.Png);
+        var x = steps.Select(t => (double)t.Step).ToArray();
+        return Plots.Lines(title, "training step t", yLabel, lines.Select(l => (l.Name, x, l.Values)).ToList(), logX: true, logY: logY);
     }
 
     private static void WriteMarkdown(Stream stream, FadingReportHeader h, IReadOnlyList<FadingStep> steps)

@@ -37,6 +37,7 @@ public class CorrectReportTests
         Assert.Equal(2.0 / 3, influence.FixRate, 12);
         Assert.Equal(-0.04 / 3, influence.AccuracyChange, 12);
         Assert.Equal((-0.8 - 0.8 - 0.1) / 3, influence.TargetLossChange, 12);
+        Assert.Equal(-0.8, influence.TargetLossMedianChange, 12);
         var random = cells.Single(c => c.Selection == Selections.Random);
         Assert.Equal((6, 0.5), (random.Runs, random.FixRate));
 
