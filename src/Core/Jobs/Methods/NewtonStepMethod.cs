@@ -471,5 +471,12 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         return spread.sub(atLabel);
     }
 
-    public override string Describe(MethodReport report) => $"{base.Describe(report)}, {(linearised ? "test loss linearised" : "test loss evaluated at the step")}";
+    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    {
+        options["newton_inverse"] = SettingsJson.Word(settings.Options.NewtonInverse);
+        if (settings.Options.NewtonInverse != NewtonInverse.Exact) Ekfac.ReportOptions(settings, options); // its Fisher labels, when EK-FAC is used
+    }
+
+    public override string Describe(MethodReport report) =>
+        $"{base.Describe(report)}, {(report.Details["inverse"]?.GetValue<string>() == "ekfac" ? "EK-FAC's inverse" : "exact inverse")}, {(linearised ? "test loss linearised" : "test loss evaluated at the step")}";
 }
