@@ -46,11 +46,12 @@ public static class CompareMethodsCommand
         var methodOuts = new Dictionary<string, OutputFolder>();
         try
         {
-            baseRequest = ScoreCommand.BuildSettings(parse);
             methods = parse.GetValue(MethodList)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var m in methods)
                 if (!Methods.Exists(m) || m == Methods.Exact) throw new ArgumentException($"--methods: '{Echo.Cap(m)}' is not one of {string.Join(", ", Methods.Names.Where(n => n != Methods.Exact))}");
             if (parse.GetValue(Exact) is not ("auto" or "always" or "never")) throw new ArgumentException($"--exact must be auto, always or never, not '{parse.GetValue(Exact)}'");
+            // The size check is each listed method's (--method is not run here); exact's only when asked always (auto skips it on a model too large).
+            baseRequest = ScoreCommand.BuildSettings(parse, parse.GetValue(Exact) == "always" ? [.. methods, Methods.Exact] : methods);
             if (parse.GetValue(Loo) is string looDir)
             {
                 var csv = Path.Combine(looDir, "loo.csv");

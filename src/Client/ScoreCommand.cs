@@ -100,7 +100,8 @@ public static class ScoreCommand
     }
 
     /// <summary>The settings the options describe, checked as far as they can be without the data (ArgumentException otherwise).</summary>
-    public static ScoreSettings BuildSettings(ParseResult p)
+    /// <param name="methodsRun">The methods whose jobs these settings start, for the size check (default: --method's).</param>
+    public static ScoreSettings BuildSettings(ParseResult p, IReadOnlyList<string>? methodsRun = null)
     {
         var hidden = p.GetValue(Hidden)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(h => int.TryParse(h, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w > 0 ? w : throw new ArgumentException($"--hidden: '{Echo.Cap(h)}' is not a positive width"))
@@ -162,7 +163,8 @@ public static class ScoreCommand
         // the method or the machine exits 2 before the features are loaded or anything trained.
         // (Labels that cannot be read this way count as two classes, a lower bound: the job checks again.)
         if (settings.Train.PeekShape() is { Features: > 0 } shape)
-            settings.CheckSize(settings.BuildSpec(shape.Features, shape.Classes ?? 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
+            foreach (var method in methodsRun ?? [settings.Method])
+                (settings with { Method = method }).CheckSize(settings.BuildSpec(shape.Features, shape.Classes ?? 2), memoryOfThisProcess: p.GetValue(Cluster) is null);
         if (settings.Checkpoint is { } checkpoint && !StoredFiles.IsStored(checkpoint))
         {
             try { using var s = File.OpenRead(checkpoint); Influence.Core.Models.Checkpoint.Load(s); }

@@ -176,6 +176,22 @@ public class CommandLineTests
     }
 
     [Fact]
+    public void Compare_methods_checks_the_size_of_the_methods_it_runs_not_the_default_method()
+    {
+        // An MLP of 12,730 parameters: beyond the exact Hessian, fine for ekfac (the --loo folder is
+        // missing, so the command stops, exit 2, just after the settings passed).
+        var dir = TempDir();
+        string[] mlp = ["--train", Path.Combine(Data, "fmnist_train2000.csv"), "--test", Path.Combine(Data, "fmnist_test1000.csv"), "--pixel-scale", "255",
+            "--model", "mlp", "--hidden", "16", "--loo", Path.Combine(dir, "none")];
+        var (exit, stdout, stderr) = Run(["compare-methods", .. mlp, "--methods", "ekfac", "--exact", "never", "--out", Path.Combine(dir, "a")]);
+        Assert.Equal(2, exit);
+        Assert.Contains("needs loo.csv and checkpoint.json", stderr + stdout);
+        (exit, stdout, stderr) = Run(["compare-methods", .. mlp, "--methods", "ekfac", "--exact", "always", "--out", Path.Combine(dir, "b")]);
+        Assert.Equal(2, exit);
+        Assert.Contains("--method exact holds a P×P Hessian", stderr + stdout);
+    }
+
+    [Fact]
     public void Bad_csv_exits_non_zero_naming_file_row_and_column()
     {
         var dir = TempDir();
