@@ -70,7 +70,7 @@ public sealed partial class LooJobGrain(
         });
         var plan = await executor.Run(() => job.Plan(data, checkpoint));
         // newton-step's own prediction of each LDS subset (kept as an artifact), before any retrain: a model it cannot handle fails here, not after hours of retrains.
-        await executor.Run(() => job.GroupPredictions(plan, data, checkpoint, job.InfluenceSummary().Curvature.Damping));
+        await executor.Run(() => job.GroupPredictions(plan, data, checkpoint, job.InfluenceSummary().Curvature.Damping, warning => logger.LogWarning("loo job {JobId}: {Warning}", JobId, warning)));
         await RetrainWorkerPool<LooUnit>.RunAsync(Grains, executor, JobId, ShortTrainingKind.Loo, request.ParallelPerSilo, plan.Units,
             u => u.Id, job.IsDone, u => u.Items.Length,
             u => $"unit {u.Id} ({u.Mode} {u.Kind}, items {string.Join(",", u.Items.Take(5))}{(u.Items.Length > 5 ? "…" : "")})",

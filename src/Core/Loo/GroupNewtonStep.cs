@@ -1,3 +1,4 @@
+using TorchSharp;
 using Influence.Core.Data;
 using Influence.Core.Hessians;
 using Influence.Core.Models;
@@ -12,10 +13,10 @@ namespace Influence.Core.Loo;
 /// with its own curvature, Δθ = (H + δI − (1/N)Σ_{j∈R}∇²L(z_j))⁻¹ (1/N)Σ_{j∈R} g_j, and the test
 /// loss evaluated at θ̂ + Δθ (or linearised). The first-order relative is the sum of the rows'
 /// influences; the Woodbury form of one row is no use for half the data (rank |R|·C), so Δθ comes
-/// from conjugate gradient preconditioned by (H + δI)⁺ (which the matrix differs from by the
-/// removed rows' curvature only). Logistic regression's products are closed-form sums over the
-/// kept rows. A network's (up to the exact Hessian's size) are the exact H + δI less the removed
-/// rows' Gauss-Newton terms J_jᵀA_jJ_j/N, as for one row, with their logits' Jacobians held.
+/// for logistic regression from conjugate gradient preconditioned by (H + δI)⁺ (which the matrix
+/// differs from by the removed rows' curvature only), its products closed-form sums over the kept
+/// rows. A network's (up to the exact Hessian's size) matrix is the exact H + δI less the removed
+/// rows' Gauss-Newton terms J_jᵀA_jJ_j/N, as for one row, written out and solved directly.
 /// </summary>
 public sealed class GroupNewtonStep : IDisposable
 {
@@ -72,7 +73,8 @@ public sealed class GroupNewtonStep : IDisposable
         var kept = removedMask.neg().add(1);
         // b = (1/N) Σ_{j∈R} g_j: the gradient of the removed rows' loss sum, over N.
         var b = Objective.ValueAndGradient(t => Objective.PerExampleLoss(spec, t, train).mul(removedMask).sum().div(n), theta).Gradient.unsqueeze(1);
-        var (x, reports) = ConjugateGradient.Solve(spec.IsLogisticRegression ? LogisticProducts(kept) : NetworkProducts(removed), b, Tolerance, MaxIterations, flat, inverse.Solve);
+        if (!spec.IsLogisticRegression) return NetworkStep(removed, b);
+        var (x, reports) = ConjugateGradient.Solve(LogisticProducts(kept), b, Tolerance, MaxIterations, flat, inverse.Solve);
         return (x.squeeze(1).MoveToOuterDisposeScope(), reports[0]);
     }
 
@@ -80,16 +82,33 @@ public sealed class GroupNewtonStep : IDisposable
     private Func<Tensor, Tensor> LogisticProducts(Tensor kept) => v => LogisticCurvature.DataSum(spec, probabilities!, inputs, v, kept).div(train.Count)
         .add(v.mul(regularizer.unsqueeze(1))).add(v, alpha: damping);
 
-    /// <summary>(H + δI − (1/N)Σ_{j∈R}J_jᵀA_jJ_j)V for a network, from the removed rows' Jacobians (|R| × C × P, held for the solve).</summary>
-    private Func<Tensor, Tensor> NetworkProducts(IReadOnlyList<int> removed)
+    /// <summary>
+    /// A network's step by a direct solve with H + δI − (1/N)Σ_{j∈R}J_jᵀA_jJ_j written out (P ≤ 12,000):
+    /// unlike logistic regression's, this matrix can be indefinite (removing half the rows' Gauss-Newton
+    /// terms from a Hessian whose other terms are negative), where CG stops; the Newton step is still
+    /// defined, and the report says the curvature was not positive definite. The removed rows' logits'
+    /// Jacobians come in batches; flat directions (an unpenalised softmax bias) are fixed by adding uuᵀ.
+    /// </summary>
+    private (Tensor Step, SolveReport Report) NetworkStep(IReadOnlyList<int> removed, Tensor b)
     {
-        long p = spec.ParameterCount, c = spec.OutputDim, n = train.Count;
-        using var index = tensor(removed.Select(i => (long)i).ToArray(), device: theta.device);
-        var x = inputs.index_select(0, index);
-        var jacobians = PerExampleGradients.Jacobians(spec, theta, x).view(-1, p);                       // |R|·C × P
-        Tensor curvature;
-        using (no_grad()) curvature = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, x));     // |R| × C × C
-        return v => dampedHessian!.matmul(v).sub(jacobians.t().matmul(curvature.bmm(jacobians.matmul(v).view(-1, c, v.shape[1])).view(-1, v.shape[1])).div(n));
+        const int batch = 64;
+        long p = spec.ParameterCount, n = train.Count;
+        var matrix = dampedHessian!.clone();
+        for (int start = 0; start < removed.Count; start += batch)
+        {
+            using var inner = NewDisposeScope();
+            using var index = tensor(removed.Skip(start).Take(batch).Select(i => (long)i).ToArray(), device: theta.device);
+            var x = inputs.index_select(0, index);
+            var jacobians = PerExampleGradients.Jacobians(spec, theta, x);                                   // B × C × P
+            Tensor curvature;
+            using (no_grad()) curvature = OutputCurvature.Matrix(spec, Network.Logits(spec, theta, x));     // B × C × C
+            matrix.sub_(jacobians.view(-1, p).t().matmul(curvature.bmm(jacobians).view(-1, p)).div_(n));
+        }
+        if (flat is not null) matrix.add_(flat.matmul(flat.t()));
+        bool positiveDefinite = linalg.cholesky_ex(matrix).info.ToInt64() == 0;
+        var step = Network.WithoutFlat(linalg.solve(matrix, b), flat);
+        double residual = matrix.matmul(step).sub(b).norm().ToDouble() / Math.Max(b.norm().ToDouble(), double.Epsilon);
+        return (step.squeeze(1).MoveToOuterDisposeScope(), new SolveReport(0, residual, residual <= 1e-6, !positiveDefinite));
     }
 
     /// <summary>

@@ -65,7 +65,8 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
     /// prediction [subset][test point position] (<see cref="GroupNewtonStep"/>) instead of the sum
     /// of its rows' predictions; null for every other method. Kept as an artifact (a resumed job reads it).
     /// </summary>
-    public Dictionary<int, double[]>? GroupPredictions(LooPlan plan, TrainTestData data, Checkpoint checkpoint, double damping)
+    /// <param name="warn">Told how many subsets' leave-out curvature was not positive definite (a network's can be): their step is no descent step.</param>
+    public Dictionary<int, double[]>? GroupPredictions(LooPlan plan, TrainTestData data, Checkpoint checkpoint, double damping, Action<string>? warn = null)
     {
         var method = Settings.Score.Method;
         if (plan.Subsets is not { } subsets || method is not (Jobs.Methods.NewtonStep or Jobs.Methods.NewtonStepLinear)) return null;
@@ -81,14 +82,18 @@ public sealed class LooJob(IArtifactStore store, string jobId, LooSettings setti
             using var test = DataTensors.From(data.Test.Select(plan.TestIndices), spec, device);
             using var group = new GroupNewtonStep(spec, checkpoint.Theta(device), train, damping);
             var predictions = new List<KeyValuePair<string, torch.Tensor>>();
+            int indefinite = 0;
             for (int s = 0; s < subsets.Count; s++)
             {
                 var kept = subsets.Kept(s, plan.TrainCount).ToHashSet();
                 var removed = Enumerable.Range(0, plan.TrainCount).Where(i => !kept.Contains(i)).ToArray();
                 var (change, report) = group.Predict(removed, test, method == Jobs.Methods.NewtonStepLinear);
-                if (!report.Converged) throw new InvalidOperationException($"the group newton-step of subset {s} did not converge (CG residual {report.RelativeResidual:E2} after {report.Iterations} iterations)");
+                if (!report.Converged) throw new InvalidOperationException($"the group newton-step of subset {s} did not converge (relative residual {report.RelativeResidual:E2} after {report.Iterations} CG iterations; 0: a direct solve)");
+                if (report.NegativeCurvature) indefinite++;
                 predictions.Add(new($"subset{s}", torch.tensor(change, dtype: torch.ScalarType.Float64)));
             }
+            if (indefinite > 0)
+                warn?.Invoke($"for {indefinite} of {subsets.Count} subsets H + δI less the removed rows' curvature is not positive definite: their Newton step is no descent step (raise --damping)");
             TensorArchive.Write(Store, key, predictions);
         }
         using var archive = TensorArchive.Read(Store, key, torch.CPU);
