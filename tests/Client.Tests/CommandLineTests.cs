@@ -316,6 +316,8 @@ public class CommandLineTests
         Assert.True(exit == 0, stdout + stderr);
         var rows = File.ReadAllLines(Path.Combine(outDir, "study.csv"));
         Assert.StartsWith("config,depth,width,weight_decay,damping_given,seed,parameters,lambda_min,damping,", rows[0]);
+        Assert.EndsWith(",warm_lds,cold_lds", rows[0]);
+        Assert.All(rows.Skip(1), r => Assert.EndsWith(",,", r)); // single removals: no LDS
         Assert.Equal(4, rows.Length);
         var used = new Dictionary<string, double>();
         var warmByDamping = new Dictionary<string, double>();
