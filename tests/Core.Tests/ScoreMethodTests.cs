@@ -537,6 +537,9 @@ public class ScoreMethodTests
         var logreg = ModelSpec.LogisticRegression(4, 3, 1e-2);
         var ekfacOnLogreg = auto with { Options = new MethodOptions { NewtonInverse = NewtonInverse.Ekfac } };
         Assert.Contains("for networks", Assert.Throws<ArgumentException>(() => method.CheckJob(ekfacOnLogreg, logreg)).Message);
+        // LDS subsets with EK-FAC's inverse are refused from the options alone, before any training.
+        new LooSettings { Score = auto, Remove = "subsets:5,0.5,1" }.Validate();
+        Assert.Contains("no group form", Assert.Throws<SettingError>(() => new LooSettings { Score = ekfacOnLogreg, Remove = "subsets:5,0.5,1" }.Validate()).Message);
     }
 
     /// <summary>

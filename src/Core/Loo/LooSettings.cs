@@ -39,6 +39,8 @@ public sealed record LooSettings
         if (NoiseSeeds < 0) throw new SettingError($"{N(nameof(NoiseSeeds))} must be ≥ 0, not {NoiseSeeds}");
         if (NoiseSeeds > 0 && !Modes.Contains(RetrainMode.Cold)) throw new SettingError($"{N(nameof(NoiseSeeds))} needs cold retrains ({N("Retrain")} cold or both): the noise floor is seed-to-seed variation of cold training");
         if (removal.IsLds && Modes.Contains(RetrainMode.Pbrf)) throw new SettingError($"{N(nameof(Remove))} subsets:… (LDS) retrains on subsets; PBRF is defined for single removals");
+        if (removal.IsLds && Score.Method is Methods.NewtonStep or Methods.NewtonStepLinear && Score.Options.NewtonInverse == NewtonInverse.Ekfac)
+            throw new SettingError($"{N(nameof(Remove))} subsets:… with newton-step: its group prediction updates the exact Hessian, and --newton-inverse ekfac has no group form (use exact, on a network of up to 12,000 parameters)");
         if (WarmBatch < 1 || UnitSize < 1) throw new SettingError($"{N(nameof(WarmBatch))} and {N(nameof(UnitSize))} must be ≥ 1");
         if (Tolerance is { } t && !(t > 0)) throw new SettingError($"{N(nameof(Tolerance))} must be positive, not {t}");
     }

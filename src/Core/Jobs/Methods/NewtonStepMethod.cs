@@ -307,10 +307,10 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         var relative = difference.Zip(firstOrder, (d, f) => Math.Sqrt(d / f)).ToArray();
         var sorted = relative.OrderBy(v => v).ToArray();
         if (indefinite > 0)
-            report.Warnings.Add($"for {indefinite} training rows H + δI − ∇²L(z)/N is not positive definite: their Newton step is not a descent step (raise --damping)");
+            report.Warnings.Add($"for {indefinite} training row{(indefinite == 1 ? "" : "s")} the leave-one-out curvature (H + δI less the row's own) is not positive definite: their Newton step is not a descent step (raise --damping)");
         report.Details["second_order_correction"] = new JsonObject
         {
-            ["definition"] = "per test point, the norm over training rows of (this prediction - the first-order one, -influence/N of the exact method) over the norm of the first-order one",
+            ["definition"] = $"per test point, the norm over training rows of (this prediction - the first-order one with the same inverse, -influence/N of {(report.Details["inverse"]?.GetValue<string>() == "ekfac" ? "ekfac" : "exact")}) over the norm of the first-order one",
             ["median"] = sorted[sorted.Length / 2],
             ["max"] = sorted[^1],
             ["per_test"] = new JsonArray(relative.Select((v, k) => (JsonNode)new JsonObject { ["test_index"] = job.Settings.TestIndices[k], ["relative_size"] = v }).ToArray()),
