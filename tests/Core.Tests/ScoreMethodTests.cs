@@ -461,6 +461,9 @@ public class ScoreMethodTests
         var exact = Run(Settings(Methods.Exact, s => s with { Damping = damping, Checkpoint = TrainedBy(newton) }));
         Assert.Empty(newton.Report.Warnings);
         Assert.Equal("exact", newton.Report.Details["inverse"]!.GetValue<string>()); // auto, at 51 parameters
+        var reported = JsonNode.Parse(File.ReadAllText(Path.Combine(newton.Dir, "jobs/job/summary.json")))!["method_options"]!;
+        Assert.Equal("auto", reported["newton_inverse"]!.GetValue<string>());
+        Assert.Null(reported["fisher_labels"]); // EK-FAC not used
         using var scope = NewDisposeScope();
         var (spec, theta, train, test) = Reload(newton, "mlp");
         long n = train.Count;
@@ -503,6 +506,10 @@ public class ScoreMethodTests
         var linear = Run(Settings(Methods.NewtonStepLinear, s => s with { Damping = damping, Options = options, Checkpoint = TrainedBy(newton) }, model));
         var ekfac = Run(Settings(Methods.Ekfac, s => s with { Damping = damping, Options = options, Checkpoint = TrainedBy(newton) }, model));
         Assert.Equal("ekfac", newton.Report.Details["inverse"]!.GetValue<string>());
+        // summary.json names the options EK-FAC read: its Fisher labels and their seed.
+        var reported = JsonNode.Parse(File.ReadAllText(Path.Combine(newton.Dir, "jobs/job/summary.json")))!["method_options"]!;
+        Assert.Equal("empirical", reported["fisher_labels"]!.GetValue<string>());
+        Assert.Equal(0, reported["method_seed"]!.GetValue<int>());
         using var scope = NewDisposeScope();
         var (spec, theta, train, test) = Reload(newton, model);
         long n = train.Count, p = spec.ParameterCount;

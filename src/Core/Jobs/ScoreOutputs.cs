@@ -109,7 +109,7 @@ public static class ScoreOutputs
             job.JobId,
             "I(z,z_test) = -grad L(z_test)^T (H + damping I)^-1 grad L(z); predicted LOO delta = -I/N; H = Hessian of (1/N) sum L_i + (l2/2)||W||^2 at the trained optimum",
             s,
-            MethodOptionsJson(s),
+            MethodOptionsJson(s, spec),
             new ScoreSummary.ModelPart(spec.Describe(), spec.ParameterCount, spec.ClassCount, spec.HasFlatDirection
                 ? "softmax with unpenalised output bias: the common shift of the class biases is flat; influence uses the pseudo-inverse on its orthogonal complement"
                 : "none"),
@@ -173,11 +173,11 @@ public static class ScoreOutputs
     }
 
     /// <summary>The parameters the chosen method reads (the others are left out).</summary>
-    private static JsonObject MethodOptionsJson(ScoreSettings s)
+    private static JsonObject MethodOptionsJson(ScoreSettings s, ModelSpec spec)
     {
         var method = s.Estimator;
         var json = new JsonObject();
-        method.ReportOptions(s, json);
+        method.ReportOptions(s, spec, json);
         if (method.ScoresWithGradients) json["query_rank"] = s.Options.QueryRank;
         if (method.IsSeeded) json["method_seed"] = s.Options.MethodSeed;
         return json;

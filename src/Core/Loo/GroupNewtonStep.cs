@@ -30,7 +30,8 @@ public sealed class GroupNewtonStep : IDisposable
     // Logistic regression's probabilities at θ̂; a network's H + δI.
     private readonly Tensor? probabilities, dampedHessian;
     private readonly Tensor? flat;
-    private readonly HessianInverse inverse;
+    // Logistic regression's CG preconditioner, (H + δI)⁺.
+    private readonly HessianInverse? inverse;
     private readonly double damping;
 
     /// <param name="train">All N training rows.</param>
@@ -54,8 +55,9 @@ public sealed class GroupNewtonStep : IDisposable
         labels = (train.Y.dtype == ScalarType.Int64 ? train.Y.alias() : train.Y.to(ScalarType.Float64)).DetachFromDisposeScope();
         this.train = new DataTensors(inputs, labels);
         var h = ExactHessian.Of(new Objective(spec, this.train, train.Count, device), this.theta);
-        inverse = HessianInverse.Factorize(h, damping, flat, computeSpectrum: false).DetachFromDisposeScope();
-        if (!spec.IsLogisticRegression)
+        if (spec.IsLogisticRegression)
+            inverse = HessianInverse.Factorize(h, damping, flat, computeSpectrum: false).DetachFromDisposeScope();
+        else
         {
             h.diagonal().add_(damping);
             dampedHessian = h.DetachFromDisposeScope();
@@ -74,7 +76,7 @@ public sealed class GroupNewtonStep : IDisposable
         // b = (1/N) Σ_{j∈R} g_j: the gradient of the removed rows' loss sum, over N.
         var b = Objective.ValueAndGradient(t => Objective.PerExampleLoss(spec, t, train).mul(removedMask).sum().div(n), theta).Gradient.unsqueeze(1);
         if (!spec.IsLogisticRegression) return NetworkStep(removed, b);
-        var (x, reports) = ConjugateGradient.Solve(LogisticProducts(kept), b, Tolerance, MaxIterations, flat, inverse.Solve);
+        var (x, reports) = ConjugateGradient.Solve(LogisticProducts(kept), b, Tolerance, MaxIterations, flat, inverse!.Solve);
         return (x.squeeze(1).MoveToOuterDisposeScope(), reports[0]);
     }
 
@@ -128,7 +130,7 @@ public sealed class GroupNewtonStep : IDisposable
 
     public void Dispose()
     {
-        inverse.Dispose();
+        inverse?.Dispose();
         theta.Dispose();
         probabilities?.Dispose();
         dampedHessian?.Dispose();

@@ -46,9 +46,9 @@ public sealed class ArnoldiMethod : CurvatureProductMethod
         return new SelfInfluence.LowRank(checkpoint.Spec, a.Take("eigenvectors"), a.Take("denominators"));
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
-        base.ReportOptions(settings, options);
+        base.ReportOptions(settings, spec, options);
         options["arnoldi_iterations"] = settings.Options.ArnoldiIterations;
         options["arnoldi_top"] = settings.Options.ArnoldiTop;
     }

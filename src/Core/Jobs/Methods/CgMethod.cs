@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Influence.Core.Hessians;
+using Influence.Core.Models;
 using Influence.Core.Objectives;
 using static TorchSharp.torch;
 
@@ -51,9 +52,9 @@ public sealed class CgMethod : SelfSolvingMethod
             report.Warnings.Add($"self-influence: CG did not converge on {total.Unconverged} of {total.Solves} training examples (largest relative residual {total.LargestResidual:E2}); raise --cg-max-iterations or the damping");
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
-        base.ReportOptions(settings, options);
+        base.ReportOptions(settings, spec, options);
         options["cg_tolerance"] = settings.Options.CgTolerance;
         options["cg_max_iterations"] = settings.Options.CgMaxIterations;
     }

@@ -69,7 +69,7 @@ public abstract class CurvatureProductMethod : InfluenceMethod
         return Precondition(job, context, report, progress);
     }
 
-    public override void ReportOptions(ScoreSettings settings, System.Text.Json.Nodes.JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, System.Text.Json.Nodes.JsonObject options)
     {
         options["curvature"] = settings.Options.Curvature.ToString().ToLowerInvariant();
         if (settings.AutoDamping || NeedsSpectrum(settings)) options["arnoldi_iterations"] = settings.Options.ArnoldiIterations;

@@ -89,7 +89,7 @@ public abstract class InfluenceMethod
     public virtual MethodReport CompleteReport(ScoreJob job, IReadOnlyList<ShardRun> shards, MethodReport report) => report;
 
     /// <summary>Adds the method's own settings to summary.json's settings.method_options (their settings names).</summary>
-    public virtual void ReportOptions(ScoreSettings settings, JsonObject options) { }
+    public virtual void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options) { }
 
     /// <summary>The method's settings and outcome in one line, for comparison tables.</summary>
     public virtual string Describe(MethodReport report) => $"δ = {report.Damping:G3}";

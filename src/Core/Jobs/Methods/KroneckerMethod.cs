@@ -173,7 +173,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
     public override SelfInfluence SelfInfluence(ScoreJob job, Checkpoint checkpoint, MethodReport report) =>
         new SelfInfluence.Kronecker(LoadPreconditioner(job, checkpoint.Spec), report.Damping, eigenvalueCorrected);
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options) =>
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options) =>
         options["fisher_labels"] = settings.Options.FisherLabels.ToString().ToLowerInvariant();
 
     public override string Describe(MethodReport report) => $"{base.Describe(report)}, {report.Details["fisher_labels"]?.GetValue<string>()} Fisher";

@@ -131,9 +131,9 @@ public sealed class LissaMethod : SelfSolvingMethod
             report.Warnings.Add($"self-influence: {total.DivergedRepeats} LiSSA repeats diverged and were left out of their blocks' means");
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
-        base.ReportOptions(settings, options);
+        base.ReportOptions(settings, spec, options);
         var o = settings.Options;
         options["lissa_depth"] = o.LissaDepth;
         options["lissa_repeats"] = o.LissaRepeats;

@@ -471,10 +471,13 @@ public sealed class NewtonStepMethod(bool linearised) : InfluenceMethod
         return spread.sub(atLabel);
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
         options["newton_inverse"] = SettingsJson.Word(settings.Options.NewtonInverse);
-        if (settings.Options.NewtonInverse != NewtonInverse.Exact) Ekfac.ReportOptions(settings, options); // its Fisher labels, when EK-FAC is used
+        if (!UsesEkfac(settings, spec)) return;
+        // EK-FAC's options: its Fisher labels, sampled with the method seed.
+        Ekfac.ReportOptions(settings, spec, options);
+        options["method_seed"] = settings.Options.MethodSeed;
     }
 
     public override string Describe(MethodReport report) =>

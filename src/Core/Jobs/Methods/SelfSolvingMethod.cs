@@ -130,9 +130,9 @@ public abstract class SelfSolvingMethod : CurvatureProductMethod
         return report;
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
-        base.ReportOptions(settings, options);
+        base.ReportOptions(settings, spec, options);
         options["solve_self_influence"] = settings.Options.SolveSelfInfluence;
     }
 

@@ -127,7 +127,7 @@ public sealed class TrakMethod : InfluenceMethod
         return new ShardScores(start, n, q, influence, self, TopKLists.FromBlock(influence, q, n, start, job.Settings.TopK));
     }
 
-    public override void ReportOptions(ScoreSettings settings, JsonObject options)
+    public override void ReportOptions(ScoreSettings settings, ModelSpec spec, JsonObject options)
     {
         options["projection"] = settings.Options.Projection.ToString().ToLowerInvariant();
         options["projection_dim"] = settings.Options.ProjectionDim;
