@@ -128,7 +128,7 @@ public static class BenchCommand
         var data = TrainTestData.Load(new DatasetSpec(Path.Combine(dir, "fmnist_train2000.csv"), null, 255), new DatasetSpec(Path.Combine(dir, "fmnist_test1000.csv"), null, 255));
         var spec = ModelSpec.LogisticRegression(784, 10, 1e-3);
         using var train = DataTensors.From(data.Train, spec, device);
-        using var test = DataTensors.From(data.Test.Slice(0, 10), spec, device);
+        using var test = DataTensors.From(data.Test, 0, 10, spec, device);
         var sw = Stopwatch.StartNew();
         using var init = Network.Initialize(spec, device);
         var trained = FullBatchTrainer.Train(new Objective(spec, train, data.Train.Count, device), init, new TrainingOptions { GradientTolerance = Influence.Core.Loo.LooContext.FastPathTolerance });

@@ -25,6 +25,29 @@ public class DataReaderTests
         Assert.Equal(double.Parse(firstLine[1], System.Globalization.CultureInfo.InvariantCulture), iris.Train.Features[0]);
     }
 
+    /// <summary>Shards copy their rows straight from the dataset's array into a tensor: the rows, labels and dtype must be those of the slice.</summary>
+    [Theory]
+    [InlineData(0, 105, Influence.Core.Models.Precision.Float64)]
+    [InlineData(17, 18, Influence.Core.Models.Precision.Float64)]
+    [InlineData(40, 97, Influence.Core.Models.Precision.Float32)]
+    [InlineData(50, 50, Influence.Core.Models.Precision.Float64)]
+    public void Row_range_tensors_equal_the_sliced_dataset(int start, int end, Influence.Core.Models.Precision precision)
+    {
+        var train = TestData.Iris().Train;
+        var spec = Influence.Core.Models.ModelSpec.LogisticRegression(4, 3, 0.1, precision);
+        using var direct = Influence.Core.Objectives.DataTensors.From(train, start, end, spec, TorchSharp.torch.CPU);
+        var slice = train.Slice(start, end);
+        Assert.Equal(spec.ScalarType, direct.X.dtype);
+        Assert.Equal(new long[] { end - start, 4 }, direct.X.shape);
+        if (end > start) // an empty tensor has no data to read
+        {
+            var expected = slice.Features.Select(v => precision == Influence.Core.Models.Precision.Float32 ? (double)(float)v : v).ToArray();
+            Assert.Equal(expected, direct.X.to(TorchSharp.torch.ScalarType.Float64).data<double>().ToArray());
+            Assert.Equal(slice.Labels.Select(l => (long)l).ToArray(), direct.Y.data<long>().ToArray());
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Influence.Core.Objectives.DataTensors.From(train, 100, 106, spec, TorchSharp.torch.CPU));
+    }
+
     [Fact]
     public void Pixel_scale_divides_features()
     {

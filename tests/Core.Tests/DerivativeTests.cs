@@ -58,6 +58,23 @@ public class DerivativeTests
         Assert.True(err <= 1e-12 * generic.abs().max().ToDouble(), $"analytic vs double backward differ by {err}");
     }
 
+    /// <summary>A shard sums its rows' Hessians chunk by chunk into one P×P matrix: the sum must not depend on the chunks.</summary>
+    [Theory]
+    [MemberData(nameof(Problem.Kinds), MemberType = typeof(Problem))]
+    public void Hessian_summed_in_place_over_chunks_equals_the_whole(string kind)
+    {
+        using var p = Problem.Make(kind); // 24 rows
+        using var whole = ExactHessian.DataSum(p.Spec, p.Theta, p.Data);
+        Tensor? sum = null;
+        foreach (var (start, count) in new[] { (0, 10), (10, 1), (11, 13) })
+            sum = ExactHessian.DataSum(p.Spec, p.Theta, p.Data.Rows(start, count), into: sum);
+        using (sum)
+        {
+            double err = sum!.sub(whole).abs().max().ToDouble();
+            Assert.True(err <= 1e-12 * whole.abs().max().ToDouble(), $"{kind}: chunked sum differs by {err}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Problem.Kinds), MemberType = typeof(Problem))]
     public void Hessian_vector_product_equals_H_times_v(string kind)

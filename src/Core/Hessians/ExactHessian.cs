@@ -16,11 +16,12 @@ public static class ExactHessian
 
     /// <summary>Σ_i w_i ∇²_θ L(z_i, θ) over the rows of <paramref name="data"/> (w = 1 by default): no normaliser, no regulariser.</summary>
     /// <param name="cancel">Checked between the P backward passes of a network's Hessian.</param>
-    public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default)
+    /// <param name="into">A P×P sum (θ's dtype) to add to in place and return, so that a sum over chunks of rows holds one P×P matrix, not two; a new one when null.</param>
+    public static Tensor DataSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default, Tensor? into = null)
     {
         if (spec.ParameterCount > MaxParameters)
             throw new InvalidOperationException($"an exact Hessian needs {spec.ParameterCount}² entries; the limit is {MaxParameters} parameters (use an iterative method)");
-        return spec.IsLogisticRegression ? AnalyticLogisticSum(spec, theta, data, weights) : DoubleBackwardSum(spec, theta, data, weights, cancel);
+        return spec.IsLogisticRegression ? AnalyticLogisticSum(spec, theta, data, weights, into) : DoubleBackwardSum(spec, theta, data, weights, cancel, into);
     }
 
     /// <summary>H = DataSum/N + diag(λ·mask), the Hessian of the objective, made in place of <paramref name="dataSum"/> (which it returns): a P×P copy is 493 MB at Fashion-MNIST's P.</summary>
@@ -44,7 +45,7 @@ public static class ExactHessian
     /// A_i = diag(p_i) − p_i p_iᵀ (softmax) or p_i(1 − p_i) (sigmoid), the block of classes (c, d) is
     /// W_c W_d: Σ A_i[c,d] x_i x_iᵀ, W_c b_d: Σ A_i[c,d] x_i, b_c b_d: Σ A_i[c,d].
     /// </summary>
-    public static Tensor AnalyticLogisticSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null)
+    public static Tensor AnalyticLogisticSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, Tensor? into = null)
     {
         if (!spec.IsLogisticRegression) throw new ArgumentException("the closed form is for logistic regression only");
         using var scope = NewDisposeScope();
@@ -55,7 +56,7 @@ public static class ExactHessian
         var logits = Network.Logits(spec, theta, x);
         var curvature = Objectives.OutputCurvature.Matrix(spec, logits); // N × C × C
         if (weights is not null) curvature = curvature.mul(weights.to(spec.ScalarType).view(-1, 1, 1));
-        var h = zeros(spec.ParameterCount, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
+        var h = into ?? zeros(spec.ParameterCount, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
         long biasStart = c * d;
         for (int ci = 0; ci < c; ci++)
         {
@@ -67,32 +68,34 @@ public static class ExactHessian
                 var ww = x.t().matmul(weighted);
                 var wb = weighted.sum(0L, false);
                 var bb = w.sum();
-                h.narrow(0, ci * d, d).narrow(1, di * d, d).copy_(ww);
-                h.narrow(0, ci * d, d).select(1, biasStart + di).copy_(wb);
-                h.narrow(0, di * d, d).select(1, biasStart + ci).copy_(wb);
-                h[biasStart + ci, biasStart + di] = bb;
+                // Added, not copied: h may hold earlier rows' sum. On the diagonal (ci = di) the
+                // W_c b_c column is one place, added once.
+                h.narrow(0, ci * d, d).narrow(1, di * d, d).add_(ww);
+                h.narrow(0, ci * d, d).select(1, biasStart + di).add_(wb);
+                h[biasStart + ci, biasStart + di].add_(bb);
                 if (ci != di)
                 {
-                    h.narrow(0, di * d, d).narrow(1, ci * d, d).copy_(ww.t());
-                    h[biasStart + di, biasStart + ci] = bb;
+                    h.narrow(0, di * d, d).narrow(1, ci * d, d).add_(ww.t());
+                    h.narrow(0, di * d, d).select(1, biasStart + ci).add_(wb);
+                    h[biasStart + di, biasStart + ci].add_(bb);
                 }
             }
         }
-        // The W-b blocks were written in the rows of W; mirror them into the rows of b.
+        // The W-b blocks were summed in the rows of W; mirror them into the rows of b.
         h.narrow(0, biasStart, c).copy_(h.narrow(1, biasStart, c).t().clone());
-        return h.MoveToOuterDisposeScope();
+        return into is null ? h.MoveToOuterDisposeScope() : h;
     }
 
     /// <summary>Any model: row k of the Hessian is ∂(∇L)_k/∂θ by double backward (P backward passes).</summary>
-    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default) =>
+    public static Tensor DoubleBackwardSum(ModelSpec spec, Tensor theta, DataTensors data, Tensor? weights = null, CancellationToken cancel = default, Tensor? into = null) =>
         OfFunction(t =>
         {
             var losses = Objective.PerExampleLoss(spec, t, data);
             return weights is null ? losses.sum() : losses.mul(weights.to(spec.ScalarType)).sum();
-        }, theta, cancel);
+        }, theta, cancel, into);
 
-    /// <summary>The Hessian of any scalar function of θ by double backward (P backward passes).</summary>
-    public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta, CancellationToken cancel = default)
+    /// <summary>The Hessian of any scalar function of θ by double backward (P backward passes), added to <paramref name="into"/> when given.</summary>
+    public static Tensor OfFunction(Func<Tensor, Tensor> value, Tensor theta, CancellationToken cancel = default, Tensor? into = null)
     {
         long p = theta.shape[0];
         if (p > MaxParameters) throw new InvalidOperationException($"an exact Hessian needs {p}² entries; the limit is {MaxParameters} parameters");
@@ -101,13 +104,13 @@ public static class ExactHessian
         var t = theta.detach().requires_grad_(true);
         // create_graph does not imply retain_graph in TorchSharp: pass both.
         var g = autograd.grad([value(t)], [t], retain_graph: true, create_graph: true)[0];
-        var h = zeros(p, p, dtype: theta.dtype, device: theta.device);
+        var h = into ?? zeros(p, p, dtype: theta.dtype, device: theta.device);
         for (long k = 0; k < p; k++)
         {
             cancel.ThrowIfCancellationRequested();
             using var row = NewDisposeScope();
-            h[k].copy_(autograd.grad([g[k]], [t], retain_graph: true)[0]);
+            h[k].add_(autograd.grad([g[k]], [t], retain_graph: true)[0]);
         }
-        return h.MoveToOuterDisposeScope();
+        return into is null ? h.MoveToOuterDisposeScope() : h;
     }
 }

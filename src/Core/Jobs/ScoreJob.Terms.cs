@@ -175,7 +175,7 @@ public sealed partial class ScoreJob
         if (Store.Exists(key)) return 0;
         using var scope = NewDisposeScope();
         var spec = checkpoint.Spec;
-        using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), spec, Device);
+        using var rows = DataTensors.From(train, unit.Start, unit.End, spec, Device);
         var v = ReadTensor(ProductInputKey(unit.Round));
         var sum = HessianVectorProducts.DataSum(spec, checkpoint.Theta(Device), rows, v.to(spec.ScalarType), Settings.Options.Curvature);
         WriteTensor(key, sum);

@@ -179,7 +179,7 @@ public sealed partial class ScoreJob(IArtifactStore store, string jobId, ScoreSe
             return TopKLists.FromBlock(existing.ReadAllInfluence(), existing.QueryCount, existing.Count, start, Settings.TopK);
         }
         var device = Compute.Devices.Default;
-        using var rows = DataTensors.From(train.Slice(start, end), checkpoint.Spec, device);
+        using var rows = DataTensors.From(train, start, end, checkpoint.Spec, device);
         var sw = Stopwatch.StartNew();
         var scores = Method.ScoreRows(this, checkpoint, train, rows, plan, shard, start, end, progress);
         double seconds = sw.Elapsed.TotalSeconds;

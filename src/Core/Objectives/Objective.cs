@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Influence.Core.Data;
 using Influence.Core.Models;
 using TorchSharp;
@@ -15,10 +16,25 @@ public sealed class DataTensors : IDisposable
     public Tensor Y { get; }
     public long Count => X.shape[0];
 
-    public static DataTensors From(Dataset data, ModelSpec spec, Device device)
+    public static DataTensors From(Dataset data, ModelSpec spec, Device device) => From(data, 0, data.Count, spec, device);
+
+    /// <summary>Rows [start, end) of the dataset, copied once from its array into the tensor (no managed slice: 94 MB per 15,000 Fashion-MNIST rows).</summary>
+    public static DataTensors From(Dataset data, int start, int end, ModelSpec spec, Device device)
     {
-        var x = tensor(data.Features, [data.Count, data.FeatureCount], dtype: ScalarType.Float64).to(spec.ScalarType).to(device);
-        var labels = data.Labels.Select(l => (long)l).ToArray();
+        if (start < 0 || end > data.Count || start > end) throw new ArgumentOutOfRangeException(nameof(start), $"[{start},{end}) is outside 0..{data.Count}.");
+        int n = end - start, width = data.FeatureCount;
+        var x64 = empty(n, width, dtype: ScalarType.Float64);
+        // A span holds at most 2³¹ elements: the rows go over in blocks well below that.
+        int rowsPerBlock = Math.Max(1, (1 << 26) / width);
+        for (int r = 0; r < n; r += rowsPerBlock)
+        {
+            int rows = Math.Min(rowsPerBlock, n - r);
+            using var block = x64.narrow(0, r, rows);
+            MemoryMarshal.AsBytes(data.Features.AsSpan((start + r) * width, rows * width)).CopyTo(block.bytes);
+        }
+        var x = x64.to(spec.ScalarType).to(device);
+        if (!ReferenceEquals(x, x64)) x64.Dispose(); // a converted copy, or an alias of the same storage
+        var labels = data.Labels[start..end].Select(l => (long)l).ToArray();
         var y = spec.IsBinary
             ? tensor(labels, dtype: ScalarType.Int64).to(spec.ScalarType).to(device)
             : tensor(labels, dtype: ScalarType.Int64).to(device);

@@ -61,9 +61,8 @@ public sealed class ExactMethod : InfluenceMethod
         Tensor? sum = null;
         for (int start = unit.Start; start < unit.End; start += HessianChunkRows)
         {
-            using var rows = DataTensors.From(train.Slice(start, Math.Min(unit.End, start + HessianChunkRows)), checkpoint.Spec, device);
-            var part = ExactHessian.DataSum(checkpoint.Spec, theta, rows, cancel: job.Stopping);
-            if (sum is null) sum = part; else { sum.add_(part); part.Dispose(); }
+            using var rows = DataTensors.From(train, start, Math.Min(unit.End, start + HessianChunkRows), checkpoint.Spec, device);
+            sum = ExactHessian.DataSum(checkpoint.Spec, theta, rows, cancel: job.Stopping, into: sum); // in place: one P×P matrix
             progress?.Report(rows.Count);
         }
         var partial = sum!.to(ScalarType.Float64);

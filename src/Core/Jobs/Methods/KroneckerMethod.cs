@@ -62,7 +62,7 @@ public sealed class KroneckerMethod(bool eigenvalueCorrected) : InfluenceMethod
         var device = Compute.Devices.Default;
         var spec = checkpoint.Spec;
         var o = job.Settings.Options;
-        using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), spec, device);
+        using var rows = DataTensors.From(train, unit.Start, unit.End, spec, device);
         if (stage == FactorSumsStage)
         {
             // The Kronecker factor sums A = Σāāᵀ, S = Σδδᵀ per layer over the unit's rows.

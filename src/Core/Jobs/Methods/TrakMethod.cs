@@ -43,9 +43,9 @@ public sealed class TrakMethod : InfluenceMethod
         var o = job.Settings.Options;
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{FeaturesFormat}|{checkpoint.Spec.Describe()}|{o.Projection}|{o.ProjectionDim}|{o.MethodSeed}|{start}|{end}"));
         hash.AppendData(MemoryMarshal.AsBytes(checkpoint.Parameters.AsSpan()));
-        var rows = train.Slice(start, end);
-        hash.AppendData(MemoryMarshal.AsBytes(rows.Features.AsSpan()));
-        hash.AppendData(MemoryMarshal.AsBytes(rows.Labels.AsSpan()));
+        int width = train.FeatureCount;
+        hash.AppendData(MemoryMarshal.AsBytes(train.Features.AsSpan(start * width, (end - start) * width)));
+        hash.AppendData(MemoryMarshal.AsBytes(train.Labels.AsSpan(start, end - start)));
         return $"features/{Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant()}.safetensors";
     }
 
@@ -67,7 +67,7 @@ public sealed class TrakMethod : InfluenceMethod
         var key = FeaturesKey(job, checkpoint, train, unit.Start, unit.End);
         if (job.Store.Exists(key)) return 0;
         using var scope = NewDisposeScope();
-        using var rows = DataTensors.From(train.Slice(unit.Start, unit.End), checkpoint.Spec, Devices.Default);
+        using var rows = DataTensors.From(train, unit.Start, unit.End, checkpoint.Spec, Devices.Default);
         var features = ProjectedFeatures.Of(checkpoint.Spec, checkpoint.Theta(Devices.Default), rows, Projector(job, checkpoint.Spec), job.Settings.BatchSize);
         // The Gram first: the coordinator reads only it.
         TensorArchive.Write(job.Store, key, [new(Gram, features.t().matmul(features)), new(Features, features)]);
