@@ -157,7 +157,7 @@ public sealed partial class ScoreJobGrain(
             JobId = JobId, Stage = stage, Round = round, ShardIndex = k, Start = r.Start, End = r.End,
         }).ToArray();
         string what = stage == ScorePipeline.CurvatureProductStage ? $"curvature products, round {round + 1}" : stage.Replace('_', ' ');
-        Set(phase, 0, ranges.Sum(r => (long)(r.End - r.Start)), $"{what} on {assignments.Length} shards");
+        Set(phase, 0, ranges.Sum(r => (long)(r.End - r.Start)), $"{what} on {assignments.Length} shard{(assignments.Length == 1 ? "" : "s")}");
         var policy = new DispatchPolicy
         {
             // Product rounds take milliseconds to seconds and there may be hundreds: poll them closely.
