@@ -8,7 +8,7 @@
 #   scripts/bench-scale.sh cluster    instead: the 60,000 × 100 job on 3 silo processes (Redis, Azurite), checked
 #                                     against the embedded run's files, with its store traffic
 #   scripts/bench-scale.sh mlp        instead: the MLP 784-256-10 on all 60,000 × 10,000 pairs with TRAK (k = 1024, about
-#                                     8 minutes) and EK-FAC at query rank 32 (about 15 minutes); MLP_METHODS="ekfac" runs one
+#                                     8 minutes) and EK-FAC at query rank 32 (about 10 minutes); MLP_METHODS="ekfac" runs one
 #   scripts/bench-scale.sh studies    instead: mislabel detection on all 60,000 rows (data/fmnist60k_noisy_labels.csv)
 #                                     and warm leave-one-out of REMOVALS random rows (default 600, about 9 minutes with the
 #                                     mislabel run; REMOVALS=6000 adds about 8 minutes of retrains)
