@@ -91,6 +91,24 @@ public class LooRetrainTests
         }
     }
 
+    /// <summary>The gradients of a batch are summed over the rows a pass at a time: the passes must not change the retrains.</summary>
+    [Fact]
+    public void Retrains_do_not_depend_on_how_many_rows_a_gradient_pass_takes()
+    {
+        using var t = Blobs(3);
+        int[] removed = [0, 5, 17, 33, 59];
+        using var whole = new LogisticRetrainer(t.Spec, t.Train, t.Theta);
+        using var passes = new LogisticRetrainer(t.Spec, t.Train, t.Theta) { GradientPassBytes = 8 * removed.Length * 3 * 7 }; // 7 rows a pass: 9 passes of 60 rows
+        var (a, outcomesA) = whole.Retrain(removed);
+        var (b, outcomesB) = passes.Retrain(removed);
+        using (a) using (b)
+        {
+            double scale = a.abs().max().ToDouble();
+            Assert.True(a.sub(b).abs().max().ToDouble() <= 1e-12 * scale, $"θ₋ⱼ differ by {a.sub(b).abs().max().ToDouble():E2}");
+            for (int k = 0; k < removed.Length; k++) Assert.True(outcomesB[k].Converged, $"removal {removed[k]}: ‖∇F₋ⱼ‖ = {outcomesB[k].GradientNorm:E2}");
+        }
+    }
+
     [Fact]
     public void Batched_warm_retrains_on_digits_match_brute_force_to_1e_10()
     {

@@ -22,8 +22,9 @@ public sealed record RetrainOutcome(int Removed, double GradientNorm, int Iterat
 /// rate set by how much the curvature moves between θ̂ and θ̂₋ⱼ, which is small.
 /// </para>
 /// <para>
-/// All retrains of a batch share their matrix products: the logits of every θ in the batch are one
-/// GEMM over the training set, and H⁻¹ is applied to all their gradients at once. Internally the
+/// All retrains of a batch share their matrix products: the logits of every θ in the batch are
+/// GEMMs over the training set (a block of rows at a time, so memory does not grow with N), and
+/// H⁻¹ is applied to all their gradients at once. Internally the
 /// parameters of class c are the row [W_c, b_c] (the "augmented" layout); results are returned in
 /// the model's flat layout.
 /// </para>
@@ -90,8 +91,20 @@ public sealed class LogisticRetrainer : IDisposable
         var h = ExactHessian.AnalyticLogisticSum(spec, theta64, train).div_(n);
         h.diagonal().add_(Objective.RegularizerHessianDiagonal(spec, device));
         var flat = Network.FlatDirections(spec, device);
-        using (var inverse = HessianInverse.Factorize(h.to(precision), pbrfDamping ?? 0, flat?.to(precision), computeSpectrum: false))
-            inverseAug = FormInverse(inverse, precision).index_select(0, toFlat).index_select(1, toFlat).contiguous().MoveToOuterDisposeScope();
+        // P×P matrices are 493 MB in float64 at Fashion-MNIST's P: each is freed as soon as the
+        // next exists, and the factor overwrites its own matrix.
+        var hp = h.to(precision);
+        if (!ReferenceEquals(hp, h)) h.Dispose();
+        using (var inverse = HessianInverse.Factorize(hp, pbrfDamping ?? 0, flat?.to(precision), computeSpectrum: false, overwrite: true))
+        {
+            hp.Dispose(); // it held M; the factor is its own tensor
+            var formed = FormInverse(inverse, precision);
+            inverse.Dispose();
+            var rows = formed.index_select(0, toFlat);
+            formed.Dispose();
+            inverseAug = rows.index_select(1, toFlat).MoveToOuterDisposeScope();
+            rows.Dispose();
+        }
         thetaHatAug = theta64.index_select(0, toFlat).MoveToOuterDisposeScope();
         var decay = full(c, d1, spec.L2, dtype: ScalarType.Float64, device: device);
         decay.narrow(1, dIn, 1).zero_();
@@ -113,33 +126,61 @@ public sealed class LogisticRetrainer : IDisposable
     }
 
     /// <summary>Logits of every training row under every θ of a batch (B × P augmented): N × B × C.</summary>
-    private Tensor Logits(Tensor thetas)
+    private Tensor Logits(Tensor thetas) => Logits(thetas, xAug);
+
+    /// <summary>Logits of the given rows (R × (D+1)) under every θ of a batch: R × B × C.</summary>
+    private Tensor Logits(Tensor thetas, Tensor rows)
     {
         long b = thetas.shape[0];
-        return xAug.matmul(thetas.view(b * c, d1).t()).view(n, b, c);
+        return rows.matmul(thetas.view(b * c, d1).t()).view(rows.shape[0], b, c);
     }
 
     /// <summary>∂L/∂logits for every row and θ: softmax − onehot, or σ − y. logits N × B × C.</summary>
-    private Tensor LogitGradient(Tensor logits)
+    private Tensor LogitGradient(Tensor logits) => LogitGradient(logits, y);
+
+    /// <summary>∂L/∂logits of rows with the given labels: logits R × B × C, labels R.</summary>
+    private Tensor LogitGradient(Tensor logits, Tensor labels)
     {
-        if (spec.IsBinary) return logits.sigmoid().sub(y.view(n, 1, 1));
-        var onehot = nn.functional.one_hot(y, c).to(ScalarType.Float64).unsqueeze(1);
+        long rows = logits.shape[0];
+        if (spec.IsBinary) return logits.sigmoid().sub(labels.view(rows, 1, 1));
+        var onehot = nn.functional.one_hot(labels, c).to(ScalarType.Float64).unsqueeze(1);
         return logits.softmax(2).sub(onehot);
     }
 
     private Tensor Curvature(Tensor logits) => Objectives.OutputCurvature.Matrix(spec, logits);
 
+    /// <summary>
+    /// Bytes of one R × B × C pass in <see cref="Gradients"/> (the logits, and their softmax beside
+    /// them): the rows per pass are chosen to fit, whatever N. Lowered in tests to force many passes.
+    /// </summary>
+    public long GradientPassBytes { get; init; } = 64L << 20;
+
+    private long RowsPerBlock(long b) => Math.Max(1, GradientPassBytes / (8 * b * c));
+
     /// <summary>∇F₋ⱼ(θ_b) for every θ of the batch (B × P, augmented), removed[b] = j; ∇F itself when removed is null.</summary>
     private Tensor Gradients(Tensor thetas, Tensor? removed)
     {
         long b = thetas.shape[0];
-        var r = LogitGradient(Logits(thetas));                       // N × B × C
-        var sum = r.view(n, b * c).t().matmul(xAug).view(b, c, d1); // Σ_i r_i ⊗ x̃_i
-        if (removed is null) return sum.view(b, p).div_(n).add_(thetas.mul(decayAug));
-        var rj = r.gather(0, removed.view(1, b, 1).expand(1, b, c)).squeeze(0); // B × C
-        var xj = xAug.index_select(0, removed);                      // B × (D+1)
-        sum.sub_(rj.unsqueeze(2).mul(xj.unsqueeze(1)));
-        var g = sum.view(b, p).div_(n).add_(thetas.mul(decayAug));
+        // Σ_i r_i ⊗ x̃_i a block of rows at a time: the N × B × C logits of a whole batch are
+        // 1 GB at 60,000 rows and B = 200, and there were three such tensors per unit.
+        var sum = zeros(b * c, d1, dtype: ScalarType.Float64, device: xAug.device);
+        long block = RowsPerBlock(b);
+        for (long start = 0; start < n; start += block)
+        {
+            using var pass = NewDisposeScope();
+            long len = Math.Min(block, n - start);
+            var rows = xAug.narrow(0, start, len);
+            var r = LogitGradient(Logits(thetas, rows), y.narrow(0, start, len));  // len × B × C
+            sum.addmm_(r.view(len, b * c).t(), rows);
+        }
+        var g = sum.view(b, c, d1);
+        if (removed is null) return g.view(b, p).div_(n).add_(thetas.mul(decayAug));
+        // Each θ_b's own removed row: its logits are θ_b's classes against x̃ⱼ (B × C).
+        var xj = xAug.index_select(0, removed);                                       // B × (D+1)
+        var logitsJ = thetas.view(b, c, d1).mul(xj.unsqueeze(1)).sum(2L, false).unsqueeze(1); // B × 1 × C
+        var rj = LogitGradient(logitsJ, y.index_select(0, removed)).squeeze(1);       // B × C
+        g.sub_(rj.unsqueeze(2).mul(xj.unsqueeze(1)));
+        g = g.view(b, p).div_(n).add_(thetas.mul(decayAug));
         if (damping is { } delta) g.sub_(gradientHat.unsqueeze(0)).add_(thetas.sub(thetaHatAug.unsqueeze(0)).mul_(delta));
         return g;
     }
