@@ -14,6 +14,9 @@ public static class ExactHessian
 {
     public const long MaxParameters = 12_000;
 
+    /// <summary>Rows per block in <see cref="AnalyticLogisticSum"/>.</summary>
+    private const long BlockRows = 8192;
+
     /// <summary>Σ_i w_i ∇²_θ L(z_i, θ) over the rows of <paramref name="data"/> (w = 1 by default): no normaliser, no regulariser.</summary>
     /// <param name="cancel">Checked between the P backward passes of a network's Hessian.</param>
     /// <param name="into">A P×P sum (θ's dtype) to add to in place and return, so that a sum over chunks of rows holds one P×P matrix, not two; a new one when null.</param>
@@ -50,34 +53,40 @@ public static class ExactHessian
         if (!spec.IsLogisticRegression) throw new ArgumentException("the closed form is for logistic regression only");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var x = data.X;
         int c = spec.OutputDim;
-        long d = spec.InputDim;
-        var logits = Network.Logits(spec, theta, x);
-        var curvature = Objectives.OutputCurvature.Matrix(spec, logits); // N × C × C
-        if (weights is not null) curvature = curvature.mul(weights.to(spec.ScalarType).view(-1, 1, 1));
+        long d = spec.InputDim, n = data.Count;
         var h = into ?? zeros(spec.ParameterCount, spec.ParameterCount, dtype: spec.ScalarType, device: theta.device);
         long biasStart = c * d;
-        for (int ci = 0; ci < c; ci++)
+        // A block of rows at a time: each class pair's weighted copy of the inputs is one block's
+        // (51 MB at 8,192 Fashion-MNIST rows), not the whole set's (377 MB at 60,000).
+        for (long start = 0; start < n; start += BlockRows)
         {
-            for (int di = ci; di < c; di++)
+            using var block = NewDisposeScope();
+            long len = Math.Min(BlockRows, n - start);
+            var x = data.X.narrow(0, start, len);
+            var curvature = Objectives.OutputCurvature.Matrix(spec, Network.Logits(spec, theta, x)); // len × C × C
+            if (weights is not null) curvature = curvature.mul(weights.narrow(0, start, len).to(spec.ScalarType).view(-1, 1, 1));
+            for (int ci = 0; ci < c; ci++)
             {
-                using var inner = NewDisposeScope();
-                var w = curvature.select(1, ci).select(1, di);
-                var weighted = x.mul(w.unsqueeze(1));
-                var ww = x.t().matmul(weighted);
-                var wb = weighted.sum(0L, false);
-                var bb = w.sum();
-                // Added, not copied: h may hold earlier rows' sum. On the diagonal (ci = di) the
-                // W_c b_c column is one place, added once.
-                h.narrow(0, ci * d, d).narrow(1, di * d, d).add_(ww);
-                h.narrow(0, ci * d, d).select(1, biasStart + di).add_(wb);
-                h[biasStart + ci, biasStart + di].add_(bb);
-                if (ci != di)
+                for (int di = ci; di < c; di++)
                 {
-                    h.narrow(0, di * d, d).narrow(1, ci * d, d).add_(ww.t());
-                    h.narrow(0, di * d, d).select(1, biasStart + ci).add_(wb);
-                    h[biasStart + di, biasStart + ci].add_(bb);
+                    using var inner = NewDisposeScope();
+                    var w = curvature.select(1, ci).select(1, di);
+                    var weighted = x.mul(w.unsqueeze(1));
+                    var ww = x.t().matmul(weighted);
+                    var wb = weighted.sum(0L, false);
+                    var bb = w.sum();
+                    // Added, not copied: h holds earlier rows' sum. On the diagonal (ci = di) the
+                    // W_c b_c column is one place, added once.
+                    h.narrow(0, ci * d, d).narrow(1, di * d, d).add_(ww);
+                    h.narrow(0, ci * d, d).select(1, biasStart + di).add_(wb);
+                    h[biasStart + ci, biasStart + di].add_(bb);
+                    if (ci != di)
+                    {
+                        h.narrow(0, di * d, d).narrow(1, ci * d, d).add_(ww.t());
+                        h.narrow(0, di * d, d).select(1, biasStart + ci).add_(wb);
+                        h[biasStart + di, biasStart + ci].add_(bb);
+                    }
                 }
             }
         }
